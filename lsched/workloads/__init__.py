@@ -1,0 +1,1 @@
+"""Workloads: query templates from real plans, arrival processes, and trace replay."""
