@@ -157,7 +157,7 @@ class Simulation:
                 raise RuntimeError("simulation stalled with unfinished queries") from None
 
     def apply(self, decision: Decision) -> int:
-        """Carry out a decision; returns how many threads it bound. Invalid ones raise ValueError."""
+        """Carry out a decision; returns the threads it bound. Invalid ones raise ValueError."""
         self._decisions += 1
         if decision.pipeline is None:
             self._end_round()
@@ -347,7 +347,15 @@ class Simulation:
         view = run.view
         now = self._env.now
         self._trace.append(
-            (view.query_id, view.index, thread.task, thread.node, thread.index, thread.started_s, now)
+            (
+                view.query_id,
+                view.index,
+                thread.task,
+                thread.node,
+                thread.index,
+                thread.started_s,
+                now,
+            )
         )
         if run.lost and thread.task in run.lost:
             self._reruns += 1
@@ -368,7 +376,13 @@ class Simulation:
     def _on_arrival(self, spec: QuerySpec, _event: object) -> None:
         views = tuple(
             PipelineView(
-                spec.query_id, p.index, p.parents, p.num_tasks, p.est_work_s, p.memory_gb, p.operator
+                spec.query_id,
+                p.index,
+                p.parents,
+                p.num_tasks,
+                p.est_work_s,
+                p.memory_gb,
+                p.operator,
             )
             for p in spec.pipelines
         )
@@ -434,7 +448,7 @@ class Simulation:
             self._unfinished -= 1
 
     # ------------------------------------------------------------- faults
-    def _faults(self, node: int):  # noqa: ANN202 - a SimPy process generator
+    def _faults(self, node: int):
         faults = self.cluster.faults
         while True:
             yield self._env.timeout(self._rng.exponential(faults.mean_time_between_failures_s))
@@ -456,7 +470,15 @@ class Simulation:
             if run is not None:
                 view = run.view
                 self._lost.append(
-                    (view.query_id, view.index, thread.task, node, thread.index, thread.started_s, now)
+                    (
+                        view.query_id,
+                        view.index,
+                        thread.task,
+                        node,
+                        thread.index,
+                        thread.started_s,
+                        now,
+                    )
                 )
                 run.lost.add(thread.task)
                 run.pending.append(thread.task)

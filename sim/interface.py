@@ -102,9 +102,12 @@ class QueryView:
     """What a scheduler may know about one query in the system."""
 
     __slots__ = (
+        "_done_tasks",
+        "_est_done_s",
         "arrival_s",
         "deadline_s",
         "est_work_s",
+        "num_tasks",
         "pipelines",
         "priority",
         "query_class",
@@ -113,9 +116,6 @@ class QueryView:
         "started_s",
         "template",
         "threads",
-        "_done_tasks",
-        "_est_done_s",
-        "num_tasks",
     )
 
     def __init__(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
-    """Node failures: each node fails after an exponential time and is repaired after a fixed time."""
+    """Node failures: exponential up-times, then a fixed repair time."""
 
     mean_time_between_failures_s: float = 0.0
     """Mean up-time of a node before it fails; 0 turns faults off."""

@@ -1,0 +1,89 @@
+"""Simulator throughput: tasks and scheduler decisions per second, at 1×, 4× and 16× the size.
+
+The 1× workload is 2,000 queries (~500,000 tasks) on 64 threads under FIFO, at ~80%
+utilisation (a load of 0.5 before moving, warm-up and parallelism overheads).
+Prints one JSON line. Usage: python benchmarks/bench_sim.py [--scales 1,4,16] [--queries 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+from agents.heuristics import Fifo
+
+from sim import ClusterConfig, PipelineSpec, QuerySpec, Simulation
+
+CLUSTER = ClusterConfig(nodes=8, threads_per_node=8, memory_per_node_gb=64.0)
+MEAN_TASKS_PER_QUERY = 250
+MEAN_TASK_S = 2.0
+TARGET_LOAD = 0.5
+
+
+def synthetic_workload(num_queries: int, rng: np.random.Generator) -> list[QuerySpec]:
+    """Random plan DAGs (4-8 pipelines, each feeding a later one) arriving as a Poisson stream."""
+    mean_work_s = MEAN_TASKS_PER_QUERY * MEAN_TASK_S
+    gap_s = mean_work_s / (CLUSTER.total_threads * TARGET_LOAD)
+    arrivals = np.cumsum(rng.exponential(gap_s, num_queries))
+    queries = []
+    for query_id, arrival in enumerate(arrivals):
+        count = int(rng.integers(4, 9))
+        shares = rng.dirichlet(np.ones(count))
+        pipelines = []
+        for index in range(count):
+            tasks = max(1, round(shares[index] * MEAN_TASKS_PER_QUERY))
+            work = tasks * MEAN_TASK_S
+            children_of = () if index == 0 else (int(rng.integers(0, index)),)
+            pipelines.append(PipelineSpec(index, children_of, tasks, work, work, 0.5))
+        queries.append(
+            QuerySpec(query_id, f"t{query_id % 20}", "adhoc", float(arrival), tuple(pipelines))
+        )
+    return queries
+
+
+def measure(num_queries: int, seed: int = 0) -> dict[str, float]:
+    workload = synthetic_workload(num_queries, np.random.default_rng(seed))
+    scheduler = Fifo()
+    started = time.perf_counter()
+    simulation = Simulation(workload, CLUSTER, np.random.default_rng(seed + 1))
+    scheduler.reset(CLUSTER)
+    obs = simulation.advance()
+    while obs is not None:
+        simulation.apply(scheduler.decide(obs))
+        obs = simulation.advance()
+    result = simulation.result()
+    elapsed = time.perf_counter() - started
+    return {
+        "queries": num_queries,
+        "tasks": len(result.tasks),
+        "decisions": result.decisions,
+        "seconds": round(elapsed, 3),
+        "tasks_per_s": round(len(result.tasks) / elapsed),
+        "decisions_per_s": round(result.decisions / elapsed),
+        "utilization": round(result.utilization, 3),
+        "mean_latency_s": round(result.mean_latency_s, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--scales", default="1,4,16")
+    args = parser.parse_args()
+    runs = [measure(args.queries * int(scale)) for scale in args.scales.split(",")]
+    base = runs[0]["seconds"] / runs[0]["tasks"]
+    figures = {
+        "benchmark": "sim",
+        "threads": CLUSTER.total_threads,
+        "runs": runs,
+        "cost_per_task_vs_1x": [round(r["seconds"] / r["tasks"] / base, 2) for r in runs],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

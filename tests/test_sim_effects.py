@@ -1,0 +1,148 @@
+"""One focused test per modelled effect: each would fail if the effect were removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sim_helpers import QUIET, FirstCome, chain_query
+
+from sim import WAIT, ClusterConfig, Decision, FaultConfig, Simulation, simulate
+from sim.bounds import fluid_srpt_mean_latency_s
+
+
+def run(queries, scheduler=None, **cluster):
+    config = ClusterConfig(**{**QUIET, **cluster})
+    return simulate(queries, config, scheduler or FirstCome(), np.random.default_rng(0))
+
+
+def latencies(result) -> list[float]:
+    return [round(q.latency_s, 9) for q in result.queries]
+
+
+def test_quiet_cluster_runs_tasks_at_their_true_duration() -> None:
+    result = run([chain_query(0, [4.0, 6.0], tasks=2)], nodes=1, threads_per_node=2)
+    assert latencies(result) == [5.0]  # 2 + 3: each pipeline's two tasks in parallel
+
+
+def test_moving_delay_is_paid_when_a_thread_switches_query() -> None:
+    workload = [chain_query(0, [10.0]), chain_query(1, [10.0])]
+    without = run(workload, nodes=1, threads_per_node=1)
+    moved = run(workload, nodes=1, threads_per_node=1, moving_delay_s=2.0)
+    assert latencies(without) == [10.0, 20.0]
+    assert latencies(moved) == [10.0, 22.0]  # the first assignment of a fresh thread is no move
+
+
+def test_warmup_is_paid_once_per_thread_and_pipeline() -> None:
+    workload = [chain_query(0, [9.0, 3.0], tasks=[3, 1])]
+    cold = run(workload, nodes=1, threads_per_node=1, warmup_s=1.0)
+    assert latencies(cold) == [9.0 + 3.0 + 2 * 1.0]  # one warm-up per pipeline, not per task
+
+
+def test_parallel_efficiency_falls_with_threads_on_a_pipeline() -> None:
+    workload = [chain_query(0, [8.0], tasks=4)]
+    perfect = run(workload, nodes=1, threads_per_node=4)
+    shared = run(workload, nodes=1, threads_per_node=4, parallel_overhead=0.1)
+    assert latencies(perfect) == [2.0]
+    assert latencies(shared) == [pytest.approx(2.0 * 1.3)]
+    assert latencies(
+        run(workload, FirstCome(limit=1), nodes=1, threads_per_node=4, parallel_overhead=0.1)
+    ) == [8.0]
+
+
+def test_tasks_spill_when_a_node_is_out_of_memory() -> None:
+    workload = [chain_query(0, [4.0], tasks=2, memory_gb=12.0)]
+    fits = run(workload, nodes=1, threads_per_node=2, memory_per_node_gb=16.0, spill_factor=3.0)
+    spills = run(workload, nodes=1, threads_per_node=2, memory_per_node_gb=8.0, spill_factor=3.0)
+    assert latencies(fits) == [2.0]
+    assert latencies(spills) == [6.0]
+
+
+def test_memory_is_split_over_the_nodes_a_pipeline_runs_on() -> None:
+    workload = [chain_query(0, [4.0], tasks=2, memory_gb=12.0)]
+    spread = run(workload, nodes=2, threads_per_node=1, memory_per_node_gb=8.0, spill_factor=3.0)
+    assert latencies(spread) == [2.0]  # 6 GB on each node fits
+
+
+def test_node_failures_lose_tasks_which_are_rerun() -> None:
+    workload = [chain_query(q, [40.0, 20.0], tasks=8, arrival_s=5.0 * q) for q in range(6)]
+    faults = FaultConfig(mean_time_between_failures_s=20.0, repair_time_s=5.0)
+    healthy = run(workload, nodes=2, threads_per_node=2)
+    faulty = run(workload, nodes=2, threads_per_node=2, faults=faults)
+    assert len(healthy.lost_tasks) == 0
+    assert len(faulty.lost_tasks) > 0
+    assert faulty.rerun_tasks > 0
+    assert len(faulty.tasks) == len(healthy.tasks) == sum(q.num_tasks for q in workload)
+    assert faulty.mean_latency_s > healthy.mean_latency_s
+
+
+def test_isolated_latency_is_tight_for_a_lone_query_on_a_quiet_cluster() -> None:
+    result = run([chain_query(0, [6.0, 2.0, 9.0], tasks=[3, 1, 3])], nodes=1, threads_per_node=3)
+    assert result.queries[0].latency_s == pytest.approx(result.queries[0].isolated_s)
+    assert result.queries[0].slowdown == pytest.approx(1.0)
+
+
+def test_fluid_srpt_bound_matches_a_hand_computed_schedule() -> None:
+    # One thread; sizes 1 and 2 at t=0, size 1 at t=1.5: SRPT finishes them at 1, 4, 2.5.
+    mean = fluid_srpt_mean_latency_s([0.0, 0.0, 1.5], [1.0, 2.0, 1.0], total_threads=1)
+    assert mean == pytest.approx((1 + 4 + 1) / 3)
+
+
+def test_schedulers_see_estimates_not_true_work() -> None:
+    simulation = Simulation(
+        [chain_query(0, [10.0], est_factor=3.0)], ClusterConfig(), np.random.default_rng(0)
+    )
+    obs = simulation.advance()
+    (pipeline,) = obs.schedulable
+    assert pipeline.est_work_s == pytest.approx(30.0)
+    with pytest.raises(PermissionError):
+        _ = pipeline.true_work_s
+    oracle = Simulation(
+        [chain_query(0, [10.0])], ClusterConfig(), np.random.default_rng(0), oracle=True
+    )
+    assert next(iter(oracle.advance().schedulable)).true_work_s == 10.0
+
+
+def test_every_scheduler_faces_the_same_task_durations() -> None:
+    workload = [chain_query(q, [5.0, 5.0], tasks=4, arrival_s=q) for q in range(4)]
+    config = ClusterConfig(**{**QUIET, "task_skew": 0.8}, nodes=1, threads_per_node=2)
+
+    def durations(scheduler) -> dict:
+        trace = simulate(workload, config, scheduler, np.random.default_rng(7)).tasks
+        keys = zip(trace.query_id, trace.pipeline, trace.task, strict=True)
+        return {
+            tuple(map(int, k)): round(e - s, 9)
+            for k, s, e in zip(keys, trace.start_s, trace.end_s, strict=True)
+        }
+
+    assert durations(FirstCome()) == durations(FirstCome(limit=1))
+
+
+class TestInvalidDecisions:
+    def start(self):
+        workload = [chain_query(0, [1.0, 1.0])]
+        simulation = Simulation(
+            workload, ClusterConfig(nodes=1, threads_per_node=2), np.random.default_rng(0)
+        )
+        simulation.advance()
+        return simulation
+
+    def test_pipeline_not_ready(self) -> None:
+        with pytest.raises(ValueError, match="not ready"):
+            self.start().apply(Decision((0, 1), 1))
+
+    def test_unknown_query(self) -> None:
+        with pytest.raises(ValueError, match="query 9 is not in the system"):
+            self.start().apply(Decision((9, 0), 1))
+
+    def test_unknown_pipeline(self) -> None:
+        with pytest.raises(ValueError, match="has no pipeline 5"):
+            self.start().apply(Decision((0, 5), 1))
+
+    @pytest.mark.parametrize("limit", [0, -1, 3, 1.5])
+    def test_limit_out_of_range(self, limit) -> None:
+        with pytest.raises(ValueError, match="out of range"):
+            self.start().apply(Decision((0, 0), limit))
+
+    def test_waiting_forever_on_an_idle_cluster(self) -> None:
+        with pytest.raises(ValueError, match="could never finish"):
+            self.start().apply(WAIT)
