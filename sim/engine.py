@@ -85,6 +85,7 @@ class Simulation:
         rng: np.random.Generator,
         *,
         oracle: bool = False,
+        record_tasks: bool = True,
     ) -> None:
         for query in queries:
             validate_query(query)
@@ -124,6 +125,8 @@ class Simulation:
         self._pending_arrivals = len(queries)
         self._running_tasks = 0
         self._decisions = 0
+        self._record_tasks = record_tasks
+        self._busy_s = 0.0
         self._trace: list[tuple[int, int, int, int, int, float, float]] = []
         self._lost: list[tuple[int, int, int, int, int, float, float]] = []
         self._reruns = 0
@@ -226,6 +229,7 @@ class Simulation:
             lost_tasks=TaskTrace.from_rows(self._lost),
             rerun_tasks=self._reruns,
             decisions=self._decisions,
+            busy_thread_s=self._busy_s,
             lower_bound=LowerBound(mean_isolated_s=mean_isolated, fluid_srpt_s=fluid),
         )
 
@@ -346,17 +350,10 @@ class Simulation:
         assert run is not None
         view = run.view
         now = self._env.now
-        self._trace.append(
-            (
-                view.query_id,
-                view.index,
-                thread.task,
-                thread.node,
-                thread.index,
-                thread.started_s,
-                now,
-            )
-        )
+        self._busy_s += now - thread.started_s
+        if self._record_tasks:
+            row = (view.query_id, view.index, thread.task, thread.node, thread.index)
+            self._trace.append((*row, thread.started_s, now))
         if run.lost and thread.task in run.lost:
             self._reruns += 1
         view.tasks_done += 1
@@ -469,17 +466,9 @@ class Simulation:
             run = thread.run
             if run is not None:
                 view = run.view
-                self._lost.append(
-                    (
-                        view.query_id,
-                        view.index,
-                        thread.task,
-                        node,
-                        thread.index,
-                        thread.started_s,
-                        now,
-                    )
-                )
+                self._busy_s += now - thread.started_s
+                row = (view.query_id, view.index, thread.task, node, thread.index)
+                self._lost.append((*row, thread.started_s, now))
                 run.lost.add(thread.task)
                 run.pending.append(thread.task)
                 view.tasks_running -= 1
@@ -538,9 +527,10 @@ def simulate(
     rng: np.random.Generator,
     *,
     oracle: bool = False,
+    record_tasks: bool = True,
 ) -> SimResult:
-    """Run a workload to completion under a scheduler."""
-    simulation = Simulation(queries, cluster, rng, oracle=oracle)
+    """Run a workload to completion under a scheduler (without a task trace if not recorded)."""
+    simulation = Simulation(queries, cluster, rng, oracle=oracle, record_tasks=record_tasks)
     scheduler.reset(cluster)
     observation = simulation.advance()
     while observation is not None:

@@ -77,6 +77,8 @@ class SimResult:
     """Task attempts cut short by node failures; each was re-run."""
     rerun_tasks: int
     decisions: int
+    busy_thread_s: float
+    """Thread-seconds spent on tasks, lost attempts included."""
     lower_bound: LowerBound
 
     def latencies_s(self) -> np.ndarray:
@@ -106,9 +108,7 @@ class SimResult:
         span = self.makespan_s
         if span <= 0:
             return 0.0
-        busy = float((self.tasks.end_s - self.tasks.start_s).sum())
-        busy += float((self.lost_tasks.end_s - self.lost_tasks.start_s).sum())
-        return busy / (span * self.cluster.total_threads)
+        return self.busy_thread_s / (span * self.cluster.total_threads)
 
     def utilization_over_time(self, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
         """(bin start times, busy fraction of all threads in each bin)."""

@@ -146,3 +146,15 @@ class TestInvalidDecisions:
     def test_waiting_forever_on_an_idle_cluster(self) -> None:
         with pytest.raises(ValueError, match="could never finish"):
             self.start().apply(WAIT)
+
+
+def test_utilization_is_the_same_with_or_without_the_task_trace() -> None:
+    workload = [chain_query(q, [5.0, 3.0], tasks=3, arrival_s=2.0 * q) for q in range(5)]
+    config = ClusterConfig(nodes=1, threads_per_node=2)
+    traced = simulate(workload, config, FirstCome(), np.random.default_rng(3))
+    untraced = simulate(workload, config, FirstCome(), np.random.default_rng(3), record_tasks=False)
+    busy = float((traced.tasks.end_s - traced.tasks.start_s).sum())
+    assert traced.busy_thread_s == pytest.approx(busy)
+    assert len(untraced.tasks) == 0
+    assert untraced.utilization == traced.utilization > 0
+    assert untraced.queries == traced.queries
