@@ -1,0 +1,50 @@
+"""What an agent is built from, and the errors building one can raise.
+
+Agents cannot import `lsched` (imports point `lsched` → `agents` → `sim`), so whoever builds
+an agent hands it an `AgentContext`: the cluster, and — for agents that tune or train — a way
+to draw training workloads and execution noise on seeds the runner keeps apart from evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.model import ClusterConfig, QuerySpec
+
+
+class AgentError(ValueError):
+    """An agent that cannot be built as asked; the message names the agent and the field."""
+
+
+class UnknownAgentError(AgentError):
+    """A name no registered agent answers to; the message lists the known names."""
+
+
+class AgentOptionError(AgentError):
+    """An option an agent does not have, or a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Everything an agent may use besides the observations it is shown while running."""
+
+    cluster: ClusterConfig
+    train_workload: Callable[[int], Sequence[QuerySpec]] | None
+    """seed -> the queries of one training run (the scenario's workload stream)."""
+    train_seeds: tuple[int, ...]
+    """Seeds to tune or train on; disjoint from evaluation seeds (the runner chooses both)."""
+    execution_rng: Callable[[int], np.random.Generator] | None
+    """seed -> the execution-noise generator `sim.simulate` takes; None: default_rng(seed)."""
+    rng: np.random.Generator
+    """For agents that randomise (random); an agent spawns its own child stream from it."""
+    oracle: bool = False
+    """Whether the scenario shows true work to schedulers (heuristics ignore it)."""
+
+    def execution_rng_for(self, seed: int) -> np.random.Generator:
+        """The execution-noise generator of one training seed."""
+        if self.execution_rng is None:
+            return np.random.default_rng(seed)
+        return self.execution_rng(seed)

@@ -1,0 +1,120 @@
+"""Agents by name: one explicit table, and `make_agent` to build one with a scenario's options.
+
+A factory is called as `factory(context, **options)` and returns a `Scheduler`. Packages that
+bring their own agents call `register`; names with a prefix in `PLUGIN_MODULES` (the learned
+agents, "lsched...") import that module on first use, which registers them — nothing else is
+imported behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from agents.context import AgentContext, AgentError, AgentOptionError, UnknownAgentError
+from agents.heuristics import (
+    KNOB_NAMES,
+    CriticalPathFirst,
+    Fair,
+    Fifo,
+    Heuristic,
+    Knobs,
+    RandomPick,
+    Sjf,
+    Srpt,
+    WeightedFair,
+)
+from agents.tuned import TUNING_OPTIONS, Tuned, TuningBudget
+from sim.interface import Scheduler
+
+AgentFactory = Callable[..., Scheduler]
+"""factory(context: AgentContext, **options) -> Scheduler."""
+
+
+def _heuristic(cls: type[Heuristic]) -> AgentFactory:
+    """A factory for a heuristic: shared knobs go to `Knobs`, the rest to the constructor."""
+    own = [
+        name
+        for name in inspect.signature(cls.__init__).parameters
+        if name not in ("self", "knobs", "rng")
+    ]
+    takes_rng = "rng" in inspect.signature(cls.__init__).parameters
+
+    def factory(context: AgentContext, **options: Any) -> Scheduler:
+        _check_options(options, [*sorted(KNOB_NAMES), *own])
+        knobs = Knobs(**{k: v for k, v in options.items() if k in KNOB_NAMES})
+        extra = {k: v for k, v in options.items() if k not in KNOB_NAMES}
+        if takes_rng:
+            extra["rng"] = context.rng.spawn(1)[0]
+        return cls(knobs=knobs, **extra)
+
+    return factory
+
+
+def _tuned(context: AgentContext, **options: Any) -> Scheduler:
+    _check_options(options, sorted(TUNING_OPTIONS))
+    return Tuned(context, TuningBudget(**options))
+
+
+def _check_options(options: dict[str, Any], known: list[str]) -> None:
+    for name in options:
+        if name not in known:
+            raise AgentOptionError(f"unknown option {name!r}; known options: {', '.join(known)}")
+
+
+AGENTS: dict[str, AgentFactory] = {
+    "fifo": _heuristic(Fifo),
+    "sjf": _heuristic(Sjf),
+    "srpt": _heuristic(Srpt),
+    "fair": _heuristic(Fair),
+    "weighted_fair": _heuristic(WeightedFair),
+    "wfair": _heuristic(WeightedFair),
+    "cpf": _heuristic(CriticalPathFirst),
+    "random": _heuristic(RandomPick),
+    "tuned": _tuned,
+}
+"""Every agent by name; `register` adds to it."""
+
+PLUGIN_MODULES: dict[str, str] = {"lsched": "agents.learned"}
+"""Name prefix -> module that registers the agents of that prefix when imported."""
+
+
+def register(name: str, factory: AgentFactory, *, replace: bool = False) -> None:
+    """Make `factory` available as `name`; re-registering needs `replace=True`."""
+    if name in AGENTS and not replace and AGENTS[name] is not factory:
+        raise AgentError(f"agent {name!r} is already registered")
+    AGENTS[name] = factory
+
+
+def known_agents() -> list[str]:
+    """Registered names, plus the prefixes of plugins not loaded yet (as "lsched*")."""
+    names = sorted(AGENTS)
+    pending = [
+        f"{prefix}*" for prefix in PLUGIN_MODULES if not any(n.startswith(prefix) for n in names)
+    ]
+    return names + pending
+
+
+def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
+    """Build the agent called `name`; options set its knobs (e.g. `max_parallelism=8`)."""
+    factory = AGENTS.get(name)
+    if factory is None:
+        for prefix, module in PLUGIN_MODULES.items():
+            if name.startswith(prefix):
+                try:
+                    importlib.import_module(module)
+                except ModuleNotFoundError as error:
+                    if error.name != module:
+                        raise
+                factory = AGENTS.get(name)
+                break
+    if factory is None:
+        raise UnknownAgentError(
+            f"unknown agent {name!r}; known agents: {', '.join(known_agents())}"
+        )
+    try:
+        return factory(context, **options)
+    except AgentError as error:
+        raise type(error)(f"agent {name!r}: {error}") from None

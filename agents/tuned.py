@@ -1,0 +1,308 @@
+"""The tuned meta-agent: a heuristic whose knobs were chosen by simulating training seeds.
+
+It tries every combination in a small grid (family × max_parallelism cap × class weights),
+scores each by simulating the training workload on the context's training seeds, then
+schedules as the best. The evaluation seeds are never seen: the runner keeps them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from agents.context import AgentContext, AgentOptionError
+from agents.heuristics import (
+    CriticalPathFirst,
+    Fair,
+    Fifo,
+    Heuristic,
+    Knobs,
+    Sjf,
+    Srpt,
+    WeightedFair,
+)
+from sim.engine import simulate
+from sim.interface import Decision, Observation
+from sim.model import ClusterConfig, QuerySpec
+from sim.results import SimResult
+
+Family = Literal["fifo", "sjf", "srpt", "fair", "weighted_fair", "cpf"]
+Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown"]
+FAMILIES: tuple[str, ...] = get_args(Family)
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+
+
+@dataclass(frozen=True, slots=True)
+class TuningBudget:
+    """The grid and the simulations spent on it: candidates × seeds runs of the training workload.
+
+    The default (4 families, 4 caps, 2 weight schemes: 24 candidates on 2 seeds) tunes a
+    200-query scenario (50,000 tasks on 64 threads) in about 10 s on one core.
+    """
+
+    families: tuple[str, ...] = ("fair", "weighted_fair", "srpt", "sjf")
+    parallelism_fractions: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    """max_parallelism candidates as fractions of all threads; 1.0 is every family's default."""
+    weight_exponents: tuple[float, ...] = (0.5, 1.0)
+    """weighted_fair: class weight = (mean estimated work / the class's) ** exponent."""
+    seeds: int = 2
+    """How many of the context's training seeds to simulate each candidate on."""
+    max_queries: int | None = None
+    """Simulate only the first queries (by arrival) of each training workload; None: all."""
+    objective: Objective = "mean_latency_s"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "parallelism_fractions", tuple(self.parallelism_fractions))
+        object.__setattr__(self, "weight_exponents", tuple(self.weight_exponents))
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families:
+            raise AgentOptionError(
+                f"option families: {unknown or 'empty'} not among {', '.join(FAMILIES)}"
+            )
+        if not self.parallelism_fractions or not all(
+            isinstance(f, int | float) and 0 < f <= 1 for f in self.parallelism_fractions
+        ):
+            raise AgentOptionError(
+                f"option parallelism_fractions: need numbers in (0, 1] "
+                f"(got {self.parallelism_fractions!r})"
+            )
+        if not all(isinstance(e, int | float) and e > 0 for e in self.weight_exponents):
+            raise AgentOptionError(
+                f"option weight_exponents: need numbers > 0 (got {self.weight_exponents!r})"
+            )
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise AgentOptionError(f"option seeds: must be an integer >= 1 (got {self.seeds!r})")
+        if self.max_queries is not None and (
+            not isinstance(self.max_queries, int) or self.max_queries < 1
+        ):
+            raise AgentOptionError(
+                f"option max_queries: must be an integer >= 1 or null (got {self.max_queries!r})"
+            )
+        if self.objective not in OBJECTIVES:
+            raise AgentOptionError(
+                f"option objective: {self.objective!r} not among {', '.join(OBJECTIVES)}"
+            )
+
+
+TUNING_OPTIONS = frozenset(TuningBudget.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One point of the grid: a heuristic family and its knobs."""
+
+    family: str
+    max_parallelism: int | None = None
+    """None: the family's default (all threads)."""
+    class_weights: tuple[tuple[str, float], ...] = ()
+    """weighted_fair only: (query class, weight) pairs; empty: every class weighs 1."""
+
+    def build(self) -> Heuristic:
+        knobs = Knobs(max_parallelism=self.max_parallelism)
+        if self.family == "weighted_fair":
+            return WeightedFair(knobs, class_weights=dict(self.class_weights))
+        return _PLAIN[self.family](knobs)
+
+    def describe(self) -> str:
+        parts = [self.family]
+        if self.max_parallelism is not None:
+            parts.append(f"max_parallelism={self.max_parallelism}")
+        if self.class_weights:
+            weights = ", ".join(f"{name}: {weight:g}" for name, weight in self.class_weights)
+            parts.append(f"class_weights={{{weights}}}")
+        return " ".join(parts)
+
+
+_PLAIN: dict[str, type[Heuristic]] = {
+    "fifo": Fifo,
+    "sjf": Sjf,
+    "srpt": Srpt,
+    "fair": Fair,
+    "cpf": CriticalPathFirst,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    candidate: Candidate
+    score: float
+    """The objective averaged over the training seeds (lower is better)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TunedChoice:
+    """What tuning found: the best candidate and every trial, in the order they ran."""
+
+    best: Candidate
+    score: float
+    objective: str
+    seeds: tuple[int, ...]
+    trials: tuple[Trial, ...]
+
+    def default_score(self, family: str) -> float:
+        """The score of a family with its default knobs, as measured during tuning."""
+        for trial in self.trials:
+            if trial.candidate == Candidate(family):
+                return trial.score
+        raise KeyError(f"family {family!r} was not tuned")
+
+
+class Tuned:
+    """Schedules as the best heuristic found on the training seeds; tunes on first `reset`.
+
+    Tuning results are cached per cluster in the object, and in a small process-wide memo
+    keyed by everything tuning reads (cluster, training workload and seeds, execution noise,
+    budget), so a runner that builds a fresh agent for every evaluation seed tunes once.
+    """
+
+    def __init__(self, context: AgentContext, budget: TuningBudget | None = None) -> None:
+        if context.train_workload is None:
+            raise AgentOptionError("context.train_workload: tuning needs a training workload")
+        if not context.train_seeds:
+            raise AgentOptionError("context.train_seeds: tuning needs at least one training seed")
+        self.context = context
+        self.budget = budget or TuningBudget()
+        self._choices: dict[ClusterConfig, TunedChoice] = {}
+        self._active: Heuristic | None = None
+        self.chosen: TunedChoice | None = None
+        """The choice for the cluster of the last `reset` or `tune`; None before either."""
+
+    def tune(self, cluster: ClusterConfig | None = None) -> TunedChoice:
+        """Search the grid on the training seeds (once per cluster) and return the choice."""
+        cluster = cluster or self.context.cluster
+        choice = self._choices.get(cluster)
+        if choice is None:
+            context = self.context
+            key = (
+                cluster,
+                context.train_workload,
+                context.train_seeds,
+                context.execution_rng,
+                context.oracle,
+                self.budget,
+            )
+            choice = _recall(key)
+            if choice is None:
+                choice = self._search(cluster)
+                _remember(key, choice)
+            self._choices[cluster] = choice
+        self.chosen = choice
+        return choice
+
+    def reset(self, cluster: ClusterConfig) -> None:
+        self._active = self.tune(cluster).best.build()
+        self._active.reset(cluster)
+
+    def decide(self, obs: Observation) -> Decision:
+        if self._active is None:
+            raise RuntimeError("Tuned.decide called before reset")
+        return self._active.decide(obs)
+
+    def describe(self) -> str:
+        if self.chosen is None:
+            return "tuned (not tuned yet)"
+        return (
+            f"tuned: {self.chosen.best.describe()} ({self.chosen.objective} "
+            f"{self.chosen.score:.3f} on training seeds {list(self.chosen.seeds)})"
+        )
+
+    def _search(self, cluster: ClusterConfig) -> TunedChoice:
+        budget = self.budget
+        seeds = self.context.train_seeds[: budget.seeds]
+        workloads = [self._training_queries(seed) for seed in seeds]
+        trials = []
+        for candidate in candidates(budget, cluster, [q for w in workloads for q in w]):
+            scores = [
+                _score(
+                    simulate(
+                        queries,
+                        cluster,
+                        candidate.build(),
+                        self.context.execution_rng_for(seed),
+                        oracle=self.context.oracle,
+                    ),
+                    budget.objective,
+                )
+                for seed, queries in zip(seeds, workloads, strict=True)
+            ]
+            trials.append(Trial(candidate, float(np.mean(scores))))
+        best = min(trials, key=lambda t: t.score)  # first on ties: defaults come first
+        return TunedChoice(best.candidate, best.score, budget.objective, seeds, tuple(trials))
+
+    def _training_queries(self, seed: int) -> Sequence[QuerySpec]:
+        assert self.context.train_workload is not None
+        queries = sorted(self.context.train_workload(seed), key=lambda q: (q.arrival_s, q.query_id))
+        return queries[: self.budget.max_queries] if self.budget.max_queries else queries
+
+
+_SHARED_CHOICES: dict[tuple, TunedChoice] = {}
+SHARED_CACHE_SIZE = 16
+"""How many tuning results the process-wide memo keeps (oldest dropped first)."""
+
+
+def _hashable(key: tuple) -> bool:
+    try:
+        hash(key)
+    except TypeError:  # e.g. a workload callable that is not hashable: cache in the object only
+        return False
+    return True
+
+
+def _recall(key: tuple) -> TunedChoice | None:
+    return _SHARED_CHOICES.get(key) if _hashable(key) else None
+
+
+def _remember(key: tuple, choice: TunedChoice) -> None:
+    if not _hashable(key):
+        return
+    _SHARED_CHOICES[key] = choice
+    while len(_SHARED_CHOICES) > SHARED_CACHE_SIZE:
+        del _SHARED_CHOICES[next(iter(_SHARED_CHOICES))]
+
+
+def candidates(
+    budget: TuningBudget, cluster: ClusterConfig, queries: Sequence[QuerySpec]
+) -> list[Candidate]:
+    """The grid, each family's defaults first; class weights come from the training queries."""
+    total = cluster.total_threads
+    caps: list[int | None] = [None]
+    for fraction in budget.parallelism_fractions:
+        cap = max(1, round(total * fraction))
+        if cap < total and cap not in caps:
+            caps.append(cap)
+    weightings = [_class_weights(queries, exponent) for exponent in budget.weight_exponents]
+    # Drop duplicates, and weights all alike: those equal the default (every class weighs 1).
+    weightings = [w for w in dict.fromkeys(weightings) if len({v for _, v in w}) > 1]
+    grid = []
+    for family in budget.families:
+        for cap in caps:
+            grid.append(Candidate(family, cap))
+            if family == "weighted_fair":
+                grid.extend(Candidate(family, cap, weights) for weights in weightings)
+    return grid
+
+
+def _class_weights(queries: Sequence[QuerySpec], exponent: float) -> tuple[tuple[str, float], ...]:
+    """Favour classes of small queries: (mean estimated work / the class's) ** exponent."""
+    by_class: dict[str, list[float]] = {}
+    for query in queries:
+        by_class.setdefault(query.query_class, []).append(query.est_work_s)
+    if len(by_class) < 2:
+        return ()
+    overall = float(np.mean([w for works in by_class.values() for w in works]))
+    return tuple(
+        (name, float(f"{(overall / float(np.mean(works))) ** exponent:.3g}"))
+        for name, works in sorted(by_class.items())
+    )
+
+
+def _score(result: SimResult, objective: str) -> float:
+    if objective == "mean_latency_s":
+        return result.mean_latency_s
+    if objective == "p95_latency_s":
+        return result.latency_percentile_s(95)
+    return result.mean_slowdown
