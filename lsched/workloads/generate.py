@@ -1,0 +1,185 @@
+"""Workload generation: a `WorkloadSpec` and a seeded Generator become a tuple of queries.
+
+Draw order is fixed, so the same spec, library and seed give identical queries: first every
+stream's arrivals (in stream order), then each stream's templates and scale factors (in stream
+order, for its arrivals that survived the cut), then each query's estimate errors in arrival order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lsched.workloads.arrivals import (
+    ArrivalProcess,
+    Batch,
+    Mixture,
+    NightlyEtl,
+    Periodic,
+    Window,
+)
+from lsched.workloads.spec import StreamSpec, WorkloadError, WorkloadSpec
+from lsched.workloads.templates import QueryTemplate, TemplateError, select_templates
+from sim.model import QuerySpec
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """A stream with its patterns resolved against the library and its weights normalised."""
+
+    spec: StreamSpec
+    arrivals: ArrivalProcess
+    fixed: tuple[QueryTemplate, ...]
+    shares: tuple[tuple[QueryTemplate, ...], ...]
+    share_p: np.ndarray
+    share_sizes: np.ndarray
+    scale_factors: np.ndarray
+    scale_p: np.ndarray
+
+
+def _select(
+    library: Mapping[str, QueryTemplate], patterns: Sequence[str], where: str, *, unique: bool
+) -> list[QueryTemplate]:
+    """The templates the patterns match, in pattern order; each once if `unique`."""
+    chosen: list[QueryTemplate] = []
+    for k, pattern in enumerate(patterns):
+        try:
+            matches = select_templates(library, [pattern])
+        except TemplateError:
+            raise WorkloadError(
+                f"{where}[{k}]: pattern {pattern!r} matches no template"
+                f" (the library has {len(library)})"
+            ) from None
+        chosen += matches
+    if unique:
+        return list({t.name: t for t in chosen}.values())  # first occurrence's position
+    return chosen
+
+
+def _with_group_size(process: ArrivalProcess, size: int) -> ArrivalProcess:
+    """A grouped process without a count sends each template of the fixed list once per group."""
+    if size == 0:
+        return process
+    if isinstance(process, Window):
+        return replace(process, process=_with_group_size(process.process, size))
+    if isinstance(process, Batch | Periodic | NightlyEtl) and process.count is None:
+        return replace(process, count=size)
+    return process
+
+
+def _resolve(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> list[_Stream]:
+    streams = []
+    for i, stream in enumerate(spec.streams):
+        where = f"streams[{i}]"
+        # A fixed list may name a template twice on purpose (a dashboard showing it twice).
+        fixed = _select(library, stream.templates, f"{where}.templates", unique=False)
+        shares = tuple(
+            tuple(_select(library, share.patterns, f"{where}.mix[{j}].templates", unique=True))
+            for j, share in enumerate(stream.mix)
+        )
+        weights = np.array([share.weight for share in stream.mix])
+        sf_weights = np.array([sf.weight for sf in stream.scale_factors])
+        streams.append(
+            _Stream(
+                spec=stream,
+                arrivals=_with_group_size(stream.arrivals, len(fixed)),
+                fixed=tuple(fixed),
+                shares=shares,
+                share_p=weights / weights.sum() if len(weights) else weights,
+                share_sizes=np.array([len(s) for s in shares], dtype=np.int64),
+                scale_factors=np.array([sf.value for sf in stream.scale_factors]),
+                scale_p=sf_weights / sf_weights.sum(),
+            )
+        )
+    return streams
+
+
+def check_templates(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> None:
+    """Fail early (WorkloadError naming the field) if a stream's pattern matches no template."""
+    _resolve(spec, library)
+
+
+def generate_workload(
+    spec: WorkloadSpec, library: Mapping[str, QueryTemplate], rng: np.random.Generator
+) -> tuple[QuerySpec, ...]:
+    """The workload's queries, numbered 0..n−1 in arrival order; deterministic given `rng`'s seed.
+
+    Arrivals stop at `spec.queries` (all streams together) and before `spec.duration_s`. A
+    workload whose streams send nothing in time gives an empty tuple.
+    """
+    streams = _resolve(spec, library)
+    horizon_s = math.inf if spec.duration_s is None else spec.duration_s
+    mixture = Mixture(tuple(s.arrivals for s in streams))
+    drawn = mixture.arrivals(rng, horizon_s, spec.queries)
+
+    count = len(drawn)
+    templates = np.empty(count, dtype=object)
+    scale_factors = np.empty(count)
+    for i, stream in enumerate(streams):
+        where = np.flatnonzero(drawn.sources == i)
+        size = len(where)
+        if stream.fixed:
+            templates[where] = [stream.fixed[k] for k in drawn.slots[where] % len(stream.fixed)]
+        else:
+            share = rng.choice(len(stream.shares), size=size, p=stream.share_p)
+            pick = (rng.random(size) * stream.share_sizes[share]).astype(np.int64)
+            templates[where] = [stream.shares[a][b] for a, b in zip(share, pick, strict=True)]
+        chosen = rng.choice(len(stream.scale_factors), size=size, p=stream.scale_p)
+        scale_factors[where] = stream.scale_factors[chosen]
+
+    queries = []
+    for query_id in range(count):
+        stream = streams[drawn.sources[query_id]].spec
+        queries.append(
+            templates[query_id].instantiate(
+                query_id,
+                float(drawn.times_s[query_id]),
+                float(scale_factors[query_id]),
+                stream.query_class,
+                stream.estimate_error,
+                rng,
+                priority=stream.priority,
+                deadline_s=stream.deadline_s,
+                work_multiplier=stream.work_multiplier,
+            )
+        )
+    return tuple(queries)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStats:
+    """What a generated workload asks of the cluster, for sizing a scenario."""
+
+    queries: int
+    span_s: float
+    """First to last arrival."""
+    total_work_s: float
+    """Thread-seconds of true work, all queries together."""
+    per_class: tuple[tuple[str, int], ...]
+    """(query class, count), most frequent first."""
+
+    @property
+    def mean_rate_per_s(self) -> float:
+        return (self.queries - 1) / self.span_s if self.span_s > 0 else math.inf
+
+    def offered_load(self, total_threads: int) -> float:
+        """Work per thread-second of the arrival span: above 1 the queue can only grow."""
+        if self.span_s <= 0:
+            return math.inf
+        return self.total_work_s / (self.span_s * total_threads)
+
+
+def workload_stats(queries: Sequence[QuerySpec]) -> WorkloadStats:
+    if not queries:
+        return WorkloadStats(0, 0.0, 0.0, ())
+    arrivals_s = [q.arrival_s for q in queries]
+    return WorkloadStats(
+        queries=len(queries),
+        span_s=max(arrivals_s) - min(arrivals_s),
+        total_work_s=sum(q.work_s for q in queries),
+        per_class=tuple(Counter(q.query_class for q in queries).most_common()),
+    )

@@ -1,0 +1,438 @@
+"""The scenario's `workload:` section: pydantic models at the boundary, frozen dataclasses inside.
+
+A workload is a mixture of *streams*. Each stream is an arrival process plus what it sends:
+templates (a weighted `mix` of name patterns, or a fixed `templates` list whose entries fire in
+order), scale factors, a query class, priority, deadline and estimate error. For example:
+
+    workload:
+      queries: 200              # stop after this many arrivals, or
+      duration_s: 3600          # at this horizon (at least one of the two)
+      estimate_error: 0.5       # default σ of the optimizer's lognormal error
+      template_files: []        # extra template JSON files, added to the bundled library
+      streams:
+        - name: adhoc
+          arrivals: {process: poisson, rate_per_s: 0.2}
+          mix: [{templates: "tpch-*", weight: 0.8}, {templates: "ssb-*", weight: 0.2}]
+          scale_factors: [{value: 10, weight: 0.7}, {value: 100, weight: 0.3}]
+        - name: dashboards
+          class: dashboard
+          arrivals: {process: periodic, period_s: 300, jitter_s: 10}
+          templates: [tpch-q1, tpch-q6, tpch-q14]   # every firing sends these three
+          priority: 2.0
+          deadline_s: 30
+
+`WorkloadModel.model_validate(data).to_spec()` gives the `WorkloadSpec` the generator reads.
+Validation errors keep pydantic's loc paths; `format_loc` renders one as `streams[0].arrivals.x`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from lsched.errors import LschedError
+from lsched.workloads.arrivals import (
+    DEFAULT_PEAK_AT_S,
+    SECONDS_PER_DAY,
+    ArrivalProcess,
+    Batch,
+    Bursty,
+    Diurnal,
+    NightlyEtl,
+    Periodic,
+    Poisson,
+    Window,
+)
+
+DEFAULT_ESTIMATE_ERROR = 0.5
+"""σ of the lognormal error between the optimizer's work estimate and the truth, when a
+workload sets none: estimates typically off by a factor of about 1.6, sometimes 3 or more."""
+
+
+class WorkloadError(LschedError):
+    """A workload that passed validation but cannot be generated (e.g. a pattern matching nothing).
+
+    The message starts with the field path inside `workload:`; the scenario loader adds the file.
+    """
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _fail(loc: tuple[str | int, ...], message: str, value: Any = None) -> ValidationError:
+    """A validation error at `loc` relative to the model being validated (pydantic nests it)."""
+    error = PydanticCustomError("value_error", message)  # type: ignore[call-arg]
+    return ValidationError.from_exception_data(
+        "workload", [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
+
+
+# ---------------------------------------------------------------- arrival processes
+
+
+class BatchModel(_Model):
+    """All at once: `count` queries at `at_s` (default: one per fixed template, else `queries`)."""
+
+    process: Literal["batch"]
+    at_s: float = Field(0.0, ge=0)
+    count: int | None = Field(None, ge=1)
+
+    def to_process(self) -> Batch:
+        return Batch(at_s=self.at_s, count=self.count)
+
+
+class PoissonModel(_Model):
+    process: Literal["poisson"]
+    rate_per_s: float = Field(gt=0)
+
+    def to_process(self) -> Poisson:
+        return Poisson(rate_per_s=self.rate_per_s)
+
+
+class BurstyModel(_Model):
+    """On/off Markov-modulated Poisson: bursts of `rate_on_per_s` separated by lulls."""
+
+    process: Literal["bursty"]
+    rate_on_per_s: float = Field(gt=0)
+    rate_off_per_s: float = Field(0.0, ge=0)
+    mean_on_s: float = Field(gt=0)
+    mean_off_s: float = Field(gt=0)
+
+    def to_process(self) -> Bursty:
+        return Bursty(
+            rate_on_per_s=self.rate_on_per_s,
+            rate_off_per_s=self.rate_off_per_s,
+            mean_on_s=self.mean_on_s,
+            mean_off_s=self.mean_off_s,
+        )
+
+
+class DiurnalModel(_Model):
+    """A daily cycle between `base_rate_per_s` and `peak_rate_per_s` (at `peak_at_s`)."""
+
+    process: Literal["diurnal"]
+    base_rate_per_s: float = Field(ge=0)
+    peak_rate_per_s: float = Field(gt=0)
+    period_s: float = Field(SECONDS_PER_DAY, gt=0)
+    peak_at_s: float = Field(DEFAULT_PEAK_AT_S, ge=0)
+
+    @model_validator(mode="after")
+    def _peak_above_base(self) -> DiurnalModel:
+        if self.peak_rate_per_s < self.base_rate_per_s:
+            raise _fail(
+                ("peak_rate_per_s",),
+                f"must be >= base_rate_per_s ({self.base_rate_per_s})",
+                self.peak_rate_per_s,
+            )
+        return self
+
+    def to_process(self) -> Diurnal:
+        return Diurnal(
+            base_rate_per_s=self.base_rate_per_s,
+            peak_rate_per_s=self.peak_rate_per_s,
+            period_s=self.period_s,
+            peak_at_s=self.peak_at_s,
+        )
+
+
+class PeriodicModel(_Model):
+    """Every `period_s` from `offset_s`, `count` queries (default: the stream's fixed templates)."""
+
+    process: Literal["periodic"]
+    period_s: float = Field(gt=0)
+    jitter_s: float = Field(0.0, ge=0)
+    offset_s: float = Field(0.0, ge=0)
+    count: int | None = Field(None, ge=1)
+
+    def to_process(self) -> Periodic:
+        return Periodic(
+            period_s=self.period_s, jitter_s=self.jitter_s, offset_s=self.offset_s, count=self.count
+        )
+
+
+_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+class EtlModel(_Model):
+    """Nightly ETL: each day at `time_of_day` ("02:00" or seconds after midnight), `count`
+    queries spread uniformly over `spread_s` (default count: the stream's fixed templates)."""
+
+    process: Literal["etl"]
+    time_of_day: float = Field(ge=0)
+    count: int | None = Field(None, ge=1)
+    spread_s: float = Field(0.0, ge=0)
+    day_s: float = Field(SECONDS_PER_DAY, gt=0)
+
+    @field_validator("time_of_day", mode="before")
+    @classmethod
+    def _parse_clock(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _TIME_OF_DAY.match(value.strip())
+            if not match:
+                raise ValueError(f"expected HH:MM[:SS] or seconds, got {value!r}")
+            hours, minutes, seconds = (int(g or 0) for g in match.groups())
+            if hours >= 24 or minutes >= 60 or seconds >= 60:
+                raise ValueError(f"not a time of day: {value!r}")
+            return hours * 3600 + minutes * 60 + seconds
+        return value
+
+    @model_validator(mode="after")
+    def _within_day(self) -> EtlModel:
+        if self.time_of_day >= self.day_s:
+            raise _fail(("time_of_day",), f"must be < day_s ({self.day_s})", self.time_of_day)
+        return self
+
+    def to_process(self) -> NightlyEtl:
+        return NightlyEtl(
+            time_of_day_s=self.time_of_day,
+            count=self.count,
+            spread_s=self.spread_s,
+            day_s=self.day_s,
+        )
+
+
+ArrivalModel = Annotated[
+    BatchModel | PoissonModel | BurstyModel | DiurnalModel | PeriodicModel | EtlModel,
+    Field(discriminator="process"),
+]
+ARRIVAL_PROCESSES = ("batch", "poisson", "bursty", "diurnal", "periodic", "etl")
+
+
+# ---------------------------------------------------------------- streams and the workload
+
+
+class MixEntryModel(_Model):
+    """A weighted share of a stream: a template drawn uniformly among the patterns' matches."""
+
+    templates: list[str] = Field(min_length=1)
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _one_pattern(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ScaleFactorModel(_Model):
+    value: float = Field(gt=0)
+    weight: float = Field(1.0, gt=0)
+
+
+class StreamModel(_Model):
+    """One arrival process and what it sends. Exactly one of `mix` and `templates`."""
+
+    name: str = Field(min_length=1)
+    query_class: str | None = Field(None, alias="class", min_length=1)
+    """Query class for metrics (dashboard, adhoc, etl, ...); defaults to the stream's name."""
+    arrivals: ArrivalModel
+    mix: list[MixEntryModel] | None = Field(None, min_length=1)
+    templates: list[str] | None = Field(None, min_length=1)
+    """A fixed list (names or patterns, expanded in order). An arrival sends entry slot % len: one
+    of each per batch, periodic firing or ETL burst (whose count defaults to the list's length);
+    round robin for the open processes (poisson, bursty, diurnal)."""
+    scale_factors: list[ScaleFactorModel] = Field(
+        default_factory=lambda: [ScaleFactorModel(value=1.0)], min_length=1
+    )
+    estimate_error: float | None = Field(None, ge=0)
+    """σ of the lognormal estimate error; defaults to the workload's `estimate_error`."""
+    priority: float = Field(1.0, gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+    work_multiplier: float = Field(1.0, gt=0)
+    start_s: float = Field(0.0, ge=0)
+    """The stream starts here; its process's clock (and time of day) is shifted by it."""
+    end_s: float | None = Field(None, gt=0)
+    """The stream sends nothing from here on (absolute time)."""
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _mix_shorthand(cls, value: Any) -> Any:
+        """`mix: "tpch-*"` and `mix: ["tpch-*", ...]` mean equal weights."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"templates": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _templates_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("scale_factors", mode="before")
+    @classmethod
+    def _scale_factor_shorthand(cls, value: Any) -> Any:
+        """`scale_factors: 10` and `scale_factors: [1, 10]` mean equal weights."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list):
+            return [
+                {"value": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
+                for v in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StreamModel:
+        if (self.mix is None) == (self.templates is None):
+            raise _fail(("mix",), "set exactly one of mix (weighted) and templates (fixed list)")
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise _fail(("end_s",), f"must be > start_s ({self.start_s})", self.end_s)
+        if (
+            self.mix is not None
+            and isinstance(self.arrivals, EtlModel)
+            and self.arrivals.count is None
+        ):
+            raise _fail(("arrivals", "etl", "count"), "required when the stream uses a mix")
+        return self
+
+    def to_spec(self, default_estimate_error: float) -> StreamSpec:
+        process: ArrivalProcess = self.arrivals.to_process()
+        if self.start_s > 0 or self.end_s is not None:
+            process = Window(process, start_s=self.start_s, end_s=self.end_s)
+        error = self.estimate_error
+        return StreamSpec(
+            name=self.name,
+            query_class=self.query_class or self.name,
+            arrivals=process,
+            mix=tuple(TemplateChoice(tuple(m.templates), m.weight) for m in self.mix or ()),
+            templates=tuple(self.templates or ()),
+            scale_factors=tuple(ScaleFactorChoice(s.value, s.weight) for s in self.scale_factors),
+            estimate_error=default_estimate_error if error is None else error,
+            priority=self.priority,
+            deadline_s=self.deadline_s,
+            work_multiplier=self.work_multiplier,
+        )
+
+
+class WorkloadModel(_Model):
+    """The scenario's `workload:` section."""
+
+    queries: int | None = Field(None, ge=1)
+    """Stop after this many arrivals (all streams together)."""
+    duration_s: float | None = Field(None, gt=0)
+    """Stop at this horizon: only arrivals before it are generated."""
+    estimate_error: float = Field(DEFAULT_ESTIMATE_ERROR, ge=0)
+    template_files: list[str] = Field(default_factory=list)
+    streams: list[StreamModel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> WorkloadModel:
+        if self.queries is None and self.duration_s is None:
+            raise _fail(("queries",), "set queries, duration_s or both")
+        seen: dict[str, int] = {}
+        for i, stream in enumerate(self.streams):
+            if stream.name in seen:
+                raise _fail(
+                    ("streams", i, "name"),
+                    f"duplicate stream name {stream.name!r} (also streams[{seen[stream.name]}])",
+                    stream.name,
+                )
+            seen[stream.name] = i
+            arrivals = stream.arrivals
+            if (
+                isinstance(arrivals, BatchModel)
+                and arrivals.count is None
+                and stream.templates is None
+                and self.queries is None
+            ):
+                raise _fail(
+                    ("streams", i, "arrivals", "batch", "count"),
+                    "required when the stream uses a mix and the workload sets no queries",
+                )
+        return self
+
+    def to_spec(self, base_dir: Path | None = None) -> WorkloadSpec:
+        """Plain data for the generator; relative template files resolve against `base_dir`."""
+
+        def resolve(name: str) -> Path:
+            path = Path(name).expanduser()
+            return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+        return WorkloadSpec(
+            streams=tuple(s.to_spec(self.estimate_error) for s in self.streams),
+            queries=self.queries,
+            duration_s=self.duration_s,
+            template_files=tuple(resolve(f) for f in self.template_files),
+        )
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """A pydantic loc as the field path the user wrote.
+
+    ("streams", 0, "arrivals", "poisson", "rate_per_s") → "streams[0].arrivals.rate_per_s": the
+    arrival process's tag, which pydantic adds for the discriminated union, is dropped.
+    """
+    parts: list[str] = []
+    previous: str | int | None = None
+    for part in loc:
+        if previous == "arrivals" and part in ARRIVAL_PROCESSES:
+            previous = part
+            continue
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(f".{part}" if parts else str(part))
+        previous = part
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- plain data for inner code
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateChoice:
+    """A share of a stream's mix: template name patterns, and its weight among the shares."""
+
+    patterns: tuple[str, ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleFactorChoice:
+    value: float
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One stream of the mixture. Either `mix` (weighted draw) or `templates` (fixed, by slot)."""
+
+    name: str
+    query_class: str
+    arrivals: ArrivalProcess
+    mix: tuple[TemplateChoice, ...] = ()
+    templates: tuple[str, ...] = ()
+    scale_factors: tuple[ScaleFactorChoice, ...] = (ScaleFactorChoice(1.0),)
+    estimate_error: float = DEFAULT_ESTIMATE_ERROR
+    priority: float = 1.0
+    deadline_s: float | None = None
+    work_multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        if bool(self.mix) == bool(self.templates):
+            raise ValueError(f"stream {self.name!r}: set exactly one of mix and templates")
+        if not self.scale_factors:
+            raise ValueError(f"stream {self.name!r}: scale_factors is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """What the generator draws: streams, cut at `queries` arrivals and/or `duration_s`."""
+
+    streams: tuple[StreamSpec, ...]
+    queries: int | None = None
+    duration_s: float | None = None
+    template_files: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.queries is None and self.duration_s is None:
+            raise ValueError("a workload needs queries, duration_s or both")
+        if not self.streams:
+            raise ValueError("a workload needs at least one stream")
