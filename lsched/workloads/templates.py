@@ -4,21 +4,55 @@ A template file (JSON, shipped under `lsched/workloads/templates/`, or a user's 
 where it came from (engine, version, scale factors, threads) and, per query, its pipelines
 with work, task counts and memory at scale factor 1 plus exponents fitted across the measured
 scale factors. Templates are validated once at load; inner code trusts them.
+
+The bundled files were produced by `lsched calibrate` (lsched/workloads/calibrate.py): DuckDB
+1.5.5 profiled TPC-H, SSB (built from TPC-H data) and TPC-DS at several scale factors with
+JSON profiling; each file's header says which scale factors and thread count, and its `notes`
+say how work, tasks and memory were derived.
+
+File format (all numbers per pipeline are at scale factor 1):
+
+    {"format": 1, "suite": "tpch", "engine": "duckdb", "engine_version": "1.5.5",
+     "scale_factors": [0.1, 1.0], "threads": 2, "notes": "...",
+     "templates": {"tpch-q1": {"latency_s": [0.02, 0.14],
+        "pipelines": [{"parents": [], "operator": "aggregate", "work_s_sf1": 0.25,
+                       "work_exponent": 1.0, "tasks_sf1": 48.8, "memory_gb_sf1": 1e-06,
+                       "memory_exponent": 0.0, "table_scans": 1}, ...]}}}
+
+Pipelines are listed in topological order (a pipeline's parents come before it); the last one
+is the query's result and every other pipeline feeds a later one.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sim.model import PipelineSpec, QuerySpec
 
 BUNDLED_SUITES = ("tpch", "ssb", "tpcds")
+FORMAT_VERSION = 1
+
+JOIN_OPERATORS = frozenset({"hash_build", "join_build", "delim_join"})
+"""Breakers that build one side of a join (a hash table, a materialised side, a delim join)."""
+AGGREGATE_OPERATORS = frozenset({"aggregate", "window"})
+SORT_OPERATORS = frozenset({"sort", "top_n"})
+OPERATORS = frozenset(
+    JOIN_OPERATORS | AGGREGATE_OPERATORS | SORT_OPERATORS | {"cte", "limit", "exchange", "result"}
+)
+"""Every pipeline-breaker name a template may use; schedulers may one-hot encode them."""
 
 
 class TemplateError(ValueError):
@@ -30,15 +64,27 @@ class PipelineTemplate:
     index: int
     parents: tuple[int, ...]
     operator: str
-    """What ends the pipeline: hash_build, aggregate, sort, cte, window, result, ..."""
+    """What ends the pipeline: hash_build, aggregate, sort, cte, window, result, ... (OPERATORS)."""
     work_s_sf1: float
     """Thread-seconds of work at scale factor 1."""
     work_exponent: float
     """work(sf) = work_s_sf1 · sf ** work_exponent."""
     tasks_sf1: float
-    """Morsels at scale factor 1; tasks(sf) = max(1, round(tasks_sf1 · sf))."""
+    """Morsels at scale factor 1; tasks(sf) = max(1, round(tasks_sf1 · sf)). May be < 1 for a
+    pipeline over a small table: it then runs as one task at every usual scale factor."""
     memory_gb_sf1: float
     memory_exponent: float = 1.0
+    table_scans: int = 0
+    """Base-table scans feeding this pipeline (its sources); matches trace records by shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateShape:
+    """Plan-shape counts in the vocabulary of query logs (e.g. Redset's num_joins)."""
+
+    joins: int
+    scans: int
+    aggregations: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +92,25 @@ class QueryTemplate:
     name: str
     suite: str
     pipelines: tuple[PipelineTemplate, ...]
+    latency_s: tuple[float, ...] = ()
+    """Measured wall-clock latency at each of its set's scale factors (empty if unknown)."""
 
     @property
     def work_s_sf1(self) -> float:
         return sum(p.work_s_sf1 for p in self.pipelines)
+
+    def work_s(self, scale_factor: float) -> float:
+        """Total true work at a scale factor (thread-seconds)."""
+        return sum(p.work_s_sf1 * scale_factor**p.work_exponent for p in self.pipelines)
+
+    @property
+    def shape(self) -> TemplateShape:
+        ops = [p.operator for p in self.pipelines]
+        return TemplateShape(
+            joins=sum(op in JOIN_OPERATORS for op in ops),
+            scans=sum(p.table_scans for p in self.pipelines),
+            aggregations=sum(op in AGGREGATE_OPERATORS for op in ops),
+        )
 
     def instantiate(
         self,
@@ -106,3 +167,353 @@ class TemplateSet:
     scale_factors: tuple[float, ...]
     threads: int
     templates: dict[str, QueryTemplate]
+    notes: str = ""
+    """How the numbers were measured (method, which queries, fit fallbacks)."""
+
+
+# --- validation -----------------------------------------------------------------------------
+
+_PIPELINE_KEYS = {
+    "index",
+    "parents",
+    "operator",
+    "work_s_sf1",
+    "work_exponent",
+    "tasks_sf1",
+    "memory_gb_sf1",
+    "memory_exponent",
+    "table_scans",
+}
+_PIPELINE_REQUIRED = ("parents", "operator", "work_s_sf1", "work_exponent", "tasks_sf1")
+_TOP_KEYS = {
+    "format",
+    "suite",
+    "engine",
+    "engine_version",
+    "scale_factors",
+    "threads",
+    "notes",
+    "templates",
+}
+_TEMPLATE_KEYS = {"pipelines", "latency_s"}
+
+
+class _Checker:
+    """Reads one parsed file, raising TemplateError with `file: field.path: problem`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field: str, problem: str) -> TemplateError:
+        return TemplateError(f"{self.source}: {field}: {problem}")
+
+    def number(
+        self, value: Any, field: str, *, minimum: float | None = None, strict: bool
+    ) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(field, f"must be a number, got {value!r}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise self.fail(field, f"must be finite, got {value!r}")
+        if minimum is not None and (number <= minimum if strict else number < minimum):
+            raise self.fail(field, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        return number
+
+    def integer(self, value: Any, field: str, *, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(field, f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise self.fail(field, f"must be >= {minimum}, got {value}")
+        return value
+
+    def text(self, value: Any, field: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(field, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def keys(self, obj: Any, field: str, allowed: set[str], required: Sequence[str]) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(field, f"must be an object, got {type(obj).__name__}")
+        unknown = sorted(set(obj) - allowed)
+        if unknown:
+            raise self.fail(f"{field}.{unknown[0]}" if field else unknown[0], "unknown field")
+        for key in required:
+            if key not in obj:
+                raise self.fail(f"{field}.{key}" if field else key, "missing")
+        return obj
+
+    def pipeline(self, raw: Any, field: str, position: int) -> PipelineTemplate:
+        obj = self.keys(raw, field, _PIPELINE_KEYS, _PIPELINE_REQUIRED)
+        if "index" in obj and obj["index"] != position:
+            raise self.fail(f"{field}.index", f"must equal its position {position}")
+        if not isinstance(obj["parents"], list):
+            raise self.fail(f"{field}.parents", "must be a list of earlier pipeline positions")
+        parents = []
+        for parent in obj["parents"]:
+            if isinstance(parent, bool) or not isinstance(parent, int):
+                raise self.fail(f"{field}.parents", f"must hold integers, got {parent!r}")
+            if not 0 <= parent < position:
+                raise self.fail(
+                    f"{field}.parents", f"parent {parent} must point to an earlier pipeline"
+                )
+            if parent in parents:
+                raise self.fail(f"{field}.parents", f"parent {parent} listed twice")
+            parents.append(parent)
+        operator = self.text(obj["operator"], f"{field}.operator")
+        if operator not in OPERATORS:
+            raise self.fail(
+                f"{field}.operator", f"unknown operator {operator!r}; one of {sorted(OPERATORS)}"
+            )
+        return PipelineTemplate(
+            index=position,
+            parents=tuple(parents),
+            operator=operator,
+            work_s_sf1=self.number(
+                obj["work_s_sf1"], f"{field}.work_s_sf1", minimum=0, strict=True
+            ),
+            work_exponent=self.number(obj["work_exponent"], f"{field}.work_exponent", strict=False),
+            tasks_sf1=self.number(obj["tasks_sf1"], f"{field}.tasks_sf1", minimum=0, strict=True),
+            memory_gb_sf1=self.number(
+                obj.get("memory_gb_sf1", 0.0), f"{field}.memory_gb_sf1", minimum=0, strict=False
+            ),
+            memory_exponent=self.number(
+                obj.get("memory_exponent", 1.0), f"{field}.memory_exponent", strict=False
+            ),
+            table_scans=self.integer(obj.get("table_scans", 0), f"{field}.table_scans", minimum=0),
+        )
+
+    def template(self, name: str, raw: Any, suite: str, n_scale_factors: int) -> QueryTemplate:
+        field = f"templates.{name}"
+        if not name.strip():
+            raise self.fail(field, "template name must be non-empty")
+        obj = self.keys(raw, field, _TEMPLATE_KEYS, ("pipelines",))
+        raw_pipelines = obj["pipelines"]
+        if not isinstance(raw_pipelines, list) or not raw_pipelines:
+            raise self.fail(f"{field}.pipelines", "must be a non-empty list")
+        pipelines = tuple(
+            self.pipeline(p, f"{field}.pipelines[{i}]", i) for i, p in enumerate(raw_pipelines)
+        )
+        consumed = {parent for p in pipelines for parent in p.parents}
+        for p in pipelines[:-1]:
+            if p.index not in consumed:
+                raise self.fail(
+                    f"{field}.pipelines[{p.index}]",
+                    "feeds no later pipeline (only the last pipeline may be the query's result)",
+                )
+        latency = obj.get("latency_s", [])
+        if not isinstance(latency, list) or len(latency) not in (0, n_scale_factors):
+            raise self.fail(f"{field}.latency_s", "must list one latency per scale factor")
+        latency_s = tuple(
+            self.number(v, f"{field}.latency_s[{i}]", minimum=0, strict=False)
+            for i, v in enumerate(latency)
+        )
+        return QueryTemplate(name=name, suite=suite, pipelines=pipelines, latency_s=latency_s)
+
+    def template_set(self, raw: Any) -> TemplateSet:
+        required = ("suite", "engine", "engine_version", "scale_factors", "threads", "templates")
+        obj = self.keys(raw, "", _TOP_KEYS, required)
+        if obj.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise self.fail("format", f"unsupported format {obj['format']!r}; expected 1")
+        suite = self.text(obj["suite"], "suite")
+        scale_factors = obj["scale_factors"]
+        if not isinstance(scale_factors, list) or not scale_factors:
+            raise self.fail("scale_factors", "must be a non-empty list of positive numbers")
+        sfs = tuple(
+            self.number(v, f"scale_factors[{i}]", minimum=0, strict=True)
+            for i, v in enumerate(scale_factors)
+        )
+        templates_raw = obj["templates"]
+        if not isinstance(templates_raw, dict) or not templates_raw:
+            raise self.fail("templates", "must be a non-empty object of name -> template")
+        notes = obj.get("notes", "")
+        if not isinstance(notes, str):
+            raise self.fail("notes", "must be a string")
+        return TemplateSet(
+            suite=suite,
+            engine=self.text(obj["engine"], "engine"),
+            engine_version=self.text(obj["engine_version"], "engine_version"),
+            scale_factors=sfs,
+            threads=self.integer(obj["threads"], "threads", minimum=1),
+            templates={
+                name: self.template(name, t, suite, len(sfs)) for name, t in templates_raw.items()
+            },
+            notes=notes,
+        )
+
+
+def parse_template_set(data: Any, source: str) -> TemplateSet:
+    """Validate parsed JSON; `source` names the file in error messages."""
+    return _Checker(source).template_set(data)
+
+
+def _reject_duplicate_keys(source: str):
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise TemplateError(f"{source}: {key}: duplicate key")
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _parse_text(text: str, source: str) -> TemplateSet:
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys(source))
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+    return parse_template_set(data, source)
+
+
+def load_template_file(path: Path) -> TemplateSet:
+    """Read and validate one template file (a user's own or a bundled one)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return _parse_text(text, str(path))
+
+
+@cache
+def bundled_template_set(suite: str) -> TemplateSet:
+    """The templates shipped with lsched for "tpch", "ssb" or "tpcds" (read once, cached)."""
+    if suite not in BUNDLED_SUITES:
+        raise TemplateError(
+            f"bundled templates: suite: unknown suite {suite!r}; one of {list(BUNDLED_SUITES)}"
+        )
+    resource = resources.files("lsched.workloads") / "templates" / f"{suite}.json"
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"{resource}: cannot read bundled templates: {exc}") from exc
+    return _parse_text(text, f"lsched/workloads/templates/{suite}.json")
+
+
+def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
+    """All bundled templates plus a user's files; a name defined twice is an error."""
+    library: dict[str, QueryTemplate] = {}
+    origin: dict[str, str] = {}
+    sets = [(f"bundled {s}", bundled_template_set(s)) for s in BUNDLED_SUITES]
+    sets += [(str(path), load_template_file(Path(path))) for path in extra_files]
+    for source, template_set in sets:
+        for name, template in template_set.templates.items():
+            if name in library:
+                raise TemplateError(
+                    f"{source}: templates.{name}: duplicate template name (also in {origin[name]})"
+                )
+            library[name] = template
+            origin[name] = source
+    return library
+
+
+def select_templates(
+    library: Mapping[str, QueryTemplate], patterns: Sequence[str]
+) -> list[QueryTemplate]:
+    """Templates matching fnmatch patterns ("tpch-*", "ssb-q1.?", exact names), in pattern order.
+
+    Within a pattern, matches come in natural order (tpch-q2 before tpch-q10); a template
+    matched by several patterns appears once. A pattern that matches nothing is an error.
+    """
+    chosen: dict[str, QueryTemplate] = {}
+    for pattern in patterns:
+        matches = sorted(
+            (name for name in library if fnmatch.fnmatchcase(name, pattern)), key=natural_key
+        )
+        if not matches:
+            raise TemplateError(f"templates: pattern {pattern!r}: matches no template")
+        for name in matches:
+            chosen.setdefault(name, library[name])
+    return list(chosen.values())
+
+
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key that orders embedded numbers numerically: q2 < q10, q1.2 < q1.10."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _round(value: float, digits: int = 4) -> float:
+    """Significant digits: keeps shipped files small, well within the measurement noise."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def template_set_to_dict(template_set: TemplateSet) -> dict[str, Any]:
+    """The JSON form of a template set (what `load_template_file` reads back)."""
+    return {
+        "format": FORMAT_VERSION,
+        "suite": template_set.suite,
+        "engine": template_set.engine,
+        "engine_version": template_set.engine_version,
+        "scale_factors": list(template_set.scale_factors),
+        "threads": template_set.threads,
+        "notes": template_set.notes,
+        "templates": {
+            name: {
+                "latency_s": [_round(v) for v in t.latency_s],
+                "pipelines": [
+                    {
+                        "parents": list(p.parents),
+                        "operator": p.operator,
+                        "work_s_sf1": _round(p.work_s_sf1),
+                        "work_exponent": round(p.work_exponent, 3),
+                        "tasks_sf1": _round(p.tasks_sf1),
+                        "memory_gb_sf1": _round(p.memory_gb_sf1),
+                        "memory_exponent": round(p.memory_exponent, 3),
+                        "table_scans": p.table_scans,
+                    }
+                    for p in t.pipelines
+                ],
+            }
+            for name, t in template_set.templates.items()
+        },
+    }
+
+
+def write_template_file(template_set: TemplateSet, path: Path) -> TemplateSet:
+    """Write atomically, one pipeline per line (diffs of recalibrations stay readable).
+
+    Returns the set as the file holds it (numbers rounded to 4 significant digits).
+    """
+    data = template_set_to_dict(template_set)
+    lines = ["{"]
+    for key in ("format", "suite", "engine", "engine_version", "scale_factors", "threads", "notes"):
+        lines.append(f"  {json.dumps(key)}: {json.dumps(data[key])},")
+    lines.append('  "templates": {')
+    names = list(data["templates"])
+    for i, name in enumerate(names):
+        template = data["templates"][name]
+        lines.append(f"    {json.dumps(name)}: {{")
+        lines.append(f'      "latency_s": {json.dumps(template["latency_s"])},')
+        lines.append('      "pipelines": [')
+        pipelines = template["pipelines"]
+        for j, p in enumerate(pipelines):
+            comma = "," if j < len(pipelines) - 1 else ""
+            lines.append(f"        {json.dumps(p, separators=(',', ':'))}{comma}")
+        lines.append("      ]")
+        lines.append("    }" + ("," if i < len(names) - 1 else ""))
+    lines.append("  }")
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    written = _parse_text(text, str(path))  # never write a file the loader would reject
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a template file is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written

@@ -1,0 +1,283 @@
+"""The `lsched` command: run a scenario, plot a results folder, validate and list scenarios.
+
+Every user error (a bad scenario file, an unknown agent, a missing file, a bad option value)
+ends as one line on stderr, "error: ...", and exit code 2; nothing is written before the runs
+succeed. Heavy modules (the runner, agents, matplotlib) load only in the commands that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lsched.errors import LschedError
+
+if TYPE_CHECKING:
+    from lsched.runner import ScenarioReport
+
+USER_ERROR_EXIT = 2
+"""Exit code of every user error (the same code click uses for bad command lines)."""
+
+PIPE_WIDTH = 120
+"""Columns of rich output written to a file or pipe (a terminal's own width is used otherwise)."""
+
+app = typer.Typer(
+    name="lsched",
+    help="Workload-aware query scheduling: simulate a database cluster and compare schedulers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into `error: ...` on stderr and exit code 2."""
+    try:
+        yield
+    except (LschedError, ValueError) as error:
+        _fail(str(error))
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}{error.strerror or error}")
+
+
+def _fail(message: str) -> None:
+    typer.echo("error: " + " ".join(message.split()), err=True)
+    raise typer.Exit(USER_ERROR_EXIT)
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="A bundled scenario name or a YAML file.")],
+    agents: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated agents (default: the scenario's); a name the scenario lists "
+            "keeps its options there."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="How many seeds to run.")] = 3,
+    seed_start: Annotated[int, typer.Option(help="First seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Write results.json, CSVs and plots to this folder.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of a table.")
+    ] = False,
+) -> None:
+    """Run agents × seeds on a scenario and compare their latencies."""
+    with _user_errors():
+        from lsched.runner import run_scenario, write_results
+        from lsched.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        if out is not None and out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: --out must be a folder, and this is a file")
+        console = _console()
+        show_progress = console.is_terminal and sys.stdout.isatty() and not json_output
+        with _progress(console, show_progress) as progress:
+            report = run_scenario(
+                loaded,
+                _csv_list(agents),
+                seeds,
+                seed_start,
+                progress=progress,
+                keep_results=out is not None,
+            )
+        if out is not None:
+            from lsched.plots import render_plots
+
+            write_results(report, loaded, out)
+            render_plots(out)
+        if json_output:
+            from lsched.io import json_text
+
+            sys.stdout.write(json_text(report.to_document()))
+            return
+        console.print(_report_table(report))
+        if out is not None:
+            console.print(f"results, CSVs and plots written to {out}/")
+
+
+def _console() -> Console:
+    """Rich output; wide enough for the results table when stdout is a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, enabled: bool) -> Iterator[object]:
+    """A rich progress bar on a terminal; a no-op callback (None) elsewhere."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("simulating", total=None)
+
+        def update(done: int, total: int, figures: object) -> None:
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                description=f"{figures.agent} seed {figures.seed}",  # type: ignore[attr-defined]
+            )
+
+        yield update
+
+
+def _report_table(report: ScenarioReport) -> Table:
+    """Per-agent figures (latencies in seconds), best mean latency in bold, and the lower bound."""
+    seeds = ", ".join(str(s) for s in report.seeds)
+    table = Table(
+        title=f"{report.scenario}: seeds {seeds}; latencies in seconds", title_justify="left"
+    )
+    table.add_column("agent")
+    headers = ("mean", "± sd", "p50", "p95", "p99", "slowdown", "makespan", "util.", "queries")
+    for header in headers:
+        table.add_column(header, justify="right")
+    best = min(s.mean_latency_s for s in report.agents.values())
+    for label, s in report.agents.items():
+        table.add_row(
+            f"[bold]{label}[/bold]" if s.mean_latency_s == best else label,
+            f"{s.mean_latency_s:.1f}",
+            f"{s.mean_latency_std_s:.1f}",
+            f"{s.p50_latency_s:.1f}",
+            f"{s.p95_latency_s:.1f}",
+            f"{s.p99_latency_s:.1f}",
+            f"{s.mean_slowdown:.2f}",
+            f"{s.makespan_s:.0f}",
+            f"{s.utilization:.0%}",
+            f"{s.queries:g}",
+        )
+    table.add_section()
+    table.add_row(
+        "[dim]lower bound[/dim]",
+        f"[dim]{report.lower_bound_mean_latency_s:.1f}[/dim]",
+        *[""] * (len(headers) - 1),
+    )
+    return table
+
+
+@app.command()
+def plot(
+    folder: Annotated[Path, typer.Argument(help="A folder `lsched run --out` wrote.")],
+) -> None:
+    """Re-render the plots of a results folder from its results.json and CSVs."""
+    with _user_errors():
+        from lsched.plots import render_plots
+
+        for path in render_plots(folder):
+            typer.echo(str(path))
+
+
+@app.command()
+def validate(
+    file: Annotated[str, typer.Argument(help="A scenario YAML file (or a bundled name).")],
+) -> None:
+    """Check a scenario file: schema, templates, agents, and that its workload generates."""
+    with _user_errors():
+        from lsched.runner import check_agents
+        from lsched.scenario import load_scenario
+
+        scenario = load_scenario(file)
+        check_agents(scenario)
+        queries = scenario.queries(0)
+        agents = ", ".join(a.label for a in scenario.agents)
+        typer.echo(
+            f"{file}: ok — scenario {scenario.name!r}, {scenario.cluster.total_threads} threads, "
+            f"{len(queries)} queries on seed 0, agents: {agents}"
+        )
+
+
+@app.command()
+def scenarios() -> None:
+    """List the bundled scenarios."""
+    with _user_errors():
+        from lsched.scenario import bundled_scenarios, load_scenario
+
+        table = Table(title="bundled scenarios (lsched run NAME)", title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for name in bundled_scenarios():
+            table.add_row(name, load_scenario(name).description)
+        _console().print(table)
+
+
+@app.command()
+def calibrate(
+    suite: Annotated[str, typer.Argument(help="Benchmark suite: tpch, ssb or tpcds.")],
+    scale_factors: Annotated[
+        str, typer.Option(help="Comma-separated scale factors to measure and fit.")
+    ] = "0.1,1",
+    threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Template file to write.")] = None,
+    queries: Annotated[
+        str | None, typer.Option(help="Comma-separated query names (default: all).")
+    ] = None,
+) -> None:
+    """Measure query plans on DuckDB and write a template file (needs `lsched[calibrate]`)."""
+    with _user_errors():
+        try:
+            from lsched.workloads.calibrate import run_calibration
+        except ModuleNotFoundError as error:
+            raise LschedError(
+                f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
+            ) from None
+        factors = [_positive_float(v, "--scale-factors") for v in _csv_list(scale_factors) or []]
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        target = out if out is not None else Path(f"{suite}-templates.json")
+        try:
+            result = run_calibration(
+                suite,
+                factors,
+                threads,
+                target,
+                queries=_csv_list(queries),
+                progress=lambda line: typer.echo(line, err=True),
+            )
+        except ModuleNotFoundError as error:
+            raise LschedError(
+                f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
+            ) from None
+        typer.echo(f"{len(result.templates)} templates of {suite} written to {target}")
+
+
+def _positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{option}: {text!r} is not a number") from None
+    if not value > 0:
+        raise ValueError(f"{option}: {text!r} must be > 0")
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,115 @@
+"""Atomic file output and the small CSV/JSON helpers results are written with.
+
+Every file is written to a temporary sibling and moved into place with `os.replace`, so a
+reader (or an interrupted run) never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file in the same folder, then os.replace).
+
+    The temp file is opened like any new file, so the result gets the usual umask permissions.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "xb") as handle:
+            handle.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_text(document: Any) -> str:
+    """Stable JSON: sorted nowhere (insertion order is meaningful), 2-space indent, newline."""
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, document: Any) -> Path:
+    return atomic_write_text(path, json_text(document))
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV with a header row; floats are written with repr precision so they round-trip."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    return atomic_write_text(path, csv_text(header, rows))
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts keyed by the header."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------- results folder
+RESULTS_FILE = "results.json"
+QUERY_COLUMNS = (
+    "query_id",
+    "template",
+    "class",
+    "scale_factor",
+    "arrival_s",
+    "start_s",
+    "finish_s",
+    "latency_s",
+    "isolated_s",
+    "slowdown",
+)
+TASK_COLUMNS = ("query_id", "pipeline", "task", "node", "thread", "start_s", "end_s")
+DAG_COLUMNS = (
+    "query_id",
+    "pipeline",
+    "parents",
+    "tasks",
+    "operator",
+    "work_s",
+    "est_work_s",
+    "memory_gb",
+)
+
+
+def agent_slug(label: str) -> str:
+    """An agent label as a file-name part: `lsched:runs/m.pt` → `lsched_runs_m.pt`."""
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", label)
+
+
+def queries_file(folder: str | Path, agent: str, seed: int) -> Path:
+    return Path(folder) / f"queries-{agent_slug(agent)}-seed{seed}.csv"
+
+
+def tasks_file(folder: str | Path, agent: str, seed: int) -> Path:
+    return Path(folder) / f"tasks-{agent_slug(agent)}-seed{seed}.csv"
+
+
+def dag_file(folder: str | Path, seed: int) -> Path:
+    return Path(folder) / f"dag-seed{seed}.csv"
+
+
+def gantt_file(folder: str | Path, agent: str) -> Path:
+    return Path(folder) / f"gantt-{agent_slug(agent)}.png"

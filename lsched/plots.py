@@ -1,0 +1,204 @@
+"""Plots of a results folder: a Gantt chart per agent, the latency CDF and the agent comparison.
+
+Plots are drawn from the files `lsched run --out` writes (results.json and the CSVs), never
+from in-memory state, so `lsched plot DIR` re-renders exactly what a run produced. Matplotlib
+is used through its object API on the Agg canvas: no display, no pyplot global state.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+
+from lsched.errors import ResultsError
+from lsched.io import (
+    RESULTS_FILE,
+    atomic_write_bytes,
+    gantt_file,
+    queries_file,
+    read_csv,
+    tasks_file,
+)
+
+DPI = 110
+"""Resolution of every PNG."""
+BAR_HEIGHT = 0.8
+"""Height of a task's bar in a Gantt row (1 = touching the next thread's row)."""
+GANTT_COLUMNS = ("query_id", "thread", "start_s", "end_s")
+LINE_STYLES = ("-", "--", ":", "-.")
+"""CDF lines alternate styles, so agents with identical curves (fair and weighted fair on a
+one-class workload) both stay visible."""
+QUERY_COLOURS = 20
+"""Queries cycle through this many colours (the tab20 map) in the Gantt chart."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsFolder:
+    """What the plots need from a results folder."""
+
+    folder: Path
+    scenario: str
+    seeds: tuple[int, ...]
+    agents: tuple[str, ...]
+    lower_bound_mean_latency_s: float
+
+
+def read_results(folder: str | Path) -> ResultsFolder:
+    """Read results.json of a folder `lsched run --out` wrote."""
+    path = Path(folder) / RESULTS_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return ResultsFolder(
+            folder=Path(folder),
+            scenario=str(document["scenario"]),
+            seeds=tuple(int(s) for s in document["seeds"]),
+            agents=tuple(document["agents"]),
+            lower_bound_mean_latency_s=float(document["lower_bound"]["mean_latency"]),
+        )
+    except FileNotFoundError:
+        raise ResultsError(
+            f"{path}: no such file (is this a folder `lsched run --out` wrote?)"
+        ) from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ResultsError(f"{path}: not a results document ({error})") from None
+
+
+def render_plots(folder: str | Path) -> list[Path]:
+    """Write gantt-AGENT.png (first seed), latency-cdf.png and comparison.png; return them."""
+    results = read_results(folder)
+    latencies = {
+        agent: [_column(queries_file(folder, agent, seed), "latency_s") for seed in results.seeds]
+        for agent in results.agents
+    }
+    first_seed = results.seeds[0]
+    pngs: list[tuple[Path, bytes]] = []
+    for agent in results.agents:
+        tasks = _table(tasks_file(folder, agent, first_seed), GANTT_COLUMNS)
+        figure = gantt_figure(tasks, f"{results.scenario} — {agent} (seed {first_seed})")
+        pngs.append((gantt_file(folder, agent), _png(figure)))
+    pngs.append((Path(folder) / "latency-cdf.png", _png(cdf_figure(latencies, results.scenario))))
+    comparison = comparison_figure(latencies, results.lower_bound_mean_latency_s, results.scenario)
+    pngs.append((Path(folder) / "comparison.png", _png(comparison)))
+    # Everything is drawn before anything is written: a bad file leaves the old plots intact.
+    return [atomic_write_bytes(path, data) for path, data in pngs]
+
+
+def gantt_figure(tasks: dict[str, np.ndarray], title: str) -> Figure:
+    """Threads (rows) × time, one bar per task, coloured by query."""
+    thread = tasks["thread"].astype(int)
+    start, end = tasks["start_s"], tasks["end_s"]
+    query = tasks["query_id"].astype(int)
+    threads = int(thread.max()) + 1 if len(thread) else 1
+    figure = Figure(figsize=(11, max(3.0, min(12.0, 1.5 + 0.18 * threads))), dpi=DPI)
+    ax = figure.add_subplot()
+    low, high = thread - BAR_HEIGHT / 2, thread + BAR_HEIGHT / 2
+    boxes = np.stack(
+        [
+            np.column_stack(corner)
+            for corner in ((start, low), (start, high), (end, high), (end, low))
+        ],
+        axis=1,
+    )
+    cmap = _colour_map()
+    colours = cmap((query % QUERY_COLOURS) / QUERY_COLOURS)
+    ax.add_collection(
+        PolyCollection(boxes, facecolors=colours, edgecolors="none", antialiased=False)
+    )
+    ax.set_xlim(float(start.min()) if len(start) else 0.0, float(end.max()) if len(end) else 1.0)
+    ax.set_ylim(threads - 0.5, -0.5)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("thread")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def cdf_figure(latencies: dict[str, Sequence[np.ndarray]], scenario: str) -> Figure:
+    """Empirical CDF of query latency per agent, all seeds pooled."""
+    figure = Figure(figsize=(8, 5), dpi=DPI)
+    ax = figure.add_subplot()
+    for number, (agent, per_seed) in enumerate(latencies.items()):
+        values = np.sort(np.concatenate(per_seed))
+        if not len(values):
+            continue
+        ax.step(
+            values,
+            np.arange(1, len(values) + 1) / len(values),
+            where="post",
+            label=agent,
+            linestyle=LINE_STYLES[number % len(LINE_STYLES)],
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("query latency (s, log scale)")
+    ax.set_ylabel("fraction of queries")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{scenario} — latency CDF")
+    figure.tight_layout()
+    return figure
+
+
+def comparison_figure(
+    latencies: dict[str, Sequence[np.ndarray]], lower_bound_s: float, scenario: str
+) -> Figure:
+    """Mean and p95 latency per agent; bars are means over seeds, error bars their std."""
+    agents = list(latencies)
+    figure = Figure(figsize=(max(7.0, 1.2 * len(agents) + 3), 5), dpi=DPI)
+    panels = (("mean latency (s)", np.mean), ("p95 latency (s)", lambda v: np.percentile(v, 95)))
+    positions = np.arange(len(agents))
+    for column, (label, statistic) in enumerate(panels):
+        ax = figure.add_subplot(1, 2, column + 1)
+        per_seed = [[float(statistic(v)) if len(v) else 0.0 for v in latencies[a]] for a in agents]
+        ax.bar(
+            positions,
+            [np.mean(v) for v in per_seed],
+            yerr=[np.std(v) for v in per_seed],
+            capsize=4,
+            color=[_colour_map()(i % QUERY_COLOURS / QUERY_COLOURS) for i in range(len(agents))],
+        )
+        if column == 0:
+            ax.axhline(lower_bound_s, color="black", linestyle="--", label="lower bound")
+            ax.legend(loc="upper right")
+        ax.set_xticks(positions, agents, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    figure.suptitle(f"{scenario} — agents over {len(next(iter(latencies.values()), []))} seed(s)")
+    figure.tight_layout()
+    return figure
+
+
+def _colour_map() -> Colormap:
+    return colormaps["tab20"]
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()
+
+
+def _table(path: Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """Numeric columns of a CSV file as float arrays."""
+    try:
+        rows = read_csv(path)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    try:
+        return {name: np.array([float(row[name]) for row in rows]) for name in columns}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ResultsError(f"{path}: a column is missing or not numeric ({error})") from None
+
+
+def _column(path: Path, name: str) -> np.ndarray:
+    return _table(path, (name,))[name]

@@ -1,0 +1,379 @@
+"""Run agents × seeds on a scenario and summarise: the comparison behind `lsched run`.
+
+Seed K gives every agent the same queries (`scenario.queries(K)`) and the same execution
+noise (`scenario.execution_rng(K)`), so differences between agents are the schedules alone.
+`run_one` runs one (scenario, agent, seed) and returns plain, picklable figures, the unit a
+process pool or Ray spreads out; `summarize` aggregates any collection of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agents import AgentContext, AgentError, make_agent
+from lsched.errors import ScenarioError
+from lsched.io import (
+    DAG_COLUMNS,
+    QUERY_COLUMNS,
+    RESULTS_FILE,
+    TASK_COLUMNS,
+    dag_file,
+    queries_file,
+    tasks_file,
+    write_csv,
+    write_json,
+)
+from lsched.scenario import AgentChoice, Scenario, load_scenario
+from sim.engine import simulate
+from sim.interface import Scheduler
+from sim.model import QuerySpec
+from sim.results import SimResult
+
+TUNING_SEEDS = 4
+"""Training seeds handed to agents that tune or train (e.g. `tuned`)."""
+
+ProgressCallback = Callable[[int, int, "RunFigures"], None]
+"""(runs done, runs in total, the figures of the run just done)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """One (scenario, agent, seed) run as plain numbers: cheap to pickle and ship back."""
+
+    scenario: str
+    agent: str
+    """The agent's label (`fair`, or `fair[max_parallelism=8]` with options)."""
+    seed: int
+    queries: int
+    mean_latency_s: float
+    p50_latency_s: float
+    p95_latency_s: float
+    p99_latency_s: float
+    mean_slowdown: float
+    makespan_s: float
+    utilization: float
+    lower_bound_mean_latency_s: float
+    """No schedule of this seed's queries and task durations has a lower mean latency."""
+    decisions: int
+    rerun_tasks: int
+    wall_s: float
+    """Seconds the run took on this machine (not part of any result file: it varies)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSummary:
+    """One agent's figures averaged over seeds (percentiles are per-seed, then averaged)."""
+
+    agent: str
+    seeds: int
+    queries: float
+    mean_latency_s: float
+    mean_latency_std_s: float
+    """Standard deviation of the per-seed mean latency: the error bar of comparison plots."""
+    p50_latency_s: float
+    p95_latency_s: float
+    p99_latency_s: float
+    mean_slowdown: float
+    makespan_s: float
+    utilization: float
+
+
+@dataclass(frozen=True)
+class ScenarioReport:
+    """All runs of a comparison and their per-agent summaries, in the order agents were given."""
+
+    scenario: str
+    seeds: tuple[int, ...]
+    runs: tuple[RunFigures, ...]
+    agents: dict[str, AgentSummary]
+    lower_bound_mean_latency_s: float
+    results: dict[tuple[str, int], SimResult] = field(default_factory=dict, repr=False)
+    """Full per-run results by (agent label, seed), when the caller asked to keep them."""
+
+    def to_document(self) -> dict[str, object]:
+        """The JSON document of `lsched run --json` and results.json."""
+        return {
+            "scenario": self.scenario,
+            "seeds": list(self.seeds),
+            "lower_bound": {"mean_latency": self.lower_bound_mean_latency_s},
+            "agents": {
+                label: {
+                    "mean_latency": s.mean_latency_s,
+                    "p50_latency": s.p50_latency_s,
+                    "p95_latency": s.p95_latency_s,
+                    "p99_latency": s.p99_latency_s,
+                    "mean_slowdown": s.mean_slowdown,
+                    "makespan": s.makespan_s,
+                    "utilization": s.utilization,
+                    "queries": s.queries,
+                }
+                for label, s in self.agents.items()
+            },
+        }
+
+
+def seed_range(
+    seeds: int, seed_start: int = 0, scenario: Scenario | None = None
+) -> tuple[int, ...]:
+    """Evaluation seeds seed_start .. seed_start+seeds-1, kept below the training range."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if seed_start < 0:
+        raise ValueError(f"--seed-start must be >= 0, got {seed_start}")
+    limit = scenario.train_seed_offset if scenario is not None else None
+    if limit is not None and seed_start + seeds > limit:
+        raise ValueError(f"evaluation seeds must stay below {limit} (training seeds start there)")
+    return tuple(range(seed_start, seed_start + seeds))
+
+
+def agent_context(scenario: Scenario) -> AgentContext:
+    """What the scenario's agents are built from; the same for every evaluation seed."""
+    return AgentContext(
+        cluster=scenario.cluster,
+        train_workload=scenario.queries,
+        train_seeds=scenario.train_seeds(TUNING_SEEDS),
+        execution_rng=scenario.execution_rng,
+        rng=scenario.agent_rng(),
+        oracle=scenario.oracle,
+    )
+
+
+def build_agent(scenario: Scenario, agent: AgentChoice | str) -> Scheduler:
+    """The scheduler of one agent on this scenario, built once per Scenario object and reused.
+
+    Reuse across seeds is part of the agent contract: `reset` restores every per-run state
+    (the random agent rewinds its generator), so a run's result does not depend on what ran
+    before it, and agents that tune or train do so once. Raises UnknownAgentError or
+    AgentOptionError on a bad name or option.
+    """
+    choice = scenario.agent(agent) if isinstance(agent, str) else agent
+    scheduler = scenario.agent_cache.get(choice.label)
+    if scheduler is None:
+        scheduler = make_agent(choice.name, agent_context(scenario), **dict(choice.options))
+        scenario.agent_cache[choice.label] = scheduler
+    return scheduler
+
+
+def check_agents(scenario: Scenario, agents: Sequence[AgentChoice] | None = None) -> None:
+    """Build every agent (default: the scenario's) before any run, so a typo fails fast.
+
+    An agent the scenario file lists fails as a ScenarioError naming the file and `agents[i]`.
+    """
+    for choice in scenario.agents if agents is None else agents:
+        try:
+            build_agent(scenario, choice)
+        except AgentError as error:
+            if choice not in scenario.agents:
+                raise
+            where = f"agents[{scenario.agents.index(choice)}]"
+            raise ScenarioError(scenario.source, where, str(error)) from None
+
+
+def simulate_one(scenario: Scenario, agent: AgentChoice | str, seed: int) -> SimResult:
+    """Simulate seed `seed` of the scenario under one agent."""
+    return simulate(
+        scenario.queries(seed),
+        scenario.cluster,
+        build_agent(scenario, agent),
+        scenario.execution_rng(seed),
+        oracle=scenario.oracle,
+    )
+
+
+def figures(result: SimResult, scenario: str, agent: str, seed: int, wall_s: float) -> RunFigures:
+    """The summary numbers of one simulation."""
+    return RunFigures(
+        scenario=scenario,
+        agent=agent,
+        seed=seed,
+        queries=len(result.queries),
+        mean_latency_s=result.mean_latency_s,
+        p50_latency_s=result.latency_percentile_s(50),
+        p95_latency_s=result.latency_percentile_s(95),
+        p99_latency_s=result.latency_percentile_s(99),
+        mean_slowdown=result.mean_slowdown,
+        makespan_s=result.makespan_s,
+        utilization=result.utilization,
+        lower_bound_mean_latency_s=result.lower_bound.mean_latency_s,
+        decisions=result.decisions,
+        rerun_tasks=result.rerun_tasks,
+        wall_s=wall_s,
+    )
+
+
+def run_one(scenario: Scenario | str | Path, agent: AgentChoice | str, seed: int) -> RunFigures:
+    """One (scenario, agent, seed) run → plain figures. Picklable in and out (for pools, Ray)."""
+    loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    choice = loaded.agent(agent) if isinstance(agent, str) else agent
+    started = time.perf_counter()
+    result = simulate_one(loaded, choice, seed)
+    return figures(result, loaded.name, choice.label, seed, time.perf_counter() - started)
+
+
+def run_scenario(
+    scenario: Scenario,
+    agents: Sequence[AgentChoice | str] | None = None,
+    seeds: int = 3,
+    seed_start: int = 0,
+    *,
+    progress: ProgressCallback | None = None,
+    keep_results: bool = False,
+) -> ScenarioReport:
+    """Every agent (default: the scenario's) on seeds seed_start.. seed_start+seeds-1."""
+    seed_list = seed_range(seeds, seed_start, scenario)
+    choices = _choices(scenario, agents)
+    check_agents(scenario, choices)
+    total = len(choices) * len(seed_list)
+    runs: list[RunFigures] = []
+    results: dict[tuple[str, int], SimResult] = {}
+    for seed in seed_list:
+        for choice in choices:
+            started = time.perf_counter()
+            result = simulate_one(scenario, choice, seed)
+            run = figures(result, scenario.name, choice.label, seed, time.perf_counter() - started)
+            runs.append(run)
+            if keep_results:
+                results[choice.label, seed] = result
+            if progress is not None:
+                progress(len(runs), total, run)
+    report = summarize(scenario.name, runs, [c.label for c in choices])
+    return ScenarioReport(
+        report.scenario,
+        report.seeds,
+        report.runs,
+        report.agents,
+        report.lower_bound_mean_latency_s,
+        results,
+    )
+
+
+def _choices(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[AgentChoice]:
+    if agents is None:
+        choices = list(scenario.agents)
+    else:
+        choices = [scenario.agent(a) if isinstance(a, str) else a for a in agents]
+    if not choices:
+        raise ValueError("no agents to run")
+    labels = [c.label for c in choices]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"agent listed twice: {', '.join(duplicates)}")
+    return choices
+
+
+def summarize(
+    scenario: str, runs: Iterable[RunFigures], order: Sequence[str] | None = None
+) -> ScenarioReport:
+    """Aggregate per-run figures (from any machine, in any order) into a report."""
+    ordered = sorted(runs, key=lambda r: (r.seed, r.agent))
+    if not ordered:
+        raise ValueError("no runs to summarise")
+    labels = list(order) if order is not None else sorted({r.agent for r in ordered})
+    seeds = tuple(sorted({r.seed for r in ordered}))
+    agents: dict[str, AgentSummary] = {}
+    for label in labels:
+        mine = [r for r in ordered if r.agent == label]
+        if not mine:
+            raise ValueError(f"no runs of agent {label}")
+        means = np.array([r.mean_latency_s for r in mine])
+        agents[label] = AgentSummary(
+            agent=label,
+            seeds=len(mine),
+            queries=_mean(r.queries for r in mine),
+            mean_latency_s=float(means.mean()),
+            mean_latency_std_s=float(means.std()),
+            p50_latency_s=_mean(r.p50_latency_s for r in mine),
+            p95_latency_s=_mean(r.p95_latency_s for r in mine),
+            p99_latency_s=_mean(r.p99_latency_s for r in mine),
+            mean_slowdown=_mean(r.mean_slowdown for r in mine),
+            makespan_s=_mean(r.makespan_s for r in mine),
+            utilization=_mean(r.utilization for r in mine),
+        )
+    # The bound depends on the seed's queries and durations only: one value per seed.
+    bound_by_seed = {r.seed: r.lower_bound_mean_latency_s for r in ordered}
+    return ScenarioReport(
+        scenario=scenario,
+        seeds=seeds,
+        runs=tuple(ordered),
+        agents=agents,
+        lower_bound_mean_latency_s=_mean(bound_by_seed.values()),
+    )
+
+
+def _mean(values: Iterable[float]) -> float:
+    return float(np.mean(list(values)))
+
+
+def write_results(report: ScenarioReport, scenario: Scenario, folder: str | Path) -> list[Path]:
+    """results.json plus per-run query/task CSVs and per-seed plan CSVs; returns the files.
+
+    Needs a report made with `keep_results=True`. Each file is written atomically, results.json
+    last, so a folder with a results.json has all its CSVs.
+    """
+    out = Path(folder)
+    missing = [(r.agent, r.seed) for r in report.runs if (r.agent, r.seed) not in report.results]
+    if missing:
+        raise ValueError(f"report lacks full results for {missing[0]}: run with keep_results=True")
+    written = []
+    for seed in report.seeds:
+        written.append(
+            write_csv(dag_file(out, seed), DAG_COLUMNS, _dag_rows(scenario.queries(seed)))
+        )
+    for (agent, seed), result in report.results.items():
+        written.append(
+            write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, _query_rows(result))
+        )
+        written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
+    written.append(write_json(out / RESULTS_FILE, report.to_document()))
+    return written
+
+
+def _query_rows(result: SimResult) -> Iterable[tuple[object, ...]]:
+    for q in result.queries:
+        yield (
+            q.query_id,
+            q.template,
+            q.query_class,
+            q.scale_factor,
+            q.arrival_s,
+            q.start_s,
+            q.finish_s,
+            q.latency_s,
+            q.isolated_s,
+            q.slowdown,
+        )
+
+
+def _task_rows(result: SimResult) -> Iterable[tuple[object, ...]]:
+    t = result.tasks
+    order = np.lexsort((t.task, t.pipeline, t.query_id, t.start_s))
+    for i in order:
+        yield (
+            int(t.query_id[i]),
+            int(t.pipeline[i]),
+            int(t.task[i]),
+            int(t.node[i]),
+            int(t.thread[i]),
+            float(t.start_s[i]),
+            float(t.end_s[i]),
+        )
+
+
+def _dag_rows(queries: Sequence[QuerySpec]) -> Iterable[tuple[object, ...]]:
+    for query in queries:
+        for p in query.pipelines:
+            yield (
+                query.query_id,
+                p.index,
+                ";".join(str(parent) for parent in p.parents),
+                p.num_tasks,
+                p.operator,
+                p.work_s,
+                p.est_work_s,
+                p.memory_gb,
+            )

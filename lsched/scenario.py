@@ -1,0 +1,409 @@
+"""Scenario files: one YAML document naming a cluster, a workload, the agents to compare and limits.
+
+A file is validated once, at the boundary, by the pydantic models below (unknown keys are
+errors), and becomes a frozen `Scenario` that inner code trusts. Every problem is reported as a
+`ScenarioError` with one line, "FILE: field.path: problem".
+
+Randomness: seed K of a scenario owns two independent streams, `default_rng([K, stream])` —
+the workload (`queries(K)`, identical for every agent) and execution noise (`execution_rng(K)`:
+task durations and node failures). Agents draw from their own stream (`agent_rng()`), rewound
+on every reset. Training and tuning use seeds from `train_seed_offset` upwards, a range
+evaluation never touches.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from lsched.errors import ScenarioError
+from lsched.workloads.generate import check_templates, generate_workload
+from lsched.workloads.spec import WorkloadError, WorkloadModel, WorkloadSpec, format_loc
+from lsched.workloads.templates import QueryTemplate, TemplateError, load_library
+from sim.model import ClusterConfig, FaultConfig, QuerySpec
+
+WORKLOAD_STREAM = 0
+"""SeedSequence key of the workload stream: `default_rng([seed, WORKLOAD_STREAM])`."""
+EXECUTION_STREAM = 1
+"""SeedSequence key of the execution-noise stream (task durations, failures)."""
+AGENT_STREAM = 2
+"""SeedSequence key of the agents' own draws (the random baseline, sampling policies)."""
+TRAIN_SEED_OFFSET = 1_000_000
+"""Training and tuning seeds start here; evaluation seeds must stay below."""
+
+DEFAULT_AGENTS = ("fifo", "sjf", "srpt", "fair", "cpf")
+"""Agents compared when a scenario lists none."""
+
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+_BUNDLED_DIRS = (
+    Path(__file__).resolve().parent / "scenarios",  # installed as package data
+    Path(__file__).resolve().parent.parent / "scenarios",  # a source checkout
+)
+
+
+# --------------------------------------------------------------------------- file schema
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterModel(_Strict):
+    """The `cluster:` section; defaults and meanings are those of sim.model.ClusterConfig."""
+
+    nodes: int = Field(2, ge=1)
+    threads_per_node: int = Field(8, ge=1)
+    memory_per_node_gb: float = Field(64.0, gt=0)
+    moving_delay_s: float = Field(2.0, ge=0)
+    warmup_s: float = Field(1.0, ge=0)
+    parallel_overhead: float = Field(0.02, ge=0)
+    spill_factor: float = Field(2.0, ge=1)
+    task_skew: float = Field(0.3, ge=0)
+
+
+class FaultsModel(_Strict):
+    mean_time_between_failures_s: float = Field(0.0, ge=0)
+    """0 turns node failures off."""
+    repair_time_s: float = Field(60.0, ge=0)
+
+
+class SimulationModel(_Strict):
+    faults: FaultsModel = FaultsModel()
+    oracle: bool = False
+    """Let schedulers read true pipeline work (an upper-bound study, not a real database)."""
+
+
+class EnvModel(_Strict):
+    max_queries: int = Field(128, ge=1)
+    max_pipelines_per_query: int = Field(64, ge=1)
+    parallelism_levels: int = Field(8, ge=1)
+
+
+def _agent_item(value: Any) -> Any:
+    """`fair` is shorthand for `{name: fair}`."""
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError("expected an agent name or a mapping {name: NAME, OPTION: VALUE, ...}")
+    return value
+
+
+class AgentModel(BaseModel):
+    """One agent to compare: a registry name plus knobs passed to its constructor.
+
+    Extra keys are allowed here on purpose: they are the agent's options, which the agent
+    registry (not the scenario schema) knows and checks.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1)
+
+
+class ScenarioModel(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    cluster: ClusterModel = ClusterModel()
+    workload: WorkloadModel
+    simulation: SimulationModel = SimulationModel()
+    agents: list[Annotated[AgentModel, BeforeValidator(_agent_item)]] = Field(
+        default_factory=lambda: [AgentModel(name=n) for n in DEFAULT_AGENTS], min_length=1
+    )
+    env: EnvModel = EnvModel()
+
+
+# --------------------------------------------------------------------------- plain data
+@dataclass(frozen=True, slots=True)
+class EnvLimits:
+    """Sizes of the Gymnasium environment's fixed-shape observation and action spaces."""
+
+    max_queries: int = 128
+    """Queries visible at once; more wait outside the observation (oldest first are shown)."""
+    max_pipelines_per_query: int = 64
+    """Pipelines per query in the observation; larger plans are truncated."""
+    parallelism_levels: int = 8
+    """Discrete parallelism limits an action chooses from (spread over 1..total threads)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChoice:
+    """An agent name from the registry and the options its constructor receives."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How results name this agent: `fair`, or `fair[max_parallelism=8]` with options."""
+        if not self.options:
+            return self.name
+        knobs = ",".join(f"{key}={value}" for key, value in sorted(self.options.items()))
+        return f"{self.name}[{knobs}]"
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A validated scenario: what inner code (runner, env, sweeps) reads."""
+
+    name: str
+    description: str
+    cluster: ClusterConfig
+    workload: WorkloadSpec
+    templates: Mapping[str, QueryTemplate]
+    """The template library the workload draws from (bundled plus the scenario's own files)."""
+    oracle: bool
+    agents: tuple[AgentChoice, ...]
+    env: EnvLimits
+    source: str
+    """The file it came from (bundled ones too), named by error messages."""
+    document: Mapping[str, Any]
+    """The raw file contents, kept so `with_overrides` can re-validate a changed copy."""
+    base_dir: Path | None = None
+    """Folder relative paths in the file (template files, traces) are resolved against."""
+    train_seed_offset: int = TRAIN_SEED_OFFSET
+    agent_cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    """Agents the runner built for this scenario, by label (built and tuned once, reset per
+    run). Lives and dies with the scenario; never pickled, so workers build their own."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "agent_cache": {}}
+
+    def queries(self, seed: int) -> tuple[QuerySpec, ...]:
+        """The workload of seed `seed`: the same queries for every agent."""
+        return generate_workload(self.workload, self.templates, self.workload_rng(seed))
+
+    def workload_rng(self, seed: int) -> np.random.Generator:
+        return np.random.default_rng([_check_seed(seed), WORKLOAD_STREAM])
+
+    def execution_rng(self, seed: int) -> np.random.Generator:
+        """Execution noise of seed `seed`, independent of the workload stream."""
+        return np.random.default_rng([_check_seed(seed), EXECUTION_STREAM])
+
+    def agent_rng(self) -> np.random.Generator:
+        """The agents' own stream (the random baseline): one per scenario, not per seed.
+
+        Agents are built once and reused across seeds, rewinding their state on `reset`.
+        """
+        return np.random.default_rng([AGENT_STREAM])
+
+    def train_seeds(self, count: int) -> tuple[int, ...]:
+        """`count` training/tuning seeds, disjoint from every evaluation seed."""
+        return tuple(range(self.train_seed_offset, self.train_seed_offset + count))
+
+    def agent(self, name: str) -> AgentChoice:
+        """The scenario's entry for `name` (with its knobs), or `name` without options."""
+        for choice in self.agents:
+            if choice.label == name:
+                return choice
+        for choice in self.agents:
+            if choice.name == name:
+                return choice
+        return AgentChoice(name)
+
+    def with_overrides(self, dotted: Mapping[str, Any]) -> Scenario:
+        """A copy with settings replaced, e.g. `{"cluster.nodes": 4}`, validated again.
+
+        Errors name the file "(with overrides)", since the file itself may be fine.
+        """
+        document = copy.deepcopy(dict(self.document))
+        try:
+            for path, value in dotted.items():
+                _set_dotted(document, path, value, self.source)
+            return scenario_from_document(document, self.source, self.base_dir)
+        except ScenarioError as error:
+            source = f"{self.source} (with overrides)"
+            raise ScenarioError(source, error.field, error.problem) from None
+
+
+def _check_seed(seed: int) -> int:
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _set_dotted(document: dict[str, Any], path: str, value: Any, source: str) -> None:
+    keys = path.split(".")
+    node: Any = document
+    for depth, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, key, ".".join(keys[: depth + 1]), source)
+            continue
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict | list):
+            raise ScenarioError(source, ".".join(keys[: depth + 1]), "is not a section")
+        node = child
+    if isinstance(node, list):
+        index = int(keys[-1]) if keys[-1].isdigit() else -1
+        if not 0 <= index < len(node):
+            raise ScenarioError(source, path, "no such list item")
+        node[index] = value
+    else:
+        node[keys[-1]] = value
+
+
+def _list_item(items: list[Any], key: str, where: str, source: str) -> Any:
+    if not key.isdigit() or int(key) >= len(items):
+        raise ScenarioError(source, where, "no such list item")
+    return items[int(key)]
+
+
+# --------------------------------------------------------------------------- loading
+def bundled_scenarios() -> dict[str, Path]:
+    """Scenario name → file, for the files shipped with lsched."""
+    found: dict[str, Path] = {}
+    for folder in _BUNDLED_DIRS:
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.suffix in SCENARIO_SUFFIXES:
+                    found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A bundled scenario by name (`tpch-streaming`) or a scenario file by path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return _load_file(path)
+    bundled = bundled_scenarios()
+    if str(name_or_path) in bundled:
+        return _load_file(bundled[str(name_or_path)])
+    if path.suffix in SCENARIO_SUFFIXES or "/" in str(name_or_path):
+        raise ScenarioError(str(name_or_path), "", "no such file")
+    raise ScenarioError(
+        str(name_or_path),
+        "",
+        "no such file or bundled scenario (bundled: " + ", ".join(bundled) + ")",
+    )
+
+
+def _load_file(path: Path) -> Scenario:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ScenarioError(source, "", error.strerror or str(error)) from None
+    except UnicodeDecodeError:
+        raise ScenarioError(source, "", "not a UTF-8 text file") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ScenarioError(source, *_yaml_problem(error)) from None
+    if not isinstance(document, dict):
+        kind = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise ScenarioError(source, "", f"expected a mapping of sections, got {kind}")
+    return scenario_from_document(document, source, path.resolve().parent)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> tuple[str, str]:
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error)
+    return where, f"invalid YAML: {problem}"
+
+
+def scenario_from_document(
+    document: Mapping[str, Any], source: str, base_dir: Path | None = None
+) -> Scenario:
+    """Validate a parsed scenario document (a YAML file's contents) into a Scenario."""
+    try:
+        model = ScenarioModel.model_validate(document)
+    except ValidationError as error:
+        raise _validation_error(source, error) from None
+    workload = model.workload.to_spec(base_dir=base_dir)
+    try:
+        templates = load_library(workload.template_files)
+    except TemplateError as error:
+        raise ScenarioError(source, "workload.template_files", str(error)) from None
+    try:
+        check_templates(workload, templates)
+    except WorkloadError as error:
+        raise ScenarioError(source, "", f"workload.{error}") from None
+    cluster = ClusterConfig(
+        **model.cluster.model_dump(), faults=FaultConfig(**model.simulation.faults.model_dump())
+    )
+    return Scenario(
+        name=model.name,
+        description=model.description,
+        cluster=cluster,
+        workload=workload,
+        templates=templates,
+        oracle=model.simulation.oracle,
+        agents=tuple(AgentChoice(a.name, dict(a.model_extra or {})) for a in model.agents),
+        env=EnvLimits(**model.env.model_dump()),
+        source=source,
+        document=copy.deepcopy(dict(document)),
+        base_dir=base_dir,
+    )
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    """'unknown key', with the keys allowed there and the closest one."""
+    allowed = _allowed_keys(loc[:-1])
+    if not allowed:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the models at `loc` (walked from ScenarioModel) accept."""
+    current: list[Any] = [ScenarioModel]
+    for part in loc:
+        found: list[Any] = []
+        for candidate in (c for t in current for c in _alternatives(t)):
+            if isinstance(part, int):
+                if get_origin(candidate) is list:
+                    found.append(get_args(candidate)[0])
+            elif isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                fields = candidate.model_fields
+                by_alias = {f.alias: f for f in fields.values() if f.alias}
+                field_info = fields.get(part) or by_alias.get(part)
+                if field_info is not None:
+                    found.append(field_info.annotation)
+                elif any(part in get_args(f.annotation) for f in fields.values()):
+                    found.append(candidate)  # a discriminated union's tag, e.g. "poisson"
+        current = found
+    keys: list[str] = []
+    for candidate in (c for t in current for c in _alternatives(t)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            keys += [f.alias or name for name, f in candidate.model_fields.items()]
+    return list(dict.fromkeys(keys))
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    """The plain types an annotation allows (Annotated, Optional and unions unwrapped)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [alt for arg in get_args(annotation) for alt in _alternatives(arg)]
+    return [annotation]
+
+
+def _validation_error(source: str, error: ValidationError) -> ScenarioError:
+    """The first problem pydantic found, as one line naming the field path."""
+    problems = error.errors(include_url=False)
+    # A misspelt key also makes the key it should have been "missing": name the misspelling.
+    first = min(problems, key=lambda p: p["type"] != "extra_forbidden")
+    path = format_loc(first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = _unknown_key(first["loc"])
+    elif kind == "missing":
+        message = "required key is missing"
+    elif not isinstance(first.get("input"), dict | list):
+        message += f" (got {first.get('input')!r})"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})"
+    return ScenarioError(source, path, message)

@@ -1,0 +1,230 @@
+"""The `lsched` command through its real entry point: outputs agree, user errors exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lsched.cli import app
+from lsched.io import read_csv
+from lsched.scenario import bundled_scenarios
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = """\
+name: small
+description: A tiny TPC-H stream for tests.
+cluster: {nodes: 2, threads_per_node: 4, moving_delay_s: 0.5, warmup_s: 0.1}
+workload:
+  queries: 25
+  streams:
+    - name: adhoc
+      arrivals: {process: poisson, rate_per_s: 0.3}
+      mix: "tpch-*"
+      work_multiplier: 60
+agents: [fifo, fair]
+"""
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, scenario_file: Path) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = invoke("run", scenario_file, "--seeds", "2", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out, result.stdout
+
+
+def test_json_output_is_one_document_equal_to_results_json(run_dir: tuple[Path, str]) -> None:
+    out, stdout = run_dir
+    document = json.loads(stdout)
+    assert document == json.loads((out / "results.json").read_text())
+    assert document["scenario"] == "small"
+    assert document["seeds"] == [0, 1]
+    assert list(document["agents"]) == ["fifo", "fair"]
+    assert document["lower_bound"]["mean_latency"] < document["agents"]["fair"]["mean_latency"]
+
+
+def test_figures_can_be_recomputed_from_the_query_csvs(run_dir: tuple[Path, str]) -> None:
+    out, stdout = run_dir
+    document = json.loads(stdout)
+    for agent, figures in document["agents"].items():
+        means, p95s, slowdowns = [], [], []
+        for seed in document["seeds"]:
+            rows = read_csv(out / f"queries-{agent}-seed{seed}.csv")
+            latency = np.array([float(r["latency_s"]) for r in rows])
+            finish = np.array([float(r["finish_s"]) for r in rows])
+            arrival = np.array([float(r["arrival_s"]) for r in rows])
+            np.testing.assert_allclose(latency, finish - arrival, atol=1e-9)
+            assert {r["class"] for r in rows} == {"adhoc"}
+            means.append(latency.mean())
+            p95s.append(np.percentile(latency, 95))
+            slowdowns.append(np.mean([float(r["slowdown"]) for r in rows]))
+        assert figures["mean_latency"] == pytest.approx(np.mean(means), rel=1e-12)
+        assert figures["p95_latency"] == pytest.approx(np.mean(p95s), rel=1e-12)
+        assert figures["mean_slowdown"] == pytest.approx(np.mean(slowdowns), rel=1e-12)
+        assert figures["queries"] == 25
+
+
+def test_task_and_plan_csvs_describe_the_same_runs(run_dir: tuple[Path, str]) -> None:
+    out, _ = run_dir
+    plan = read_csv(out / "dag-seed0.csv")
+    tasks_per_query: dict[str, int] = {}
+    for row in plan:
+        parents = [int(p) for p in row["parents"].split(";") if p]
+        assert all(p < int(row["pipeline"]) for p in parents)
+        tasks_per_query[row["query_id"]] = tasks_per_query.get(row["query_id"], 0) + int(
+            row["tasks"]
+        )
+    for agent in ("fifo", "fair"):
+        tasks = read_csv(out / f"tasks-{agent}-seed0.csv")
+        assert len(tasks) == sum(tasks_per_query.values())  # no faults: each task ran once
+        assert all(float(t["end_s"]) > float(t["start_s"]) for t in tasks)
+        assert {int(t["thread"]) for t in tasks} <= set(range(8))
+        queries = {r["query_id"]: r for r in read_csv(out / f"queries-{agent}-seed0.csv")}
+        for task in tasks:
+            assert float(task["end_s"]) <= float(queries[task["query_id"]]["finish_s"]) + 1e-9
+
+
+def test_plots_are_written_and_re_rendered_by_lsched_plot(run_dir: tuple[Path, str]) -> None:
+    out, _ = run_dir
+    pngs = ["gantt-fifo.png", "gantt-fair.png", "latency-cdf.png", "comparison.png"]
+    for name in pngs:
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, name
+        (out / name).unlink()
+    result = invoke("plot", out)
+    assert result.exit_code == 0, result.output
+    for name in pngs:
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_same_seed_gives_byte_identical_results(
+    tmp_path: Path, scenario_file: Path, run_dir: tuple[Path, str]
+) -> None:
+    first, _ = run_dir
+    again = tmp_path / "again"
+    result = invoke("run", scenario_file, "--seeds", "2", "--out", again, "--json")
+    assert result.exit_code == 0, result.output
+    for name in ("results.json", "queries-fair-seed1.csv", "tasks-fifo-seed0.csv"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_without_a_terminal_run_prints_the_table_and_no_progress_bar(scenario_file: Path) -> None:
+    result = invoke("run", scenario_file, "--seeds", "1", "--agents", "fair,fifo")
+    assert result.exit_code == 0, result.output
+    assert "lower bound" in result.stdout and "fair" in result.stdout
+    assert "simulating" not in result.stdout and "\x1b[" not in result.stdout
+
+
+BROKEN = {
+    "wrong type": (SMALL.replace("nodes: 2", "nodes: two"), "cluster.nodes: Input should be"),
+    "unknown key": (SMALL.replace("warmup_s", "warmup"), "cluster.warmup: unknown key"),
+    "negative rate": (
+        SMALL.replace("rate_per_s: 0.3", "rate_per_s: -1"),
+        "workload.streams[0].arrivals.rate_per_s: Input should be greater than 0",
+    ),
+    "missing template": (
+        SMALL.replace('"tpch-*"', "tpch-q99"),
+        "workload.streams[0].mix[0].templates[0]: pattern 'tpch-q99' matches no template",
+    ),
+    "bad YAML": (SMALL.replace("agents: [fifo, fair]", "agents: [fifo, fair"), "invalid YAML"),
+    "unknown agent": (SMALL.replace("[fifo, fair]", "[fifo, fare]"), "agents[1]: unknown agent"),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_scenario_is_one_error_line_and_exit_2(
+    tmp_path: Path, case: str, command: str
+) -> None:
+    text, expected = BROKEN[case]
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    args = ["run", path, "--seeds", "1", "--out", out] if command == "run" else ["validate", path]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.stderr
+    assert expected in lines[0]
+    assert not out.exists()
+
+
+def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
+    tmp_path: Path, scenario_file: Path
+) -> None:
+    out = tmp_path / "out"
+    cases = [
+        (["run", scenario_file, "--agents", "fifo,nope", "--out", out], "unknown agent 'nope'"),
+        (["run", scenario_file, "--seeds", "0", "--out", out], "--seeds must be >= 1"),
+        (["run", tmp_path / "missing.yaml"], "missing.yaml: no such file"),
+        (["run", "tpch-streeming"], "no such file or bundled scenario"),
+        (["plot", tmp_path], "results.json: no such file"),
+        (["calibrate", "tpch", "--scale-factors", "0.1,x"], "'x' is not a number"),
+    ]
+    for args, expected in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("error: ") and expected in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not out.exists()
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    result = invoke("run", scenario_file, "--seeds", "1", "--out", a_file)
+    assert result.exit_code == 2 and "must be a folder" in result.stderr
+
+
+def test_calibrate_without_duckdb_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # makes `import duckdb` fail
+    result = invoke("calibrate", "tpch", "--out", tmp_path / "t.json")
+    assert result.exit_code == 2
+    assert "duckdb" in result.stderr and "lsched[calibrate]" in result.stderr
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_validate_and_scenarios_describe_what_is_there(scenario_file: Path) -> None:
+    result = invoke("validate", scenario_file)
+    assert result.exit_code == 0
+    assert "ok" in result.stdout and "25 queries on seed 0" in result.stdout
+    listing = invoke("scenarios")
+    assert listing.exit_code == 0
+    for name in bundled_scenarios():
+        assert name in listing.stdout
+    assert "Poisson" in listing.stdout  # descriptions are shown
+
+
+def test_the_installed_entry_point_reports_errors_the_same_way(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lsched.cli", "run", str(tmp_path / "none.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == f"error: {tmp_path / 'none.yaml'}: no such file\n"
