@@ -7,7 +7,7 @@ Start with `lsched run tpch-streaming` or `lsched.scenario.load_scenario`.
 ENV_ID = "lsched/QueryScheduling-v0"
 
 
-def _register_env() -> None:
+def register_env() -> None:
     """`import lsched` makes the environment known to gymnasium.make, without importing it yet."""
     import gymnasium
 
@@ -15,4 +15,4 @@ def _register_env() -> None:
         gymnasium.register(id=ENV_ID, entry_point="lsched.env.core:QuerySchedulingEnv")
 
 
-_register_env()
+register_env()
