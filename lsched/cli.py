@@ -241,7 +241,7 @@ def calibrate(
         str | None, typer.Option(help="Comma-separated query names (default: all).")
     ] = None,
 ) -> None:
-    """Measure query plans on DuckDB and write a template file (needs `lsched[calibrate]`)."""
+    """Measure query plans on DuckDB and write a template file (needs the calibrate extra)."""
     with _user_errors():
         try:
             from lsched.workloads.calibrate import run_calibration
