@@ -55,23 +55,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_CLUSTER = ClusterConfig()
+_FAULTS = FaultConfig()
+
+
 class ClusterModel(_Strict):
     """The `cluster:` section; defaults and meanings are those of sim.model.ClusterConfig."""
 
-    nodes: int = Field(2, ge=1)
-    threads_per_node: int = Field(8, ge=1)
-    memory_per_node_gb: float = Field(64.0, gt=0)
-    moving_delay_s: float = Field(2.0, ge=0)
-    warmup_s: float = Field(1.0, ge=0)
-    parallel_overhead: float = Field(0.02, ge=0)
-    spill_factor: float = Field(2.0, ge=1)
-    task_skew: float = Field(0.3, ge=0)
+    nodes: int = Field(_CLUSTER.nodes, ge=1)
+    threads_per_node: int = Field(_CLUSTER.threads_per_node, ge=1)
+    memory_per_node_gb: float = Field(_CLUSTER.memory_per_node_gb, gt=0)
+    moving_delay_s: float = Field(_CLUSTER.moving_delay_s, ge=0)
+    warmup_s: float = Field(_CLUSTER.warmup_s, ge=0)
+    parallel_overhead: float = Field(_CLUSTER.parallel_overhead, ge=0)
+    spill_factor: float = Field(_CLUSTER.spill_factor, ge=1)
+    task_skew: float = Field(_CLUSTER.task_skew, ge=0)
 
 
 class FaultsModel(_Strict):
-    mean_time_between_failures_s: float = Field(0.0, ge=0)
+    mean_time_between_failures_s: float = Field(_FAULTS.mean_time_between_failures_s, ge=0)
     """0 turns node failures off."""
-    repair_time_s: float = Field(60.0, ge=0)
+    repair_time_s: float = Field(_FAULTS.repair_time_s, ge=0)
 
 
 class SimulationModel(_Strict):
