@@ -17,6 +17,10 @@ class ScenarioError(LschedError):
         where = f"{source}: {field}: " if field else f"{source}: "
         super().__init__(where + _one_line(problem))
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        """Survive pickling, so an error raised in a worker process reaches the CLI intact."""
+        return type(self), (self.source, self.field, self.problem)
+
 
 class ResultsError(LschedError):
     """A results folder that cannot be read back (missing or malformed files)."""

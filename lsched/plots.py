@@ -85,10 +85,11 @@ def render_plots(folder: str | Path) -> list[Path]:
     for agent in results.agents:
         tasks = _table(tasks_file(folder, agent, first_seed), GANTT_COLUMNS)
         figure = gantt_figure(tasks, f"{results.scenario} — {agent} (seed {first_seed})")
-        pngs.append((gantt_file(folder, agent), _png(figure)))
-    pngs.append((Path(folder) / "latency-cdf.png", _png(cdf_figure(latencies, results.scenario))))
+        pngs.append((gantt_file(folder, agent), png_bytes(figure)))
+    cdf = cdf_figure(latencies, results.scenario)
+    pngs.append((Path(folder) / "latency-cdf.png", png_bytes(cdf)))
     comparison = comparison_figure(latencies, results.lower_bound_mean_latency_s, results.scenario)
-    pngs.append((Path(folder) / "comparison.png", _png(comparison)))
+    pngs.append((Path(folder) / "comparison.png", png_bytes(comparison)))
     # Everything is drawn before anything is written: a bad file leaves the old plots intact.
     return [atomic_write_bytes(path, data) for path, data in pngs]
 
@@ -182,9 +183,10 @@ def _colour_map() -> Colormap:
     return colormaps["tab20"]
 
 
-def _png(figure: Figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
+    """Render a figure on the Agg canvas (no display needed)."""
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
+    FigureCanvasAgg(figure).printpng_bytes(buffer)
     return buffer.getvalue()
 
 

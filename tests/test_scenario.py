@@ -210,3 +210,12 @@ def test_every_bundled_scenario_generates_a_sane_workload() -> None:
         assert 50 <= len(queries) <= 2000, name
         assert all(np.isfinite(q.work_s) and q.work_s > 0 for q in queries), name
         assert sum(q.num_tasks for q in queries) < 200_000, name
+
+
+def test_a_scenario_error_survives_pickling_across_processes() -> None:
+    from lsched.errors import ScenarioError
+
+    error = ScenarioError("a.yaml", "cluster.nodes", "must be >= 1")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ScenarioError
+    assert str(copy) == str(error) == "a.yaml: cluster.nodes: must be >= 1"
