@@ -186,7 +186,7 @@ def _colour_map() -> Colormap:
 def png_bytes(figure: Figure) -> bytes:
     """Render a figure on the Agg canvas (no display needed)."""
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).printpng_bytes(buffer)
+    FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
 
 
