@@ -98,21 +98,27 @@ def known_agents() -> list[str]:
 
 
 def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
-    """Build the agent called `name`; options set its knobs (e.g. `max_parallelism=8`)."""
-    factory = AGENTS.get(name)
+    """Build the agent called `name`; options set its knobs (e.g. `max_parallelism=8`).
+
+    `NAME:PATH` is short for NAME with option `checkpoint=PATH` (e.g. `lsched:runs/policy.pt`).
+    """
+    base, sep, checkpoint = name.partition(":")
+    if sep:
+        options = {**options, "checkpoint": checkpoint}
+    factory = AGENTS.get(base)
     if factory is None:
         for prefix, module in PLUGIN_MODULES.items():
-            if name.startswith(prefix):
+            if base.startswith(prefix):
                 try:
                     importlib.import_module(module)
                 except ModuleNotFoundError as error:
                     if error.name != module:
                         raise
-                factory = AGENTS.get(name)
+                factory = AGENTS.get(base)
                 break
     if factory is None:
         raise UnknownAgentError(
-            f"unknown agent {name!r}; known agents: {', '.join(known_agents())}"
+            f"unknown agent {base!r}; known agents: {', '.join(known_agents())}"
         )
     try:
         return factory(context, **options)

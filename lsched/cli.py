@@ -21,6 +21,7 @@ from lsched.errors import LschedError
 
 if TYPE_CHECKING:
     from lsched.runner import ScenarioReport
+    from lsched.sweep import SweepReport
 
 USER_ERROR_EXIT = 2
 """Exit code of every user error (the same code click uses for bad command lines)."""
@@ -186,14 +187,168 @@ def _report_table(report: ScenarioReport) -> Table:
 
 @app.command()
 def plot(
-    folder: Annotated[Path, typer.Argument(help="A folder `lsched run --out` wrote.")],
+    folder: Annotated[
+        Path, typer.Argument(help="A folder `lsched run`, `lsched sweep` or `lsched train` wrote.")
+    ],
 ) -> None:
-    """Re-render the plots of a results folder from its results.json and CSVs."""
+    """Re-render the plots of a results, sweep or training folder from the files in it."""
     with _user_errors():
-        from lsched.plots import render_plots
+        from lsched.plots import METRICS_FILE, render_learning_curve, render_plots
+        from lsched.sweep import JSON_FILE, plot_sweep
 
-        for path in render_plots(folder):
+        if (folder / JSON_FILE).exists():
+            paths = plot_sweep(folder)
+        elif (folder / METRICS_FILE).exists():
+            paths = render_learning_curve(folder)
+        else:
+            paths = render_plots(folder)
+        for path in paths:
             typer.echo(str(path))
+
+
+@app.command()
+def train(
+    scenarios: Annotated[str, typer.Argument(help="Comma-separated scenarios to train on.")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics, checkpoints and policy.pt.")],
+    iterations: Annotated[int | None, typer.Option(help="Policy-gradient steps.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Rollout workers (default: one per core).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="FIELD=VALUE of lsched.train.TrainConfig (repeatable)."),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Where rollouts run: local or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (with --backend ray).")
+    ] = None,
+) -> None:
+    """Train the learned scheduler; then `lsched run S --agents lsched:OUT/policy.pt`."""
+    with _user_errors():
+        from lsched.backends import make_backend
+        from lsched.train import config_from_settings
+        from lsched.train import train as train_policy
+
+        flags = [
+            f"{k}={v}"
+            for k, v in (("iterations", iterations), ("workers", workers), ("seed", seed))
+            if v is not None
+        ]
+        config = config_from_settings([*(settings or []), *flags])
+        names = _csv_list(scenarios) or []
+        console = _console()
+        with (
+            make_backend(backend, config.workers, address) as runner,
+            _training_progress(console, config.iterations) as progress,
+        ):
+            path = train_policy(config, names, out, resume, progress=progress, backend=runner)
+        console.print(f"policy written to {path}; `lsched plot {out}` draws the learning curve")
+
+
+@contextlib.contextmanager
+def _training_progress(console: Console, iterations: int) -> Iterator[object]:
+    """A progress bar with the rollouts' latency and the validation against the best baseline
+    on a terminal; one JSON line per iteration elsewhere."""
+    import json
+
+    if not (console.is_terminal and sys.stdout.isatty()):
+        yield lambda record: typer.echo(json.dumps(record, allow_nan=False))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("training", total=iterations)
+        vs_best = "validation pending"
+
+        def update(record: dict) -> None:
+            nonlocal vs_best
+            if "eval_score" in record:
+                vs_best = f"{100 * record['eval_score']:+.1f}% vs best baseline"
+            latency = record.get("rollout_mean_latency_s")
+            shown = f"rollout latency {latency:.1f} s, " if latency is not None else ""
+            bar.update(task, completed=record["iteration"], description=shown + vs_best)
+
+        yield update
+
+
+SWEEP_FAILED_EXIT = 1
+"""Exit code of a sweep that finished with failed runs (recorded in its table)."""
+
+
+@app.command()
+def sweep(
+    spec: Annotated[
+        Path, typer.Argument(help="A sweep file: scenarios, agents, seeds, overrides.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for sweep.csv, sweep.json and sweep.png; rerun to resume.")
+    ],
+    backend: Annotated[str, typer.Option(help="Where runs execute: local or ray.")] = "local",
+    workers: Annotated[
+        int, typer.Option(help="Runs at once; 0: one per CPU (ray: every CPU of the cluster).")
+    ] = 0,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster (host:6379 or ray://host:10001); default: $RAY_ADDRESS."),
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Draw sweep.png when the sweep is done.")] = True,
+) -> None:
+    """Run scenarios × overrides × agents × seeds into one table; a rerun resumes it."""
+    with _user_errors():
+        from lsched.backends import make_backend
+        from lsched.sweep import load_sweep, plan_runs, plot_sweep, run_sweep
+
+        total = len(plan_runs(load_sweep(spec)))  # a bad file fails before any worker starts
+        console = _console()
+        show_progress = console.is_terminal and sys.stdout.isatty()
+        with (
+            make_backend(backend, workers, address) as runner,
+            _progress(console, show_progress) as progress,
+        ):
+            report = run_sweep(spec, out, runner, progress=progress)
+        if plot and report.rows:
+            plot_sweep(out)
+        console.print(_sweep_table(report))
+        console.print(
+            f"{report.executed} of {total} runs run now, {total - report.executed} kept from "
+            f"before; table in {out}/sweep.csv"
+        )
+        if report.failed:
+            console.print(
+                f"[red]{report.failed} run(s) failed[/red] (status and error in sweep.csv); "
+                "run the same command again to retry them"
+            )
+            raise typer.Exit(SWEEP_FAILED_EXIT)
+
+
+def _sweep_table(report: SweepReport) -> Table:
+    from lsched.sweep import summarize_sweep
+
+    paths = report.spec.override_paths
+    table = Table(title=f"sweep {report.spec.name}", title_justify="left")
+    for header in ("scenario", *paths, "agent"):
+        table.add_column(header)
+    for header in ("mean latency (s)", "runs", "failed"):
+        table.add_column(header, justify="right")
+    for cell in summarize_sweep(report.rows):
+        mean = f"{cell.mean:.1f} ± {cell.ci95:.1f}" if cell.runs else "—"
+        table.add_row(
+            cell.scenario,
+            *(str(cell.overrides[p]) for p in paths),
+            cell.agent,
+            mean,
+            str(cell.runs),
+            f"[red]{cell.failed}[/red]" if cell.failed else "0",
+        )
+    return table
 
 
 @app.command()

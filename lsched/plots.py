@@ -179,6 +179,55 @@ def comparison_figure(
     return figure
 
 
+LEARNING_CURVE_FILE = "learning-curve.png"
+METRICS_FILE = "metrics.jsonl"
+"""What `lsched train` writes per iteration (lsched.train.METRICS_FILE)."""
+
+
+def render_learning_curve(folder: str | Path) -> list[Path]:
+    """Draw a training folder's metrics.jsonl: rollout latency and validation vs. baselines."""
+    path = Path(folder) / METRICS_FILE
+    try:
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, json.JSONDecodeError) as error:
+        raise ResultsError(f"{path}: cannot read training metrics: {error}") from None
+    figure = learning_curve_figure(records, Path(folder).name)
+    return [atomic_write_bytes(Path(folder) / LEARNING_CURVE_FILE, png_bytes(figure))]
+
+
+def learning_curve_figure(records: Sequence[dict], title: str) -> Figure:
+    """Left: rollouts' mean latency per iteration. Right: greedy validation against the best
+    baseline per scenario (below 0: better than every baseline)."""
+    figure = Figure(figsize=(11, 4), dpi=DPI)
+    rollouts, validation = figure.subplots(1, 2)
+    steps = [r for r in records if "rollout_mean_latency_s" in r]
+    rollouts.plot(
+        [r["iteration"] for r in steps], [r["rollout_mean_latency_s"] for r in steps], lw=1
+    )
+    rollouts.set(xlabel="iteration", ylabel="rollout mean latency (s)", title="training rollouts")
+    evaluated = [r for r in records if "eval" in r]
+    scenarios = sorted({name for r in evaluated for name in r["eval"]})
+    for scenario in scenarios:
+        points = [
+            (r["iteration"], 100 * r["eval"][scenario]["vs_best"])
+            for r in evaluated
+            if "vs_best" in r["eval"].get(scenario, {})
+        ]
+        if points:
+            validation.plot(*zip(*points, strict=True), marker=".", lw=1, label=scenario)
+    validation.axhline(0, color="black", lw=0.8)
+    validation.set(
+        xlabel="iteration", ylabel="mean latency vs best baseline (%)", title="validation"
+    )
+    if scenarios:
+        validation.legend(fontsize=7)
+    for ax in (rollouts, validation):
+        ax.grid(alpha=0.3)
+    figure.suptitle(f"learning curve: {title}")
+    figure.tight_layout()
+    return figure
+
+
 def _colour_map() -> Colormap:
     return colormaps["tab20"]
 

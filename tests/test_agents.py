@@ -22,6 +22,7 @@ from agents import (
     UnknownAgentError,
     WeightedFair,
     make_agent,
+    register,
 )
 from agents.heuristics import CriticalPathFirst
 from sim import (
@@ -368,3 +369,18 @@ def test_options_set_knobs_and_registered_agents_are_found(monkeypatch: pytest.M
 def test_tuned_needs_a_training_workload() -> None:
     with pytest.raises(AgentOptionError, match=r"context\.train_workload"):
         make_agent("tuned", dataclasses.replace(context(), train_workload=None))
+
+
+def test_name_colon_path_passes_a_checkpoint_option() -> None:
+    seen: dict[str, object] = {}
+
+    def factory(context: AgentContext, **options: object) -> Fifo:
+        seen.update(options)
+        return Fifo()
+
+    register("probe", factory)
+    try:
+        make_agent("probe:some/where.pt", context(), max_parallelism=4)
+    finally:
+        AGENTS.pop("probe")
+    assert seen == {"max_parallelism": 4, "checkpoint": "some/where.pt"}

@@ -1,0 +1,209 @@
+"""Policy checkpoints: weights plus what they were trained for, in a file `weights_only` can load.
+
+A checkpoint is a dict of tensors and plain types (no pickled classes), so
+`torch.load(path, weights_only=True)` reads it without running foreign code. Besides the
+weights it records the feature schema version the policy was trained on (a policy fed
+features laid out differently would decide nonsense, so a mismatch is refused), the policy's
+sizes, the observation limits, the training scenarios and iterations, and the git revision.
+A training checkpoint adds a `training` entry (optimizer and RNG states) to resume from.
+Writes are atomic: a crash leaves the previous file, never half of a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.context import AgentError
+from agents.learned.policy import Policy, PolicyConfig
+
+FORMAT = "lsched-policy"
+"""The `format` entry that marks a file as ours."""
+FORMAT_VERSION = 1
+"""Layout of the checkpoint dict itself (not of the features); bumped on incompatible change."""
+
+
+class CheckpointError(AgentError):
+    """A checkpoint that cannot be used; the one-line message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Everything a checkpoint says besides its weights."""
+
+    feature_schema_version: int
+    policy_config: PolicyConfig
+    observation_limits: Mapping[str, int]
+    scenarios: tuple[str, ...]
+    iterations: int
+    git_revision: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form plain data: training settings, wall time, final figures."""
+
+
+def save_checkpoint(
+    path: str | Path,
+    policy: Policy,
+    info: CheckpointInfo,
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write weights + `info` (+ optional training state) atomically; returns the path."""
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "feature_schema_version": int(info.feature_schema_version),
+        "policy_config": info.policy_config.to_dict(),
+        "observation_limits": {k: int(v) for k, v in info.observation_limits.items()},
+        "scenarios": list(info.scenarios),
+        "iterations": int(info.iterations),
+        "git_revision": info.git_revision,
+        "extra": dict(info.extra),
+        "state_dict": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+    }
+    document["weights_sha256"] = weights_digest(document["state_dict"])
+    if training is not None:
+        document["training"] = dict(training)
+    buffer = io.BytesIO()
+    torch.save(document, buffer)
+    return _atomic_write(Path(path), buffer.getvalue())
+
+
+def load_checkpoint(
+    path: str | Path, expected_schema_version: int | None = None
+) -> tuple[Policy, CheckpointInfo, dict[str, Any]]:
+    """(policy in eval mode, its info, the raw document) — or CheckpointError naming the file.
+
+    `expected_schema_version` is the feature schema of the caller's encoder; a checkpoint
+    trained on another is refused (its inputs would mean different things).
+    """
+    document = read_document(path)
+    where = str(path)
+    version = document.get("feature_schema_version")
+    if expected_schema_version is not None and version != expected_schema_version:
+        raise CheckpointError(
+            f"{where}: feature_schema_version: trained on features version {version}, this "
+            f"lsched encodes version {expected_schema_version}; retrain with `lsched train`"
+        )
+    try:
+        config = PolicyConfig(**document["policy_config"])
+        info = CheckpointInfo(
+            feature_schema_version=int(version),  # type: ignore[arg-type]
+            policy_config=config,
+            observation_limits=dict(document["observation_limits"]),
+            scenarios=tuple(document["scenarios"]),
+            iterations=int(document["iterations"]),
+            git_revision=document.get("git_revision"),
+            extra=dict(document.get("extra") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{where}: metadata: missing or malformed entry ({error})") from None
+    weights = document.get("state_dict")
+    if not isinstance(weights, dict) or document.get("weights_sha256") != weights_digest(weights):
+        raise CheckpointError(f"{where}: state_dict: weights fail their checksum (corrupt file)")
+    policy = Policy(config)
+    try:
+        policy.load_state_dict(document["state_dict"])
+    except (KeyError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CheckpointError(
+            f"{where}: state_dict: weights do not match policy_config ({first})"
+        ) from None
+    policy.eval()
+    return policy, info, document
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, checked to be ours; CheckpointError for anything else."""
+    where = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{where}: no such checkpoint file") from None
+    except OSError as error:
+        raise CheckpointError(f"{where}: cannot read: {error.strerror or error}") from None
+    if not data:
+        raise CheckpointError(f"{where}: empty file, not a checkpoint")
+    if not data.startswith(b"PK"):
+        raise CheckpointError(f"{where}: not an lsched policy checkpoint (not a torch zip file)")
+    try:
+        document = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{where}: truncated or corrupt checkpoint ({problem[:160]})"
+        ) from None
+    except Exception as error:  # the unpickler raises assorted types on foreign content
+        raise CheckpointError(
+            f"{where}: not loadable with weights_only=True ({type(error).__name__})"
+        ) from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: not an lsched policy checkpoint (no format={FORMAT!r})")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: format_version: {document.get('format_version')!r}, this lsched reads "
+            f"{FORMAT_VERSION}"
+        )
+    return document
+
+
+def weights_digest(state_dict: Mapping[str, Any]) -> str:
+    """SHA-256 over names and bytes of the weights: torch does not check its zip's CRCs."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        value = state_dict[name]
+        if not isinstance(value, torch.Tensor):
+            return ""
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def git_revision(folder: str | Path | None = None) -> str | None:
+    """The checkout's HEAD commit (with `+dirty` if modified), or None outside a git checkout."""
+    cwd = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _atomic_write(target: Path, data: bytes) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+    )
+    try:
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped policy
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,280 @@
+"""The learned scheduler: policy shapes and masking, message passing, the agent, checkpoints."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sim_helpers import QUIET, chain_query
+
+from agents.context import AgentContext
+from agents.features import FEATURE_SCHEMA_VERSION
+from agents.learned.agent import LearnedScheduler, ObservationLimits, feature_sizes
+from agents.learned.checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    load_checkpoint,
+    save_checkpoint,
+)
+from agents.learned.factory import lsched_agent
+from agents.learned.policy import (
+    Policy,
+    PolicyBatch,
+    PolicyConfig,
+    collate,
+    limit_for_level,
+)
+from sim import ClusterConfig, PipelineSpec, QuerySpec, Simulation, simulate
+
+CLUSTER = ClusterConfig(nodes=2, threads_per_node=4, **QUIET)
+
+
+def make_policy(seed: int = 0, **sizes: int) -> Policy:
+    torch.manual_seed(seed)
+    widths = feature_sizes()
+    return Policy(PolicyConfig(widths.pipeline, widths.query, widths.global_, **sizes))
+
+
+def diamond_query(query_id: int, arrival_s: float = 0.0) -> QuerySpec:
+    """Two scans (0, 1) feeding a join (2) feeding the result (3)."""
+    pipelines = (
+        PipelineSpec(0, (), 4, 8.0, 8.0),
+        PipelineSpec(1, (), 2, 2.0, 3.0),
+        PipelineSpec(2, (0, 1), 3, 3.0, 2.0),
+        PipelineSpec(3, (2,), 1, 1.0, 1.0),
+    )
+    return QuerySpec(query_id, f"t{query_id % 3}", "adhoc", arrival_s, pipelines)
+
+
+def workload(count: int = 12) -> list[QuerySpec]:
+    queries: list[QuerySpec] = []
+    for k in range(count):
+        if k % 2:
+            queries.append(diamond_query(k, arrival_s=1.5 * k))
+        else:
+            queries.append(chain_query(k, [2.0, 4.0, 1.0], tasks=3, arrival_s=1.5 * k))
+    return queries
+
+
+def first_step(policy: Policy, queries: list[QuerySpec]):
+    scheduler = LearnedScheduler(policy, ObservationLimits(max_queries=32))
+    simulation = Simulation(queries, CLUSTER, np.random.default_rng(0))
+    scheduler.reset(CLUSTER)
+    observation = simulation.advance()
+    assert observation is not None
+    return scheduler, simulation, observation
+
+
+def test_forward_shapes_and_masked_pipelines_never_chosen() -> None:
+    policy = make_policy()
+    queries = [diamond_query(k) for k in range(3)]
+    scheduler, _, observation = first_step(policy, queries)
+    step, _, _ = scheduler.observe(observation)
+    batch = step.to_batch()
+    logits, node, query, glob = policy(batch)
+    assert logits.shape == (12,) and node.shape == (12, policy.config.embed)
+    assert query.shape == (3, policy.config.embed) and glob.shape == (1, policy.config.embed)
+    # Only the two scans of each query are ready at t=0.
+    assert step.candidate.tolist() == [True, True, False, False] * 3
+    assert torch.isneginf(logits[~batch.candidate]).all()
+    chosen = {policy.act(batch, (u, 0.5))[0] for u in np.linspace(0.0, 0.999999, 400)}
+    assert chosen <= set(np.flatnonzero(step.candidate).tolist())
+    assert len(chosen) == 6  # every candidate is reachable by sampling
+    # Limit levels at or below a pipeline's current threads are masked too.
+    masked = batch._replace(min_level=torch.full_like(batch.min_level, 5))
+    limit = policy.limit_logits(masked, torch.tensor([0]), node, query, glob)
+    assert torch.isneginf(limit[0, :5]).all() and torch.isfinite(limit[0, 5:]).all()
+    levels = {policy.act(masked, (0.3, u))[1] for u in np.linspace(0.0, 0.999999, 100)}
+    assert levels <= {5, 6, 7, 8, 9}
+
+
+def _two_query_batch(child_value: float = 0.0, parent_value: float = 0.0) -> PolicyBatch:
+    """Query 0: pipeline 1 consumes pipeline 0. Query 1: pipeline 3 consumes pipeline 2."""
+    sizes = feature_sizes()
+    x = torch.zeros(4, sizes.pipeline)
+    x[:, 0] = 0.5
+    x[1, 1] = child_value
+    x[0, 1] = parent_value
+    return PolicyBatch(
+        pipeline_x=x,
+        query_x=torch.zeros(2, sizes.query),
+        global_x=torch.zeros(1, sizes.global_),
+        pipeline_query=torch.tensor([0, 0, 1, 1]),
+        query_graph=torch.tensor([0, 0]),
+        edge_child=torch.tensor([1, 3]),
+        edge_parent=torch.tensor([0, 2]),
+        candidate=torch.tensor([True, False, True, False]),
+        min_level=torch.zeros(4, dtype=torch.int64),
+    )
+
+
+def test_message_passing_flows_from_children_to_parents_within_a_query() -> None:
+    policy = make_policy(rounds=3)
+    with torch.no_grad():
+        base, _, _ = policy.embed(_two_query_batch())
+        child_changed, _, _ = policy.embed(_two_query_batch(child_value=3.0))
+        parent_changed, _, _ = policy.embed(_two_query_batch(parent_value=3.0))
+    # A change in a consumer reaches the pipeline it depends on ...
+    assert not torch.allclose(child_changed[0], base[0])
+    # ... but not the other query's pipelines, nor (upstream) from parent to child.
+    assert torch.equal(child_changed[2:], base[2:])
+    assert torch.equal(parent_changed[1], base[1])
+
+
+def test_agent_completes_a_workload_and_every_decision_binds_a_thread() -> None:
+    policy = make_policy()
+    for rng in (None, np.random.default_rng(3)):
+        scheduler = LearnedScheduler(policy, ObservationLimits(max_queries=32), rng=rng)
+        simulation = Simulation(workload(), CLUSTER, np.random.default_rng(1))
+        scheduler.reset(CLUSTER)
+        observation = simulation.advance()
+        decisions = 0
+        while observation is not None:
+            decision = scheduler.decide(observation)
+            assert 1 <= decision.limit <= CLUSTER.total_threads
+            assert simulation.apply(decision) > 0
+            decisions += 1
+            observation = simulation.advance()
+        result = simulation.result()
+        assert len(result.queries) == 12 and decisions == result.decisions
+    # Through sim.simulate, greedy runs repeat exactly.
+    again = [
+        simulate(workload(), CLUSTER, LearnedScheduler(policy), np.random.default_rng(1))
+        for _ in range(2)
+    ]
+    assert again[0].mean_latency_s == again[1].mean_latency_s
+
+
+def test_limit_levels_cover_one_to_all_threads() -> None:
+    assert [limit_for_level(k, 10, 32) for k in range(10)] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+    assert [limit_for_level(k, 8, 32) for k in range(8)] == [1, 4, 6, 8, 12, 16, 24, 32]
+    assert [limit_for_level(k, 10, 4) for k in range(10)] == [1, 1, 1, 1, 1, 1, 2, 2, 3, 4]
+
+
+def test_collated_log_probs_match_single_steps() -> None:
+    policy = make_policy()
+    scheduler, simulation, observation = first_step(policy, workload(6))
+    steps, actions = [], []
+    for _ in range(5):
+        step, _, _ = scheduler.observe(observation)
+        chosen, level = policy.act(step.to_batch(), (0.4, 0.6))
+        steps.append(step)
+        actions.append((chosen, level))
+        simulation.apply(scheduler.decide(observation))
+        observation = simulation.advance()
+        assert observation is not None
+    batch, chosen, levels, graph = collate(steps, actions)
+    together, entropy = policy.log_probs(batch, chosen, levels, graph)
+    for k, (step, action) in enumerate(zip(steps, actions, strict=True)):
+        one = collate([step], [action])
+        alone, alone_entropy = policy.log_probs(*one)
+        assert torch.allclose(together[k], alone[0], atol=1e-5)
+        assert torch.allclose(entropy[k], alone_entropy[0], atol=1e-5)
+    assert torch.isfinite(together).all() and (entropy >= 0).all()
+
+
+# ------------------------------------------------------------------------- checkpoints
+def _info(policy: Policy, version: int = FEATURE_SCHEMA_VERSION) -> CheckpointInfo:
+    return CheckpointInfo(
+        feature_schema_version=version,
+        policy_config=policy.config,
+        observation_limits=ObservationLimits().to_dict(),
+        scenarios=("tiny",),
+        iterations=3,
+        git_revision=None,
+    )
+
+
+def test_checkpoint_round_trip_loads_with_weights_only(tmp_path: Path) -> None:
+    policy = make_policy(seed=5)
+    path = save_checkpoint(tmp_path / "p.pt", policy, _info(policy))
+    raw = torch.load(path, weights_only=True)  # plain tensors and types only
+    assert raw["feature_schema_version"] == FEATURE_SCHEMA_VERSION
+    loaded, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    assert info.policy_config == policy.config and info.scenarios == ("tiny",)
+    for name, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    policy = make_policy()
+    good = save_checkpoint(tmp_path / "good.pt", policy, _info(policy)).read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    corrupt = tmp_path / "corrupt.pt"
+    flipped = bytearray(good)
+    flipped[len(flipped) // 3 : len(flipped) // 3 + 64] = b"\x00" * 64
+    corrupt.write_bytes(bytes(flipped))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.zeros(3)}, foreign)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    mismatched = save_checkpoint(
+        tmp_path / "old.pt", policy, _info(policy, version=FEATURE_SCHEMA_VERSION + 7)
+    )
+    pickled = tmp_path / "pickled.pt"
+    buffer = io.BytesIO()
+    torch.save({"format": "lsched-policy", "hook": ObservationLimits()}, buffer)
+    pickled.write_bytes(buffer.getvalue())
+    return {
+        "truncated": (truncated, "truncated or corrupt"),
+        "corrupt": (corrupt, "corrupt"),
+        "foreign": (foreign, "not an lsched policy checkpoint"),
+        "text": (text, "not an lsched policy checkpoint"),
+        "mismatched": (mismatched, "feature_schema_version"),
+        "pickled": (pickled, "weights_only"),
+        "missing": (tmp_path / "absent.pt", "no such checkpoint file"),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["truncated", "corrupt", "foreign", "text", "mismatched", "pickled", "missing"]
+)
+def test_bad_checkpoints_give_one_line_errors_naming_the_file(tmp_path: Path, kind: str) -> None:
+    path, problem = _bad_files(tmp_path)[kind]
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and problem in message
+    assert "\n" not in message
+
+
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path: Path) -> None:
+    policy = make_policy()
+    path = save_checkpoint(tmp_path / "p.pt", policy, _info(policy))
+    document = torch.load(path, weights_only=True)
+    document["policy_config"]["hidden"] = 7
+    torch.save(document, path)
+    with pytest.raises(CheckpointError, match="state_dict: weights do not match"):
+        load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+
+
+def test_lsched_agent_loads_a_checkpoint_path(tmp_path: Path) -> None:
+    policy = make_policy(seed=9)
+    path = save_checkpoint(tmp_path / "mine.pt", policy, _info(policy))
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    scheduler = lsched_agent(context, checkpoint=path)
+    assert torch.equal(
+        scheduler.policy.state_dict()["pipeline_in.0.weight"],
+        policy.state_dict()["pipeline_in.0.weight"],
+    )
+    result = simulate(workload(6), CLUSTER, scheduler, np.random.default_rng(0))
+    assert len(result.queries) == 6
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        lsched_agent(context, checkpoint=tmp_path / "nope.pt")
+
+
+def test_the_registry_builds_lsched_with_a_checkpoint_option(tmp_path: Path) -> None:
+    from agents import make_agent
+
+    policy = make_policy(seed=4)
+    path = save_checkpoint(tmp_path / "mine.pt", policy, _info(policy))
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    scheduler = make_agent("lsched", context, checkpoint=str(path))
+    assert isinstance(scheduler, LearnedScheduler)
+    assert scheduler.rng is None  # greedy unless asked to sample
+    assert make_agent("lsched", context, checkpoint=str(path), sample=True).rng is not None

@@ -1,0 +1,324 @@
+"""Sweeps: the plan, one table whatever the worker count, resuming, failed runs, bad files.
+
+The Ray backend's table is checked in test_backends.py, next to the one Ray instance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lsched.backends import LocalBackend
+from lsched.runner import RunFigures
+from lsched.sweep import (
+    CSV_FILE,
+    JSON_FILE,
+    PLOT_FILE,
+    STATUS_ERROR,
+    STATUS_OK,
+    SweepError,
+    SweepTask,
+    confidence_halfwidth,
+    load_sweep,
+    plan_runs,
+    plot_sweep,
+    read_rows,
+    run_key,
+    run_sweep,
+    run_task,
+    summarize_sweep,
+    write_table,
+)
+
+TINY_SCENARIO = """\
+name: tiny
+cluster: {nodes: 2, threads_per_node: 4}
+workload:
+  queries: 12
+  streams:
+    - name: adhoc
+      arrivals: {process: poisson, rate_per_s: 0.5}
+      mix: "tpch-*"
+      work_multiplier: 20
+agents: [fifo, {name: fair, max_parallelism: 2}]
+"""
+
+SWEEP = """\
+scenarios: [tiny.yaml]
+agents: [fifo, fair]
+seeds: 2
+overrides:
+  cluster.nodes: [1, 2]
+"""
+"""2 agents × 2 override values × 2 seeds: 8 runs."""
+
+
+def write_sweep(folder: Path, sweep: str = SWEEP) -> Path:
+    (folder / "tiny.yaml").write_text(TINY_SCENARIO, encoding="utf-8")
+    path = folder / "sweep.yaml"
+    path.write_text(sweep, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The sweep run once in this process: (sweep file, output folder)."""
+    folder = tmp_path_factory.mktemp("reference")
+    spec = write_sweep(folder)
+    run_sweep(spec, folder / "out", LocalBackend(1))
+    return spec, folder / "out"
+
+
+def table_files(out: Path) -> tuple[str, str]:
+    return (out / CSV_FILE).read_text(), (out / JSON_FILE).read_text()
+
+
+def raise_on_fair_seed_1(task: SweepTask) -> RunFigures:
+    """A run function that fails for fair on seed 1 (module level: workers import it)."""
+    if task.agent.name == "fair" and task.seed == 1:
+        raise RuntimeError(f"boom in {task.key}")
+    return run_task(task)
+
+
+# ------------------------------------------------------------------------- the plan
+def test_plan_is_the_product_in_table_order(reference: tuple[Path, Path]) -> None:
+    spec = load_sweep(reference[0])
+    runs = plan_runs(spec)
+    assert [(r.overrides["cluster.nodes"], r.agent, r.seed) for r in runs] == [
+        (nodes, agent, seed) for nodes in (1, 2) for agent in ("fifo", "fair") for seed in (0, 1)
+    ]
+    assert len({r.key for r in runs}) == 8
+    assert runs[0].key == "tiny.yaml|cluster.nodes=1|fifo|0"
+    # The scenario's own options apply to a bare agent name, as with `lsched run --agents`.
+    fair = next(r for r in runs if r.agent == "fair")
+    assert dict(fair.task.agent.options) == {"max_parallelism": 2}
+    assert fair.task.scenario().cluster.nodes == 1
+
+
+def test_run_key_ignores_override_order() -> None:
+    one = run_key("s", {"a.b": 1, "c": [1, 2]}, "fifo", 3)
+    assert one == run_key("s", {"c": [1, 2], "a.b": 1}, "fifo", 3)
+    assert one != run_key("s", {"a.b": 1, "c": [1, 2]}, "fifo", 4)
+
+
+# ------------------------------------------------------------------------- one table
+def test_table_has_every_run_and_no_wall_time(reference: tuple[Path, Path]) -> None:
+    document, rows = read_rows(reference[1])
+    assert [row.status for row in rows] == [STATUS_OK] * 8
+    assert document["total"] == document["finished"] == 8
+    csv_text, _ = table_files(reference[1])
+    header = csv_text.splitlines()[0].split(",")
+    assert header[:7] == ["key", "scenario", "cluster.nodes", "agent", "seed", "status", "error"]
+    assert "wall_s" not in header
+    by_nodes = {
+        nodes: [r.figures["mean_latency_s"] for r in rows if r.overrides["cluster.nodes"] == nodes]
+        for nodes in (1, 2)
+    }
+    # More nodes, same queries: every run's mean latency drops.
+    assert all(two < one for one, two in zip(by_nodes[1], by_nodes[2], strict=True))
+    cells = summarize_sweep(rows)
+    assert [(c.overrides["cluster.nodes"], c.agent, c.runs, c.failed) for c in cells] == [
+        (1, "fifo", 2, 0),
+        (1, "fair", 2, 0),
+        (2, "fifo", 2, 0),
+        (2, "fair", 2, 0),
+    ]
+    assert cells[0].mean == pytest.approx(sum(by_nodes[1][:2]) / 2)
+    assert cells[0].ci95 > 0
+
+
+def test_two_workers_write_the_same_table(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    with LocalBackend(2) as backend:
+        report = run_sweep(reference[0], tmp_path / "out", backend)
+    assert report.executed == 8 and report.failed == 0
+    assert table_files(tmp_path / "out") == table_files(reference[1])
+
+
+# ------------------------------------------------------------------------- resuming
+def test_resume_runs_only_what_is_missing(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, full = reference
+    document, rows = read_rows(full)
+    out = tmp_path / "out"
+    kept = [rows[0], rows[3], rows[6]]
+    write_table(out, load_sweep(spec), kept, document["total"])
+    done = []
+    report = run_sweep(spec, out, progress=lambda d, total, row: done.append((d, total, row.key)))
+    assert report.executed == 5
+    assert {key for _, _, key in done} == {r.key for r in rows} - {r.key for r in kept}
+    assert [(d, total) for d, total, _ in done] == [(n, 8) for n in range(4, 9)]
+    assert table_files(out) == table_files(full)
+    assert run_sweep(spec, out).executed == 0
+
+
+def test_an_interrupted_sweep_keeps_its_finished_runs(
+    reference: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec, full = reference
+    out = tmp_path / "out"
+
+    def interrupt_after_three(done: int, total: int, row: object) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, progress=interrupt_after_three)
+    assert read_rows(out)[0]["finished"] == 3
+    assert run_sweep(spec, out).executed == 5
+    assert table_files(out) == table_files(full)
+
+
+def test_resume_refuses_another_sweeps_folder(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference[1], out)
+    narrower = write_sweep(tmp_path, SWEEP.replace("[1, 2]", "[1]"))
+    with pytest.raises(SweepError, match=r"4 run\(s\) are not part of this sweep"):
+        run_sweep(narrower, out)
+
+
+def test_resume_refuses_a_changed_scenario(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference[1], out)
+    spec = write_sweep(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY_SCENARIO.replace("queries: 12", "queries: 13"))
+    with pytest.raises(SweepError, match="changed since run"):
+        run_sweep(spec, out)
+
+
+# ------------------------------------------------------------------------- failures
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_run_is_recorded_and_the_others_finish(
+    reference: tuple[Path, Path], tmp_path: Path, workers: int
+) -> None:
+    spec, full = reference
+    out = tmp_path / "out"
+    with LocalBackend(workers) as backend:
+        report = run_sweep(spec, out, backend, run=raise_on_fair_seed_1)
+    assert report.executed == 8 and report.failed == 2
+    _, rows = read_rows(out)
+    failed = [r for r in rows if r.status == STATUS_ERROR]
+    assert [(r.agent, r.seed) for r in failed] == [("fair", 1), ("fair", 1)]
+    assert failed[0].error == f"RuntimeError: boom in {failed[0].key}"
+    assert failed[0].figures is None
+    _, reference_rows = read_rows(full)
+    good = {r.key: r.figures for r in rows if r.status == STATUS_OK}
+    assert good == {r.key: r.figures for r in reference_rows if r.key in good}
+    # Running again retries the failed runs only.
+    fair_1 = [c for c in summarize_sweep(rows) if c.agent == "fair"]
+    assert [(c.runs, c.failed, c.ci95) for c in fair_1] == [(1, 1, 0.0), (1, 1, 0.0)]
+    assert run_sweep(spec, out).executed == 2
+    assert table_files(out) == table_files(full)
+
+
+def test_failed_runs_can_be_kept(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_sweep(reference[0], out, run=raise_on_fair_seed_1)
+    assert run_sweep(reference[0], out, retry_failed=False).executed == 0
+
+
+# ------------------------------------------------------------------------- bad files
+BAD_SWEEPS = [
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nbogus: 1\n", "bogus: unknown key"),
+    ("agents: [fifo]\n", "scenarios: required key is missing"),
+    ("scenarios: []\nagents: [fifo]\n", "scenarios: List should have at least 1 item"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo, fiffo]\n", "agents.1: unknown agent 'fiffo'"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo, fifo]\n", "agents: fifo is listed twice"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: lots\n", "seeds: expected a number of"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: 0\n", "seeds: must be >= 1"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: [0, -2]\n", "seeds: must be >= 0"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: [0, 0]\n", "seeds: 0 is listed twice"),
+    ("scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: [1000000]\n", "training range"),
+    ("scenarios: [nope]\nagents: [fifo]\n", "scenarios.0: nope: no such file"),
+    (
+        "scenarios: [tiny.yaml]\nagents: [fifo]\noverrides: {cluster.nodes: 2}\n",
+        "overrides.cluster.nodes: Input should be a valid list",
+    ),
+    (
+        "scenarios: [tiny.yaml]\nagents: [fifo]\noverrides: {cluster.nodes: []}\n",
+        "overrides.cluster.nodes: the list of values is empty",
+    ),
+    (
+        "scenarios: [tiny.yaml]\nagents: [fifo]\noverrides: {cluster.nodes: [2, 0]}\n",
+        "overrides.cluster.nodes: value 0 in tiny.yaml: Input should be greater than",
+    ),
+    (
+        "scenarios: [tiny.yaml]\nagents: [fifo]\noverrides: {cluster.nodez: [2]}\n",
+        "overrides.cluster.nodez: value 2 in tiny.yaml: unknown key",
+    ),
+    ("scenarios: [tiny.yaml\n", "invalid YAML"),
+    ("- just a list\n", "expected a mapping of sections, got a list"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_SWEEPS)
+def test_bad_sweep_files_give_one_line_errors(tmp_path: Path, text: str, expected: str) -> None:
+    spec = write_sweep(tmp_path, text)
+    with pytest.raises(SweepError) as caught:
+        run_sweep(spec, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f"{spec}: ")
+    assert expected in message
+    assert "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_errors_survive_pickling() -> None:
+    error = SweepError("s.yaml", "seeds", "must be >= 1")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.field) == (SweepError, str(error), "seeds")
+
+
+def test_a_missing_sweep_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match=r"missing\.yaml: No such file"):
+        load_sweep(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------- plots
+def test_confidence_interval_is_students_t() -> None:
+    assert confidence_halfwidth([5.0]) == 0.0
+    # n = 3, sample sd 1: t(0.975, 2) / sqrt(3).
+    assert math.isclose(confidence_halfwidth([1.0, 2.0, 3.0]), 4.303 / math.sqrt(3), rel_tol=1e-4)
+    # Beyond the table, the normal quantile.
+    assert math.isclose(
+        confidence_halfwidth([0.0, 2.0] * 20), 1.959964 * 1.0128 / math.sqrt(40), rel_tol=1e-3
+    )
+
+
+def test_plot_sweep_draws_a_png(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference[1], out)
+    assert plot_sweep(out) == [out / PLOT_FILE]
+    assert (out / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SweepError, match="no such file"):
+        plot_sweep(tmp_path)
+
+
+def test_plot_without_overrides_with_two_and_with_flags(tmp_path: Path) -> None:
+    grid = "overrides: {cluster.nodes: [1, 2], cluster.threads_per_node: [2, 4]}\n"
+    flags = "overrides: {simulation.oracle: [false, true]}\n"
+    for name, overrides in (("flat", ""), ("grid", grid), ("flags", flags)):
+        folder = tmp_path / name
+        folder.mkdir()
+        spec = write_sweep(folder, f"scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: 1\n{overrides}")
+        run_sweep(spec, folder / "out")
+        assert plot_sweep(folder / "out")[0].stat().st_size > 1000
+    document = json.loads((tmp_path / "grid" / "out" / JSON_FILE).read_text())
+    assert document["total"] == 4
+
+
+SHIPPED_SWEEPS = sorted(
+    (Path(__file__).resolve().parent.parent / "scenarios" / "sweeps").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.name)
+def test_shipped_sweep_files_are_valid(path: Path) -> None:
+    spec = load_sweep(path)
+    runs = plan_runs(spec)
+    combos = math.prod(len(values) for _, values in spec.overrides)
+    assert len(runs) == len(spec.scenarios) * combos * len(spec.agents) * len(spec.seeds)
+    assert spec.description

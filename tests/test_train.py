@@ -1,0 +1,209 @@
+"""Training: rewards, a few iterations end to end, and resume reproducing an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.context import AgentContext
+from agents.features import FEATURE_SCHEMA_VERSION
+from agents.learned.checkpoint import load_checkpoint
+from agents.learned.factory import lsched_agent
+from lsched.scenario import load_scenario
+from lsched.train import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RolloutTask,
+    TrainConfig,
+    integral_in_system,
+    return_to_go,
+    rollout_group,
+    train,
+)
+from sim import simulate
+
+TINY = """\
+name: tiny
+cluster: {nodes: 1, threads_per_node: 4}
+workload:
+  queries: 24
+  streams:
+    - name: adhoc
+      arrivals: {process: poisson, rate_per_s: 0.5}
+      mix: "tpch-*"
+      scale_factors: [{value: 0.1}]
+agents: [fifo, fair]
+"""
+
+FAST = TrainConfig(
+    iterations=4,
+    workloads_per_iteration=2,
+    rollouts_per_workload=2,
+    workers=1,
+    curriculum_start_queries=6,
+    curriculum_end_queries=12,
+    curriculum_iterations=4,
+    checkpoint_every=2,
+    eval_every=2,
+    eval_max_queries=12,
+    baselines=("fifo", "fair"),
+    imitate="fair",
+    imitation_workloads=1,
+    imitation_epochs=2,
+    imitation_max_queries=12,
+    hidden=16,
+    embed=8,
+    rounds=2,
+)
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return str(path)
+
+
+def test_time_in_system_integral_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    arrivals = np.sort(rng.uniform(0, 50, 30))
+    finishes = arrivals + rng.uniform(0.5, 20, 30)
+    times = np.linspace(0, 80, 41)
+    grid = np.linspace(0, 80, 160_001)
+    in_system = ((grid[:, None] >= arrivals) & (grid[:, None] < finishes)).sum(axis=1)
+    cumulative = np.concatenate(([0.0], np.cumsum(in_system[:-1] * np.diff(grid))))
+    expected = np.interp(times, grid, cumulative)
+    assert np.allclose(integral_in_system(times, arrivals, finishes), expected, atol=0.05)
+    # Over a whole episode the return is minus the summed latency.
+    assert return_to_go(np.array([0.0]), 100.0, arrivals, finishes)[0] == pytest.approx(
+        -(finishes - arrivals).sum()
+    )
+
+
+def test_rollout_group_is_deterministic_and_gives_a_gradient(tiny: str) -> None:
+    from agents.learned.agent import feature_sizes
+    from agents.learned.policy import Policy, PolicyConfig
+
+    sizes = feature_sizes()
+    config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    torch.manual_seed(0)
+    weights = Policy(config).state_dict()
+    scenario = load_scenario(tiny)
+    task = RolloutTask(
+        weights=weights,
+        policy=config,
+        scenario=tiny,
+        workload_seed=scenario.train_seed_offset + 5000,
+        execution_seeds=(scenario.train_seed_offset + 1, scenario.train_seed_offset + 2),
+        sample_seeds=((0, 0, 0, 0), (0, 0, 0, 1)),
+        horizon_queries=10,
+        entropy_weight=0.01,
+    )
+    first, second = rollout_group(task), rollout_group(task)
+    assert first.decisions > 0 and first.queries == 10
+    assert any(np.abs(g).sum() > 0 for g in first.gradient)
+    for a, b in zip(first.gradient, second.gradient, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_a_few_iterations_write_metrics_checkpoint_and_a_loadable_policy(
+    tiny: str, tmp_path: Path
+) -> None:
+    seen: list[dict] = []
+    out = tmp_path / "run"
+    policy_path = train(FAST, [tiny], out, progress=seen.append)
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2, 3, 4]
+    assert "imitation" in records[0] and "eval" in records[2] and "eval" in records[4]
+    assert records[4]["eval"]["tiny"]["best_baseline_s"] > 0
+    assert all(r["decisions"] > 0 for r in records[1:])
+    assert any("imitation_epoch" in r for r in seen)
+
+    # The run ships its best validated policy (the first best, on ties).
+    best = min((r for r in records if "eval_score" in r), key=lambda r: r["eval_score"])
+    policy, info, document = load_checkpoint(policy_path, FEATURE_SCHEMA_VERSION)
+    assert info.iterations == best["iteration"] and info.scenarios == (tiny,)
+    assert info.extra["train_config"]["iterations"] == 4
+    assert "training" not in document  # the shipped form: weights and metadata only
+    assert "training" in torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    context = AgentContext(load_scenario(tiny).cluster, None, (), None, np.random.default_rng(0))
+    scheduler = lsched_agent(context, checkpoint=policy_path)
+    scenario = load_scenario(tiny)
+    result = simulate(scenario.queries(0), scenario.cluster, scheduler, scenario.execution_rng(0))
+    assert len(result.queries) == 24
+    del policy
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny: str, tmp_path: Path) -> None:
+    config = replace(FAST, imitate=None, eval_every=0)
+    straight = tmp_path / "straight"
+    train(config, [tiny], straight)
+
+    interrupted = tmp_path / "interrupted"
+
+    def kill_at_three(record: dict) -> None:
+        if record.get("iteration") == 3:  # its metrics line is written, its checkpoint not
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(config, [tiny], interrupted, progress=kill_at_three)
+    assert load_checkpoint(interrupted / CHECKPOINT_FILE)[1].iterations == 2
+    train(config, [tiny], interrupted, resume=True)
+
+    a = load_checkpoint(straight / CHECKPOINT_FILE)[0].state_dict()
+    b = load_checkpoint(interrupted / CHECKPOINT_FILE)[0].state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+    def lines(folder: Path) -> list[dict]:
+        records = [json.loads(x) for x in (folder / METRICS_FILE).read_text().splitlines()]
+        for record in records:
+            record.pop("wall_s")
+            record.pop("rollout_wall_s")
+        return records
+
+    assert lines(straight) == lines(interrupted)
+
+
+def test_resume_refuses_changed_settings(tiny: str, tmp_path: Path) -> None:
+    from agents.learned.checkpoint import CheckpointError
+
+    config = replace(FAST, imitate=None, eval_every=0, iterations=2)
+    train(config, [tiny], tmp_path / "run")
+    with pytest.raises(CheckpointError, match="learning_rate"):
+        train(replace(config, learning_rate=0.5, iterations=3), [tiny], tmp_path / "run", True)
+
+
+def test_settings_parse_from_the_command_line_form() -> None:
+    from lsched.train import TrainError, config_from_settings
+
+    config = config_from_settings(["iterations=7", "imitate=fair", 'baselines=["fifo"]'])
+    assert (config.iterations, config.imitate, config.baselines) == (7, "fair", ("fifo",))
+    with pytest.raises(TrainError, match="expected FIELD=VALUE"):
+        config_from_settings(["iteration=7"])
+    with pytest.raises(TrainError, match="rollouts_per_workload"):
+        config_from_settings(["rollouts_per_workload=1"])
+
+
+def test_schedules_decay_entropy_and_grow_the_episode() -> None:
+    config = TrainConfig(
+        entropy_start=0.01,
+        entropy_end=0.001,
+        entropy_decay_iterations=10,
+        curriculum_start_queries=20,
+        curriculum_end_queries=120,
+        curriculum_iterations=10,
+    )
+    assert config.entropy_weight(0) == pytest.approx(0.01)
+    assert config.entropy_weight(5) == pytest.approx(0.01 * 0.1**0.5)
+    assert config.entropy_weight(50) == pytest.approx(0.001)
+    assert [config.horizon_queries(i) for i in (0, 5, 10, 99)] == [20, 70, 120, 120]
