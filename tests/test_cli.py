@@ -228,3 +228,52 @@ def test_the_installed_entry_point_reports_errors_the_same_way(tmp_path: Path) -
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == f"error: {tmp_path / 'none.yaml'}: no such file\n"
+
+
+def test_sweep_runs_resumes_and_plots(scenario_file: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        f"scenarios: [{scenario_file}]\nagents: [fifo, fair]\nseeds: 2\n"
+        "overrides: {cluster.nodes: [1, 2]}\n"
+    )
+    out = tmp_path / "sweep"
+    first = invoke("sweep", spec, "--out", out, "--workers", "1")
+    assert first.exit_code == 0, first.output
+    assert "8 of 8 runs run now" in first.output
+    rows = read_csv(out / "sweep.csv")
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    again = invoke("sweep", spec, "--out", out, "--workers", "1")
+    assert "0 of 8 runs run now, 8 kept" in again.output
+    assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    assert invoke("plot", out).exit_code == 0
+
+
+def test_train_writes_a_policy_that_run_evaluates(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    settings = [
+        "--set", "imitate=null", "--set", "eval_every=1", "--set", "eval_max_queries=10",
+        "--set", "curriculum_start_queries=10", "--set", "curriculum_end_queries=15",
+        "--set", "workloads_per_iteration=1", "--set", "rollouts_per_workload=2",
+        "--set", 'baselines=["fifo"]',
+    ]  # fmt: skip
+    trained = invoke("train", scenario_file, "--out", out, "--iterations", "2", "--workers", "1",
+                     *settings)  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in curve] == [1, 2]
+    assert invoke("plot", out).exit_code == 0
+    assert (out / "learning-curve.png").read_bytes().startswith(b"\x89PNG")
+    policy = out / "policy.pt"
+    run = invoke(
+        "run", scenario_file, "--agents", f"fifo,lsched:{policy}", "--seeds", "1", "--json"
+    )
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["agents"][f"lsched:{policy}"]["queries"] == 25
+
+
+def test_a_corrupt_checkpoint_is_one_error_line(scenario_file: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "policy.pt"
+    broken.write_bytes(b"not a checkpoint")
+    result = invoke("run", scenario_file, "--agents", f"lsched:{broken}", "--seeds", "1")
+    assert result.exit_code == 2
+    assert str(broken) in result.output and result.output.count("\n") == 1
