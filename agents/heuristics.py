@@ -14,6 +14,7 @@ threads are handed out.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
@@ -99,7 +100,7 @@ class Heuristic:
         return f"{type(self).__name__}({self.knobs})"
 
 
-class _PriorityRule(Heuristic):
+class _PriorityRule(Heuristic, ABC):
     """Every free thread, up to `max_parallelism`, to the pipeline with the smallest key."""
 
     def decide(self, obs: Observation) -> Decision:
@@ -118,8 +119,9 @@ class _PriorityRule(Heuristic):
             return WAIT
         return Decision((best.query_id, best.index), cap)
 
+    @abstractmethod
     def _key(self, pipeline: PipelineView, obs: Observation) -> tuple:
-        raise NotImplementedError
+        """Sort key of a candidate pipeline: the smallest is scheduled."""
 
 
 class Fifo(_PriorityRule):

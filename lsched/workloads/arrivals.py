@@ -14,6 +14,7 @@ same panels every period.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -56,15 +57,16 @@ class ArrivalProcess(Protocol):
     ) -> np.ndarray: ...
 
 
-class _Process:
+class _Process(ABC):
     """Shared behaviour: `times` is `arrivals` without the slots."""
 
     __slots__ = ()
 
+    @abstractmethod
     def arrivals(
         self, rng: np.random.Generator, horizon_s: float, max_count: int | None = None
     ) -> Arrivals:
-        raise NotImplementedError
+        """Arrival times in [0, horizon_s) with each arrival's slot in its group."""
 
     def times(
         self, rng: np.random.Generator, horizon_s: float, max_count: int | None = None
