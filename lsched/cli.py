@@ -160,10 +160,14 @@ def _report_table(report: ScenarioReport) -> Table:
     )
     table.add_column("agent")
     headers = ("mean", "± sd", "p50", "p95", "p99", "slowdown", "makespan", "util.", "queries")
+    faults = any(s.lost_tasks for s in report.agents.values())
+    if faults:
+        headers = (*headers, "lost/re-run tasks")
     for header in headers:
         table.add_column(header, justify="right")
     best = min(s.mean_latency_s for s in report.agents.values())
     for label, s in report.agents.items():
+        lost = (f"{s.lost_tasks:g}/{s.rerun_tasks:g}",) if faults else ()
         table.add_row(
             f"[bold]{label}[/bold]" if s.mean_latency_s == best else label,
             f"{s.mean_latency_s:.1f}",
@@ -175,6 +179,7 @@ def _report_table(report: ScenarioReport) -> Table:
             f"{s.makespan_s:.0f}",
             f"{s.utilization:.0%}",
             f"{s.queries:g}",
+            *lost,
         )
     table.add_section()
     table.add_row(

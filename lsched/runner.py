@@ -60,6 +60,8 @@ class RunFigures:
     lower_bound_mean_latency_s: float
     """No schedule of this seed's queries and task durations has a lower mean latency."""
     decisions: int
+    lost_tasks: int
+    """Task attempts cut short by node failures (each was re-run)."""
     rerun_tasks: int
     wall_s: float
     """Seconds the run took on this machine (not part of any result file: it varies)."""
@@ -81,6 +83,8 @@ class AgentSummary:
     mean_slowdown: float
     makespan_s: float
     utilization: float
+    lost_tasks: float
+    rerun_tasks: float
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class ScenarioReport:
                     "makespan": s.makespan_s,
                     "utilization": s.utilization,
                     "queries": s.queries,
+                    "lost_tasks": s.lost_tasks,
+                    "rerun_tasks": s.rerun_tasks,
                 }
                 for label, s in self.agents.items()
             },
@@ -201,6 +207,7 @@ def figures(result: SimResult, scenario: str, agent: str, seed: int, wall_s: flo
         utilization=result.utilization,
         lower_bound_mean_latency_s=result.lower_bound.mean_latency_s,
         decisions=result.decisions,
+        lost_tasks=len(result.lost_tasks),
         rerun_tasks=result.rerun_tasks,
         wall_s=wall_s,
     )
@@ -293,6 +300,8 @@ def summarize(
             mean_slowdown=_mean(r.mean_slowdown for r in mine),
             makespan_s=_mean(r.makespan_s for r in mine),
             utilization=_mean(r.utilization for r in mine),
+            lost_tasks=_mean(r.lost_tasks for r in mine),
+            rerun_tasks=_mean(r.rerun_tasks for r in mine),
         )
     # The bound depends on the seed's queries and durations only: one value per seed.
     bound_by_seed = {r.seed: r.lower_bound_mean_latency_s for r in ordered}

@@ -277,3 +277,14 @@ def test_a_corrupt_checkpoint_is_one_error_line(scenario_file: Path, tmp_path: P
     result = invoke("run", scenario_file, "--agents", f"lsched:{broken}", "--seeds", "1")
     assert result.exit_code == 2
     assert str(broken) in result.output and result.output.count("\n") == 1
+
+
+def test_lost_and_rerun_tasks_are_reported_for_a_faulty_cluster(tmp_path: Path) -> None:
+    faulty = tmp_path / "faulty.yaml"
+    faulty.write_text(SMALL + "simulation: {faults: {mean_time_between_failures_s: 30}}\n")
+    result = invoke("run", faulty, "--agents", "fair", "--seeds", "1", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["agents"]["fair"]
+    assert figures["lost_tasks"] > 0 and figures["rerun_tasks"] > 0
+    table = invoke("run", faulty, "--agents", "fair", "--seeds", "1")
+    assert "lost/re-run" in table.output

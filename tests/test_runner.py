@@ -88,6 +88,8 @@ def test_the_report_aggregates_per_seed_figures(small: Scenario) -> None:
         "makespan",
         "utilization",
         "queries",
+        "lost_tasks",
+        "rerun_tasks",
     }
 
 
