@@ -126,7 +126,26 @@ def guarded_call(fn: Callable[[T], R], item: T) -> R | TaskFailure:
         return TaskFailure.of(error)
 
 
-class Backend(ABC):
+class _Closing(ABC):
+    """Something holding workers: `close()` releases them, `with` closes on the way out."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the workers (idempotent)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Backend(_Closing):
     """Runs a function over items somewhere; use as a context manager or call `close()`."""
 
     name: str
@@ -157,27 +176,12 @@ class Backend(ABC):
             stream.close()  # cancels what is still queued when a task failed
         return [results[i] for i in range(len(results))]
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release workers (idempotent)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _call_indexed(fn: Callable[[T], R], pair: tuple[int, T]) -> R:
     return fn(pair[1])
 
 
-class WorkerPool(ABC, Generic[S, P]):
+class WorkerPool(_Closing, Generic[S, P]):
     """Workers holding their own state: `broadcast` a payload, then `map` items over them.
 
     `fn(state, payload, item)` must not let the state change its result (the state is a cache:
@@ -194,21 +198,6 @@ class WorkerPool(ABC, Generic[S, P]):
     @abstractmethod
     def map(self, fn: Callable[[S, P, T], R], items: Sequence[T]) -> list[R]:
         """`[fn(state, payload, item) ...]` in item order; fails like `Backend.map`."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the workers (idempotent)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- local
