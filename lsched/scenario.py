@@ -26,9 +26,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from lsched.errors import ScenarioError
-from lsched.workloads.generate import check_templates, generate_workload
+from lsched.workloads.generate import check_templates, check_trace, generate_workload
 from lsched.workloads.spec import WorkloadError, WorkloadModel, WorkloadSpec, format_loc
 from lsched.workloads.templates import QueryTemplate, TemplateError, load_library
+from lsched.workloads.trace import TraceError
 from sim.model import ClusterConfig, FaultConfig, QuerySpec
 
 WORKLOAD_STREAM = 0
@@ -331,6 +332,10 @@ def scenario_from_document(
         check_templates(workload, templates)
     except WorkloadError as error:
         raise ScenarioError(source, "", f"workload.{error}") from None
+    try:
+        check_trace(workload)
+    except (TraceError, OSError) as error:
+        raise ScenarioError(source, "workload.trace.path", str(error)) from None
     cluster = ClusterConfig(
         **model.cluster.model_dump(), faults=FaultConfig(**model.simulation.faults.model_dump())
     )

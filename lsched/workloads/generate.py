@@ -11,6 +11,8 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from lsched.workloads.arrivals import (
 )
 from lsched.workloads.spec import StreamSpec, WorkloadError, WorkloadSpec
 from lsched.workloads.templates import QueryTemplate, TemplateError, select_templates
+from lsched.workloads.trace import TraceRecord, read_trace, replay_trace
 from sim.model import QuerySpec
 
 
@@ -111,6 +114,52 @@ def generate_workload(
     Arrivals stop at `spec.queries` (all streams together) and before `spec.duration_s`. A
     workload whose streams send nothing in time gives an empty tuple.
     """
+    queries = _stream_queries(spec, library, rng) if spec.streams else ()
+    if spec.trace is None:
+        return queries
+    trace = spec.trace
+    records = _trace_records(trace.path, trace.max_records, trace.instance_id)
+    replayed = replay_trace(
+        records,
+        library,
+        rng,
+        estimate_error_sigma=trace.estimate_error,
+        time_scale=trace.time_scale,
+        work_per_mb_s=trace.work_per_mb_s,
+        threads=trace.threads,
+    )
+    return _merge(queries, replayed, spec)
+
+
+def _merge(
+    generated: Sequence[QuerySpec], replayed: Sequence[QuerySpec], spec: WorkloadSpec
+) -> tuple[QuerySpec, ...]:
+    """Streams and trace in one arrival order (streams first on ties), cut and renumbered."""
+    horizon_s = math.inf if spec.duration_s is None else spec.duration_s
+    merged = sorted(
+        (q for q in (*generated, *replayed) if q.arrival_s < horizon_s),
+        key=lambda q: q.arrival_s,
+    )[: spec.queries]
+    return tuple(replace(q, query_id=i) for i, q in enumerate(merged))
+
+
+def check_trace(spec: WorkloadSpec) -> None:
+    """Read the workload's trace now, so a bad log fails when the scenario loads."""
+    if spec.trace is not None:
+        _trace_records(spec.trace.path, spec.trace.max_records, spec.trace.instance_id)
+
+
+@lru_cache(maxsize=8)
+def _trace_records(
+    path: Path, max_records: int | None, instance_id: str | int | None
+) -> tuple[TraceRecord, ...]:
+    """A log is read once per process, however many seeds replay it."""
+    return tuple(read_trace(path, max_records=max_records, instance_id=instance_id))
+
+
+def _stream_queries(
+    spec: WorkloadSpec, library: Mapping[str, QueryTemplate], rng: np.random.Generator
+) -> tuple[QuerySpec, ...]:
     streams = _resolve(spec, library)
     horizon_s = math.inf if spec.duration_s is None else spec.duration_s
     mixture = Mixture(tuple(s.arrivals for s in streams))

@@ -311,6 +311,24 @@ class StreamModel(_Model):
         )
 
 
+class TraceModel(_Model):
+    """`workload.trace:`: replay a query log (CSV or Parquet, Redset's columns or plain ones)."""
+
+    path: str = Field(min_length=1)
+    """The log; a relative path resolves against the scenario file's folder."""
+    time_scale: float = Field(1.0, gt=0)
+    """Multiplies arrival gaps: 0.5 replays the log twice as fast."""
+    threads: int = Field(8, ge=1)
+    """A record's work is its execution time × this many thread-seconds."""
+    work_per_mb_s: float = Field(1e-3, gt=0)
+    """Thread-seconds per MB scanned, for records without an execution time."""
+    max_records: int | None = Field(None, ge=1)
+    instance_id: str | int | None = None
+    """Keep one cluster of a multi-cluster log (Redset's instance_id)."""
+    estimate_error: float | None = Field(None, ge=0)
+    """σ of the optimizer's error for replayed queries; null: the workload's."""
+
+
 class WorkloadModel(_Model):
     """The scenario's `workload:` section."""
 
@@ -320,10 +338,14 @@ class WorkloadModel(_Model):
     """Stop at this horizon: only arrivals before it are generated."""
     estimate_error: float = Field(DEFAULT_ESTIMATE_ERROR, ge=0)
     template_files: list[str] = Field(default_factory=list)
-    streams: list[StreamModel] = Field(min_length=1)
+    streams: list[StreamModel] = Field(default_factory=list)
+    trace: TraceModel | None = None
+    """A replayed query log, merged with the streams by arrival time."""
 
     @model_validator(mode="after")
     def _bounded(self) -> WorkloadModel:
+        if not self.streams and self.trace is None:
+            raise _fail(("streams",), "set streams, a trace, or both")
         if self.queries is None and self.duration_s is None:
             raise _fail(("queries",), "set queries, duration_s or both")
         seen: dict[str, int] = {}
@@ -355,11 +377,26 @@ class WorkloadModel(_Model):
             path = Path(name).expanduser()
             return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
+        trace = None
+        if self.trace is not None:
+            t = self.trace
+            trace = TraceSpec(
+                path=resolve(t.path),
+                time_scale=t.time_scale,
+                threads=t.threads,
+                work_per_mb_s=t.work_per_mb_s,
+                max_records=t.max_records,
+                instance_id=t.instance_id,
+                estimate_error=(
+                    self.estimate_error if t.estimate_error is None else t.estimate_error
+                ),
+            )
         return WorkloadSpec(
             streams=tuple(s.to_spec(self.estimate_error) for s in self.streams),
             queries=self.queries,
             duration_s=self.duration_s,
             template_files=tuple(resolve(f) for f in self.template_files),
+            trace=trace,
         )
 
 
@@ -423,16 +460,31 @@ class StreamSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceSpec:
+    """A query log to replay (see lsched.workloads.trace)."""
+
+    path: Path
+    time_scale: float
+    threads: int
+    work_per_mb_s: float
+    max_records: int | None
+    instance_id: str | int | None
+    estimate_error: float
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadSpec:
-    """What the generator draws: streams, cut at `queries` arrivals and/or `duration_s`."""
+    """What the generator draws: streams and/or a replayed trace, cut at `queries` arrivals
+    and/or `duration_s`."""
 
     streams: tuple[StreamSpec, ...]
     queries: int | None = None
     duration_s: float | None = None
     template_files: tuple[Path, ...] = ()
+    trace: TraceSpec | None = None
 
     def __post_init__(self) -> None:
         if self.queries is None and self.duration_s is None:
             raise ValueError("a workload needs queries, duration_s or both")
-        if not self.streams:
-            raise ValueError("a workload needs at least one stream")
+        if not self.streams and self.trace is None:
+            raise ValueError("a workload needs at least one stream or a trace")

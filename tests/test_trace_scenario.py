@@ -1,0 +1,80 @@
+"""A scenario can replay a query log (alone or merged with generated streams)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from lsched.errors import ScenarioError
+from lsched.runner import run_one
+from lsched.scenario import load_scenario
+
+SCENARIO = """\
+name: replay
+cluster: {{nodes: 1, threads_per_node: 8, moving_delay_s: 0.1, warmup_s: 0.05}}
+workload:
+  queries: {queries}
+  trace: {{path: {path}, threads: 4}}
+{streams}
+agents: [fair]
+"""
+
+STREAM = """\
+  streams:
+    - name: adhoc
+      arrivals: {process: poisson, rate_per_s: 0.5}
+      mix: "tpch-*"
+      work_multiplier: 50
+"""
+
+
+def write_log(path: Path) -> None:
+    """A Redset-style log: 12 queries, 5 s apart, two fingerprints, 1-3 s each."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["arrival_timestamp", "feature_fingerprint", "execution_duration_ms", "num_joins",
+             "num_scans", "num_aggregations", "query_type", "mbytes_scanned"]
+        )  # fmt: skip
+        for i in range(12):
+            fingerprint = "a" if i % 2 else "b"
+            writer.writerow(
+                [f"2024-03-01 00:00:{5 * i:02d}", fingerprint, 1000 + 1000 * (i % 3),
+                 2 if fingerprint == "a" else 4, 3, 1, "select", 100]
+            )  # fmt: skip
+
+
+def scenario(tmp_path: Path, queries: int, streams: str = "", log: str = "log.csv") -> Path:
+    path = tmp_path / "replay.yaml"
+    path.write_text(SCENARIO.format(queries=queries, path=log, streams=streams))
+    return path
+
+
+def test_a_replayed_log_keeps_its_arrival_gaps_and_fingerprints(tmp_path: Path) -> None:
+    write_log(tmp_path / "log.csv")
+    replay = load_scenario(scenario(tmp_path, queries=12))
+    queries = replay.queries(0)
+    assert [q.arrival_s for q in queries] == [5.0 * i for i in range(12)]
+    assert [q.query_id for q in queries] == list(range(12))
+    by_fingerprint = {q.arrival_s // 5 % 2: q.template for q in queries}
+    assert all(q.template == by_fingerprint[q.arrival_s // 5 % 2] for q in queries)
+    assert replay.queries(0) == queries
+    assert run_one(replay, "fair", 0).queries == 12
+
+
+def test_a_log_merges_with_streams_in_arrival_order(tmp_path: Path) -> None:
+    write_log(tmp_path / "log.csv")
+    mixed = load_scenario(scenario(tmp_path, queries=30, streams=STREAM)).queries(1)
+    arrivals = [q.arrival_s for q in mixed]
+    assert arrivals == sorted(arrivals) and len(mixed) == 30
+    assert [q.query_id for q in mixed] == list(range(30))
+    logged = {5.0 * i for i in range(12) if 5.0 * i <= arrivals[-1]}
+    assert logged <= set(arrivals)  # every log entry before the cut is there ...
+    assert len(logged) < len(mixed)  # ... among the streams' queries
+
+
+def test_a_missing_log_is_a_one_line_scenario_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"replay\.yaml: workload\.trace\.path: .*nowhere"):
+        load_scenario(scenario(tmp_path, queries=5, log="nowhere.csv"))
