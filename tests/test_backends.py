@@ -6,6 +6,7 @@ when ray is not importable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import operator
@@ -287,3 +288,27 @@ def test_rollouts_on_ray_actors_give_the_in_process_gradients(ray_backend: Any) 
 def test_an_unreachable_ray_address_fails_fast() -> None:
     with pytest.raises(BackendError, match=r"--address: cannot reach Ray at 127\.0\.0\.1:1: "):
         make_backend("ray", 2, "127.0.0.1:1")
+
+
+@needs_ray
+def test_training_on_ray_matches_training_on_local_processes(
+    ray_backend: Any, tmp_path: Path
+) -> None:
+    from test_train import FAST, TINY
+
+    from agents.features import FEATURE_SCHEMA_VERSION
+    from agents.learned.checkpoint import load_checkpoint, weights_digest
+    from lsched.train import train
+
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(TINY)
+    config = dataclasses.replace(FAST, iterations=2, eval_every=0, imitate=None)
+    digests = []
+    for name, backend in (("local", LocalBackend(2)), ("ray", ray_backend)):
+        with contextlib.ExitStack() as stack:
+            if name == "local":
+                stack.enter_context(backend)
+            policy_path = train(config, [str(scenario)], tmp_path / name, backend=backend)
+        policy, _, _ = load_checkpoint(policy_path, FEATURE_SCHEMA_VERSION)
+        digests.append(weights_digest(policy.state_dict()))
+    assert digests[0] == digests[1]
