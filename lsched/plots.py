@@ -181,6 +181,9 @@ def comparison_figure(
 
 LEARNING_CURVE_FILE = "learning-curve.png"
 METRICS_FILE = "metrics.jsonl"
+SMOOTHING_ITERATIONS = 8
+"""Iterations averaged in the learning curve's moving mean (training visits scenarios in turn,
+so single iterations swing with the scenario)."""
 """What `lsched train` writes per iteration (lsched.train.METRICS_FILE)."""
 
 
@@ -201,9 +204,14 @@ def learning_curve_figure(records: Sequence[dict], title: str) -> Figure:
     figure = Figure(figsize=(11, 4), dpi=DPI)
     rollouts, validation = figure.subplots(1, 2)
     steps = [r for r in records if "rollout_mean_latency_s" in r]
-    rollouts.plot(
-        [r["iteration"] for r in steps], [r["rollout_mean_latency_s"] for r in steps], lw=1
-    )
+    iterations = np.array([r["iteration"] for r in steps])
+    latency = np.array([r["rollout_mean_latency_s"] for r in steps], dtype=float)
+    rollouts.plot(iterations, latency, lw=0.8, alpha=0.35, label="per iteration")
+    if len(latency) >= SMOOTHING_ITERATIONS:
+        window = np.ones(SMOOTHING_ITERATIONS) / SMOOTHING_ITERATIONS
+        smooth = np.convolve(latency, window, mode="valid")
+        rollouts.plot(iterations[SMOOTHING_ITERATIONS - 1 :], smooth, lw=1.6, label="moving mean")
+        rollouts.legend(fontsize=7)
     rollouts.set(xlabel="iteration", ylabel="rollout mean latency (s)", title="training rollouts")
     evaluated = [r for r in records if "eval" in r]
     scenarios = sorted({name for r in evaluated for name in r["eval"]})
