@@ -20,6 +20,8 @@ from rich.table import Table
 from lsched.errors import LschedError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from lsched.runner import ScenarioReport
     from lsched.sweep import SweepReport
 
@@ -123,22 +125,27 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
+def _bar(console: Console, transient: bool) -> Progress:
+    """The one progress-bar layout: description, bar, done/total, elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
 @contextlib.contextmanager
 def _progress(console: Console, enabled: bool) -> Iterator[object]:
     """A rich progress bar on a terminal; a no-op callback (None) elsewhere."""
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with _bar(console, transient=True) as bar:
         task = bar.add_task("simulating", total=None)
 
         def update(done: int, total: int, figures: object) -> None:
@@ -261,15 +268,7 @@ def _training_progress(console: Console, iterations: int) -> Iterator[object]:
     if not (console.is_terminal and sys.stdout.isatty()):
         yield lambda record: typer.echo(json.dumps(record, allow_nan=False))
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with _bar(console, transient=False) as bar:
         task = bar.add_task("training", total=iterations)
         vs_best = "validation pending"
 
