@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,15 @@ import pytest
 import torch
 from sim_helpers import QUIET, chain_query
 
-from agents.context import AgentContext
+from agents.context import AgentContext, AgentError
 from agents.features import FEATURE_SCHEMA_VERSION
-from agents.learned.agent import LearnedScheduler, ObservationLimits, feature_sizes
+from agents.heuristics import Fifo, Knobs
+from agents.learned.agent import (
+    GUIDE_FEATURES,
+    LearnedScheduler,
+    ObservationLimits,
+    feature_sizes,
+)
 from agents.learned.checkpoint import (
     CheckpointError,
     CheckpointInfo,
@@ -21,6 +28,7 @@ from agents.learned.checkpoint import (
 )
 from agents.learned.factory import lsched_agent
 from agents.learned.policy import (
+    WAIT_ACTION,
     Policy,
     PolicyBatch,
     PolicyConfig,
@@ -74,8 +82,10 @@ def test_forward_shapes_and_masked_pipelines_never_chosen() -> None:
     scheduler, _, observation = first_step(policy, queries)
     step, _, _ = scheduler.observe(observation)
     batch = step.to_batch()
-    logits, node, query, glob = policy(batch)
+    logits, wait, node, query, glob = policy(batch)
     assert logits.shape == (12,) and node.shape == (12, policy.config.embed)
+    # Nothing runs yet, so waiting is not allowed: no event would ever wake the scheduler.
+    assert not step.wait_ok and torch.isneginf(wait).all()
     assert query.shape == (3, policy.config.embed) and glob.shape == (1, policy.config.embed)
     # Only the two scans of each query are ready at t=0.
     assert step.candidate.tolist() == [True, True, False, False] * 3
@@ -108,6 +118,7 @@ def _two_query_batch(child_value: float = 0.0, parent_value: float = 0.0) -> Pol
         edge_parent=torch.tensor([0, 2]),
         candidate=torch.tensor([True, False, True, False]),
         min_level=torch.zeros(4, dtype=torch.int64),
+        wait_ok=torch.tensor([False]),
     )
 
 
@@ -134,8 +145,12 @@ def test_agent_completes_a_workload_and_every_decision_binds_a_thread() -> None:
         decisions = 0
         while observation is not None:
             decision = scheduler.decide(observation)
-            assert 1 <= decision.limit <= CLUSTER.total_threads
-            assert simulation.apply(decision) > 0
+            if decision.pipeline is None:  # WAIT only while some task runs
+                assert observation.free_threads < CLUSTER.total_threads
+                simulation.apply(decision)
+            else:
+                assert 1 <= decision.limit <= CLUSTER.total_threads
+                assert simulation.apply(decision) > 0
             decisions += 1
             observation = simulation.advance()
         result = simulation.result()
@@ -158,9 +173,12 @@ def test_collated_log_probs_match_single_steps() -> None:
     policy = make_policy()
     scheduler, simulation, observation = first_step(policy, workload(6))
     steps, actions = [], []
-    for _ in range(5):
+    for turn in range(6):
         step, _, _ = scheduler.observe(observation)
         chosen, level = policy.act(step.to_batch(), (0.4, 0.6))
+        if turn == 5:  # a recorded WAIT mixes with pipeline choices in one batch
+            assert step.wait_ok
+            chosen, level = WAIT_ACTION, 0
         steps.append(step)
         actions.append((chosen, level))
         simulation.apply(scheduler.decide(observation))
@@ -278,3 +296,63 @@ def test_the_registry_builds_lsched_with_a_checkpoint_option(tmp_path: Path) -> 
     assert isinstance(scheduler, LearnedScheduler)
     assert scheduler.rng is None  # greedy unless asked to sample
     assert make_agent("lsched", context, checkpoint=str(path), sample=True).rng is not None
+
+
+# ------------------------------------------------------------------------- the guide
+def test_guide_proposal_is_an_input_and_its_waits_show_globally() -> None:
+    policy = make_policy()
+    guide = Fifo(Knobs(max_parallelism=2))
+    scheduler = LearnedScheduler(policy, ObservationLimits(max_queries=32), guide=guide)
+    simulation = Simulation(workload(6), CLUSTER, np.random.default_rng(1))
+    scheduler.reset(CLUSTER)
+    reference = Fifo(Knobs(max_parallelism=2))
+    reference.reset(CLUSTER)
+    pick = -len(GUIDE_FEATURES)
+    seen_wait = seen_pick = False
+    observation = simulation.advance()
+    while observation is not None:
+        step, rows, cols = scheduler.observe(observation)
+        proposal = reference.decide(observation)
+        assert scheduler.guide_decision == proposal
+        marked = np.flatnonzero(step.pipeline_x[:, pick])
+        if proposal.pipeline is None:
+            assert len(marked) == 0 and step.global_x[-1] == 1.0
+            seen_wait = True
+        else:
+            (node,) = marked
+            assert scheduler._state.query_ids[rows[node]] == proposal.pipeline[0]
+            assert cols[node] == proposal.pipeline[1] and step.global_x[-1] == 0.0
+            level = scheduler.action_of(proposal, rows, cols)[1]
+            assert step.pipeline_x[node, pick + 1] == pytest.approx(
+                level / (policy.config.limit_levels - 1)
+            )
+            seen_pick = True
+        simulation.apply(proposal)  # follow the guide: it caps at 2 threads, so it waits
+        observation = simulation.advance()
+    assert seen_wait and seen_pick
+
+
+def test_checkpoint_names_its_guide_and_the_agent_builds_it(tmp_path: Path) -> None:
+    policy = make_policy()
+    info = _info(policy)
+    path = save_checkpoint(
+        tmp_path / "guided.pt",
+        policy,
+        replace(info, extra={**info.extra, "guide": "fifo"}),
+    )
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    agent = lsched_agent(context, checkpoint=path)
+    assert isinstance(agent.guide, Fifo)
+    result = simulate(workload(), CLUSTER, agent, np.random.default_rng(1))
+    assert len(result.queries) == 12
+
+
+def test_a_checkpoint_with_an_unknown_guide_is_a_clear_error(tmp_path: Path) -> None:
+    policy = make_policy()
+    info = _info(policy)
+    path = save_checkpoint(
+        tmp_path / "odd.pt", policy, replace(info, extra={**info.extra, "guide": "no-such"})
+    )
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    with pytest.raises(AgentError, match=r"odd\.pt: guide: .*unknown agent 'no-such'"):
+        lsched_agent(context, checkpoint=path)

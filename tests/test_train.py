@@ -53,6 +53,7 @@ FAST = TrainConfig(
     eval_max_queries=12,
     baselines=("fifo", "fair"),
     imitate="fair",
+    guide="fair",
     imitation_workloads=1,
     imitation_epochs=2,
     imitation_max_queries=12,
@@ -192,6 +193,11 @@ def test_settings_parse_from_the_command_line_form() -> None:
         config_from_settings(["iteration=7"])
     with pytest.raises(TrainError, match="rollouts_per_workload"):
         config_from_settings(["rollouts_per_workload=1"])
+    assert config_from_settings(["guide=null"]).guide is None
+    assert config_from_settings(["guide=srpt"]).guide == "srpt"
+    for bad in ("lsched", "no-such"):
+        with pytest.raises(TrainError, match=f"guide '{bad}' is not a heuristic agent"):
+            config_from_settings([f"guide={bad}"])
 
 
 def test_schedules_decay_entropy_and_grow_the_episode() -> None:

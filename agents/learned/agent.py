@@ -5,7 +5,9 @@ into a `PolicyBatch` (only the rows of queries in the system, only real pipeline
 are cached per set of queries, since plans never change). The policy picks among pipelines that
 can still take a thread — schedulable and holding fewer threads than the largest limit level —
 and among the limit levels above the chosen pipeline's current threads, so every decision binds
-at least one thread. Greedy at evaluation; sampling (with the caller's Generator) in training.
+at least one thread — or it waits (leaves the free threads idle until the next event), which is
+offered only while some task runs. Greedy at evaluation; sampling (with the caller's Generator)
+in training.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ from agents.features import (
     FeatureState,
     encode,
 )
-from agents.learned.policy import Policy, PolicyBatch, limit_for_level
-from sim.interface import WAIT, Decision, Observation
+from agents.learned.policy import WAIT_ACTION, Policy, PolicyBatch, limit_for_level
+from sim.interface import WAIT, Decision, Observation, Scheduler
 from sim.model import ClusterConfig
 
-INPUT_VERSION = 1
-"""Version of the policy's own input transform below (log scaling, operator one-hot)."""
+INPUT_VERSION = 2
+"""Version of the policy's own input transform below (log scaling, operator one-hot, guide)."""
+
+GUIDE_FEATURES = ("guide_pick", "guide_level")
+"""Two pipeline columns after the operator one-hot: 1.0 on the pipeline the guide heuristic
+would schedule now, and that decision's limit level / (levels − 1); zero elsewhere and without
+a guide."""
+GUIDE_GLOBAL_FEATURES = ("guide_waits",)
+"""One global column after features.py's: 1.0 when the guide would leave the free threads idle
+(WAIT) now."""
 
 WORKLOAD_QUERY_FEATURES = (
     "template_recent_arrivals",
@@ -78,11 +88,11 @@ class FeatureSizes:
 
 
 def feature_sizes() -> FeatureSizes:
-    """Input widths of the policy: features.py's columns plus the operator one-hot."""
+    """Input widths of the policy: features.py's columns, the operator one-hot, the guide."""
     return FeatureSizes(
-        pipeline=len(PIPELINE_FEATURES) + len(OPERATORS),
+        pipeline=len(PIPELINE_FEATURES) + len(OPERATORS) + len(GUIDE_FEATURES),
         query=len(QUERY_FEATURES),
-        global_=len(GLOBAL_FEATURES),
+        global_=len(GLOBAL_FEATURES) + len(GUIDE_GLOBAL_FEATURES),
     )
 
 
@@ -127,6 +137,8 @@ class Step(NamedTuple):
     edge_parent: np.ndarray
     candidate: np.ndarray
     min_level: np.ndarray
+    wait_ok: bool
+    """Some task is running, so WAIT (leave the free threads idle) is a legal action."""
 
     def to_batch(self) -> PolicyBatch:
         return PolicyBatch(
@@ -139,6 +151,7 @@ class Step(NamedTuple):
             torch.from_numpy(self.edge_parent),
             torch.from_numpy(self.candidate),
             torch.from_numpy(self.min_level),
+            torch.tensor([self.wait_ok]),
         )
 
 
@@ -148,12 +161,19 @@ class Recorder:
     def __init__(self) -> None:
         self.observations: list[Step] = []
         self.actions: list[tuple[int, int]] = []
-        """(pipeline index into the step's pipelines, limit level)."""
+        """(pipeline index into the step's pipelines, limit level); (WAIT_ACTION, 0): wait."""
         self.times_s: list[float] = []
 
 
 class LearnedScheduler:
-    """A `sim.interface.Scheduler` driven by a trained `Policy`."""
+    """A `sim.interface.Scheduler` driven by a trained `Policy`.
+
+    With a `guide` (a heuristic, normally the `tuned` agent) the policy also sees, as input
+    features, what the guide would do now (GUIDE_FEATURES, GUIDE_GLOBAL_FEATURES): residual
+    learning — behaviour cloning makes
+    "follow the guide" the starting point and policy gradient learns where to deviate. The
+    guide reads the same observation, so it adds no knowledge a database would not have.
+    """
 
     def __init__(
         self,
@@ -164,8 +184,12 @@ class LearnedScheduler:
         recorder: Recorder | None = None,
         workload_features: bool = True,
         feature_config: FeatureConfig | None = None,
+        guide: Scheduler | None = None,
     ) -> None:
         self.policy = policy.eval()
+        self.guide = guide
+        self.guide_decision: Decision = WAIT
+        """What the guide proposed at the last `observe` (WAIT without a guide)."""
         self.limits = limits or ObservationLimits()
         self.levels = policy.config.limit_levels
         self.rng = rng
@@ -179,6 +203,9 @@ class LearnedScheduler:
         self._structure: tuple[np.ndarray, ...] = ()
 
     def reset(self, cluster: ClusterConfig) -> None:
+        if self.guide is not None:
+            self.guide.reset(cluster)
+        self.guide_decision = WAIT
         self._state.reset()
         self._total = cluster.total_threads
         self._level_limits = np.array(
@@ -198,6 +225,8 @@ class LearnedScheduler:
             self.recorder.observations.append(step)
             self.recorder.actions.append((chosen, level))
             self.recorder.times_s.append(obs.now_s)
+        if chosen == WAIT_ACTION:
+            return WAIT
         query_id = int(self._state.query_ids[rows[chosen]])
         return Decision((query_id, int(cols[chosen])), int(self._level_limits[level]))
 
@@ -205,9 +234,10 @@ class LearnedScheduler:
         self, decision: Decision, rows: np.ndarray, cols: np.ndarray
     ) -> tuple[int, int] | None:
         """The (pipeline index, level) closest to another scheduler's decision: the smallest
-        level whose limit reaches the decision's. None for WAIT or an unknown pipeline."""
+        level whose limit reaches the decision's; (WAIT_ACTION, 0) for WAIT. None for an
+        unknown pipeline."""
         if decision.pipeline is None:
-            return None
+            return (WAIT_ACTION, 0)
         query_id, index = decision.pipeline
         matches = np.flatnonzero(self._state.query_ids[: self._state.num_queries] == query_id)
         if not len(matches):
@@ -230,12 +260,21 @@ class LearnedScheduler:
 
         pipes = encoded["pipelines"][rows, cols]
         pipes[:, _PL] = np.log1p(pipes[:, _PL])
-        pipeline_x = np.concatenate((pipes, operator_onehot), axis=1)
+        guide = np.zeros((len(rows), len(GUIDE_FEATURES)), np.float32)
+        guide_waits = 0.0
+        if self.guide is not None:
+            self.guide_decision = self.guide.decide(obs)
+            proposed = self.action_of(self.guide_decision, rows, cols)
+            if proposed is not None and proposed[0] == WAIT_ACTION:
+                guide_waits = 1.0
+            elif proposed is not None:
+                guide[proposed[0]] = (1.0, proposed[1] / max(self.levels - 1, 1))
+        pipeline_x = np.concatenate((pipes, operator_onehot, guide), axis=1)
         query_x = encoded["queries"][:count].copy()
         query_x[:, _QL] = np.log1p(np.maximum(query_x[:, _QL], 0.0))
         slack = query_x[:, _QS]
         query_x[:, _QS] = np.sign(slack) * np.log1p(np.abs(slack))
-        global_x = encoded["global"].copy()
+        global_x = np.append(encoded["global"], np.float32(guide_waits))
         global_x[_GL] = np.log1p(global_x[_GL])
         if not self.workload_features:
             query_x[:, _QW] = 0.0
@@ -244,6 +283,8 @@ class LearnedScheduler:
         threads = np.rint(encoded["pipelines"][rows, cols, _THREADS] * self._total).astype(np.int64)
         min_level = np.searchsorted(self._level_limits, threads, side="right")
         candidate = encoded["schedulable"][rows, cols] & (min_level < self.levels)
+        cluster = obs.cluster
+        wait_ok = obs.free_threads < cluster.threads_per_node * sum(obs.nodes_up)
         step = Step(
             pipeline_x.astype(np.float32, copy=False),
             query_x,
@@ -253,6 +294,7 @@ class LearnedScheduler:
             parent,
             candidate,
             min_level,
+            bool(wait_ok),
         )
         return step, rows, cols
 

@@ -5,7 +5,8 @@ children (the pipelines that consume its output) to parents — for a few rounds
 embedding summarises the work still below it. Pipelines are pooled into one summary per query
 (with the query's own features) and the queries into one global summary (with the cluster and
 workload features). The pipeline head scores every candidate pipeline (a softmax over the
-candidates); the limit head picks a parallelism level for the chosen pipeline's query.
+candidates); the limit head picks a parallelism level for the chosen pipeline, from its own
+features and its query's.
 
 Inputs are a `PolicyBatch`: one or more observations flattened into index tensors (pipelines,
 queries and plan edges of all graphs concatenated), so a forward pass is a handful of matrix
@@ -74,6 +75,9 @@ class PolicyBatch(NamedTuple):
     min_level: Tensor
     """[N] int64: lowest limit level that would add a thread to the pipeline (levels below
     are at or under the threads it holds, so picking them would bind nothing)."""
+    wait_ok: Tensor
+    """[B] bool: the observation allows WAIT (leaving free threads idle until the next event),
+    i.e. some task is running, so an event is sure to come."""
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -99,7 +103,10 @@ class Policy(nn.Module):
         self.query_in = _mlp(config.query_features + e, h, e)
         self.global_in = _mlp(config.global_features + e, h, e)
         self.pipeline_head = _mlp(config.pipeline_features + 3 * e, h, 1)
-        self.limit_head = _mlp(config.query_features + 3 * e, h, config.limit_levels)
+        self.wait_head = _mlp(config.global_features + e, h, 1)
+        self.limit_head = _mlp(
+            config.pipeline_features + config.query_features + 3 * e, h, config.limit_levels
+        )
 
     # ------------------------------------------------------------------ embeddings
     def embed(self, batch: PolicyBatch) -> tuple[Tensor, Tensor, Tensor]:
@@ -120,16 +127,18 @@ class Policy(nn.Module):
         glob = self.global_in(torch.cat((batch.global_x, global_pool), dim=1))
         return node, query, glob
 
-    def forward(self, batch: PolicyBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(pipeline logits [N] with non-candidates at -inf, pipeline embeddings, query
-        embeddings, global embeddings)."""
+    def forward(self, batch: PolicyBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(pipeline logits [N] with non-candidates at -inf, WAIT logits [B] (-inf where not
+        allowed), pipeline embeddings, query embeddings, global embeddings)."""
         node, query, glob = self.embed(batch)
         node_query = batch.pipeline_query
         node_global = batch.query_graph[node_query]
         features = torch.cat((batch.pipeline_x, node, query[node_query], glob[node_global]), dim=1)
         logits = self.pipeline_head(features).squeeze(1)
         logits = logits.masked_fill(~batch.candidate, float("-inf"))
-        return logits, node, query, glob
+        wait = self.wait_head(torch.cat((batch.global_x, glob), dim=1)).squeeze(1)
+        wait = wait.masked_fill(~batch.wait_ok, float("-inf"))
+        return logits, wait, node, query, glob
 
     def limit_logits(
         self, batch: PolicyBatch, chosen: Tensor, node: Tensor, query: Tensor, glob: Tensor
@@ -138,6 +147,7 @@ class Policy(nn.Module):
         chosen_query = batch.pipeline_query[chosen]
         features = torch.cat(
             (
+                batch.pipeline_x[chosen],
                 batch.query_x[chosen_query],
                 node[chosen],
                 query[chosen_query],
@@ -155,16 +165,19 @@ class Policy(nn.Module):
     def act(
         self, batch: PolicyBatch, uniforms: tuple[float, float] | None = None
     ) -> tuple[int, int]:
-        """(pipeline index into N, limit level) for a one-graph batch.
+        """(pipeline index into N, limit level) for a one-graph batch; (WAIT_ACTION, 0) to wait.
 
         Greedy (the most likely pipeline, then level) when `uniforms` is None; otherwise two
         uniform draws in [0, 1) pick by inverse CDF, so the caller's Generator owns the sampling.
         """
-        logits, node, query, glob = self(batch)
+        logits, wait, node, query, glob = self(batch)
+        options = torch.cat((logits, wait))  # the last entry is WAIT
         if uniforms is None:
-            chosen = int(torch.argmax(logits))
+            chosen = int(torch.argmax(options))
         else:
-            chosen = _inverse_cdf(logits, uniforms[0])
+            chosen = _inverse_cdf(options, uniforms[0])
+        if chosen == len(logits):
+            return WAIT_ACTION, 0
         index = torch.tensor([chosen])
         limit = self.limit_logits(batch, index, node, query, glob)[0]
         level = int(torch.argmax(limit)) if uniforms is None else _inverse_cdf(limit, uniforms[1])
@@ -175,25 +188,42 @@ class Policy(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """(log π(pipeline, level) [B], entropy of both heads [B]) of recorded actions.
 
-        `chosen` [B] indexes pipelines of the batch, `levels` [B] their levels, and
-        `pipeline_graph` [N] the observation of each pipeline (query_graph[pipeline_query]).
+        `chosen` [B] indexes pipelines of the batch (or is WAIT_ACTION), `levels` [B] their
+        levels, and `pipeline_graph` [N] the observation of each pipeline
+        (query_graph[pipeline_query]). A WAIT has no level: only the pipeline head counts.
         """
-        logits, node, query, glob = self(batch)
+        pipeline_logits, wait, node, query, glob = self(batch)
         graphs = batch.global_x.shape[0]
+        nodes = pipeline_logits.shape[0]
+        # WAIT of graph b is entry N + b of the extended candidate list.
+        logits = torch.cat((pipeline_logits, wait))
+        pipeline_graph = torch.cat((pipeline_graph, torch.arange(graphs)))
+        waits = chosen == WAIT_ACTION
+        picked_option = torch.where(waits, nodes + torch.arange(graphs), chosen)
+        chosen = torch.where(waits, torch.zeros_like(chosen), chosen)
         log_p = _segment_log_softmax(logits, pipeline_graph, graphs)
         finite = torch.isfinite(log_p)
         p = torch.where(finite, log_p.exp(), torch.zeros_like(log_p))
         pipe_entropy = torch.zeros(graphs, dtype=log_p.dtype).index_add_(
             0, pipeline_graph, -(p * torch.where(finite, log_p, torch.zeros_like(log_p)))
         )
-        limit = torch.log_softmax(self.limit_logits(batch, chosen, node, query, glob), dim=1)
+        raw = self.limit_logits(batch, chosen, node, query, glob)
+        # A WAIT row points at pipeline 0, whose levels may all be masked: neutralise it.
+        raw = torch.where(waits.unsqueeze(1), torch.zeros_like(raw), raw)
+        limit = torch.log_softmax(raw, dim=1)
         limit_finite = torch.isfinite(limit)
         limit_p = torch.where(limit_finite, limit.exp(), torch.zeros_like(limit))
         limit_entropy = -(limit_p * torch.where(limit_finite, limit, torch.zeros_like(limit))).sum(
             1
         )
-        picked = log_p[chosen] + limit.gather(1, levels.unsqueeze(1)).squeeze(1)
-        return picked, pipe_entropy + limit_entropy
+        limit_picked = limit.gather(1, levels.unsqueeze(1)).squeeze(1)
+        zero = torch.zeros_like(limit_picked)
+        picked = log_p[picked_option] + torch.where(waits, zero, limit_picked)
+        return picked, pipe_entropy + torch.where(waits, zero, limit_entropy)
+
+
+WAIT_ACTION = -1
+"""The pipeline index `act` returns, and `log_probs` accepts, for WAIT."""
 
 
 def _segment_mean(values: Tensor, segment: Tensor, segments: int) -> Tensor:
@@ -268,9 +298,16 @@ def collate(
         ),
         torch.from_numpy(np.concatenate([s.candidate for s in steps])),
         torch.from_numpy(np.concatenate([s.min_level for s in steps])),
+        torch.tensor([bool(s.wait_ok) for s in steps]),
     )
     chosen = torch.from_numpy(
-        np.array([a[0] + pipeline_offsets[k] for k, a in enumerate(actions)], dtype=np.int64)
+        np.array(
+            [
+                WAIT_ACTION if a[0] == WAIT_ACTION else a[0] + pipeline_offsets[k]
+                for k, a in enumerate(actions)
+            ],
+            dtype=np.int64,
+        )
     )
     levels = torch.tensor([a[1] for a in actions], dtype=torch.int64)
     pipeline_graph = torch.from_numpy(query_graph[pipeline_query])
