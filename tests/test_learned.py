@@ -356,3 +356,15 @@ def test_a_checkpoint_with_an_unknown_guide_is_a_clear_error(tmp_path: Path) -> 
     context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
     with pytest.raises(AgentError, match=r"odd\.pt: guide: .*unknown agent 'no-such'"):
         lsched_agent(context, checkpoint=path)
+
+
+def test_a_policy_for_older_inputs_asks_for_retraining_not_a_shape_mismatch(
+    tmp_path: Path,
+) -> None:
+    widths = feature_sizes()
+    older = Policy(PolicyConfig(widths.pipeline - 2, widths.query, widths.global_ - 1))
+    info = replace(_info(older), extra={"input_version": 1})
+    path = save_checkpoint(tmp_path / "v1.pt", older, info)
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    with pytest.raises(CheckpointError, match=r"v1\.pt: input_version: .*version 1.*retrain"):
+        lsched_agent(context, checkpoint=path)
