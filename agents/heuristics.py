@@ -38,6 +38,11 @@ class Knobs:
     """Fewest threads a share rule (fair, weighted fair) or random hands a pipeline it picks."""
     work_conserving: bool = True
     """Share rules: give threads beyond every query's share away rather than leave them idle."""
+    adaptive_parallelism: float | None = None
+    """Priority rules: shrink the cap with the load to ceil(this × threads / queries in the
+    system) (never above max_parallelism): all threads to a lone query, a share each when many
+    wait. None: a fixed cap. On tpch-streaming, SRPT at 1.0 (cap 16) is 7.9% below SRPT at 16
+    (benchmarks/bench_headroom.py)."""
 
     def __post_init__(self) -> None:
         if self.max_parallelism is not None and (
@@ -55,6 +60,15 @@ class Knobs:
             raise AgentOptionError(
                 f"option min_parallelism: {self.min_parallelism} exceeds max_parallelism "
                 f"{self.max_parallelism}"
+            )
+        if self.adaptive_parallelism is not None and (
+            isinstance(self.adaptive_parallelism, bool)
+            or not isinstance(self.adaptive_parallelism, int | float)
+            or not self.adaptive_parallelism > 0
+        ):
+            raise AgentOptionError(
+                f"option adaptive_parallelism: must be a number > 0 or null "
+                f"(got {self.adaptive_parallelism!r})"
             )
         if not isinstance(self.work_conserving, bool):
             raise AgentOptionError(
@@ -106,6 +120,10 @@ class _PriorityRule(Heuristic, ABC):
     def decide(self, obs: Observation) -> Decision:
         self._forget_finished(obs)
         cap = self._max
+        factor = self.knobs.adaptive_parallelism
+        if factor is not None:
+            load_share = ceil(factor * self._total / max(len(obs.queries), 1) - 1e-9)
+            cap = min(cap, max(self._min, load_share))
         key = self._key
         best: PipelineView | None = None
         best_key: tuple = ()

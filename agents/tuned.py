@@ -32,6 +32,8 @@ from sim.results import SimResult
 Family = Literal["fifo", "sjf", "srpt", "fair", "weighted_fair", "cpf"]
 Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown"]
 FAMILIES: tuple[str, ...] = get_args(Family)
+PRIORITY_FAMILIES = frozenset({"fifo", "sjf", "srpt", "cpf"})
+"""Families that hand the best pipeline every thread up to a cap (agents.heuristics)."""
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
@@ -39,8 +41,9 @@ OBJECTIVES: tuple[str, ...] = get_args(Objective)
 class TuningBudget:
     """The grid and the simulations spent on it: candidates × seeds runs of the training workload.
 
-    The default (4 families, 4 caps, 2 weight schemes: 24 candidates on 2 seeds) tunes a
-    200-query scenario (50,000 tasks on 64 threads) in about 10 s on one core.
+    The default (4 families, 4 caps, 2 weight schemes, adaptive caps for the priority rules: 32
+    candidates on 2 seeds) tunes a 200-query scenario (50,000 tasks on 64 threads) in about 13 s
+    on one core.
     """
 
     families: tuple[str, ...] = ("fair", "weighted_fair", "srpt", "sjf")
@@ -48,6 +51,10 @@ class TuningBudget:
     """max_parallelism candidates as fractions of all threads; 1.0 is every family's default."""
     weight_exponents: tuple[float, ...] = (0.5, 1.0)
     """weighted_fair: class weight = (mean estimated work / the class's) ** exponent."""
+    adaptive_factors: tuple[float, ...] = (1.0,)
+    """Priority families (fifo, sjf, srpt, cpf) also try each cap with Knobs.adaptive_parallelism
+    at these factors (empty: fixed caps only). On tpch-streaming SRPT with a load-adaptive cap
+    is 7.9% below the best fixed cap (benchmarks/bench_headroom.py)."""
     seeds: int = 2
     """How many of the context's training seeds to simulate each candidate on."""
     max_queries: int | None = None
@@ -58,6 +65,7 @@ class TuningBudget:
         object.__setattr__(self, "families", tuple(self.families))
         object.__setattr__(self, "parallelism_fractions", tuple(self.parallelism_fractions))
         object.__setattr__(self, "weight_exponents", tuple(self.weight_exponents))
+        object.__setattr__(self, "adaptive_factors", tuple(self.adaptive_factors))
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise AgentOptionError(
@@ -73,6 +81,13 @@ class TuningBudget:
         if not all(isinstance(e, int | float) and e > 0 for e in self.weight_exponents):
             raise AgentOptionError(
                 f"option weight_exponents: need numbers > 0 (got {self.weight_exponents!r})"
+            )
+        if not all(
+            isinstance(f, int | float) and not isinstance(f, bool) and f > 0
+            for f in self.adaptive_factors
+        ):
+            raise AgentOptionError(
+                f"option adaptive_factors: need numbers > 0 (got {self.adaptive_factors!r})"
             )
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise AgentOptionError(f"option seeds: must be an integer >= 1 (got {self.seeds!r})")
@@ -100,9 +115,13 @@ class Candidate:
     """None: the family's default (all threads)."""
     class_weights: tuple[tuple[str, float], ...] = ()
     """weighted_fair only: (query class, weight) pairs; empty: every class weighs 1."""
+    adaptive_parallelism: float | None = None
+    """Priority families only: Knobs.adaptive_parallelism."""
 
     def build(self) -> Heuristic:
-        knobs = Knobs(max_parallelism=self.max_parallelism)
+        knobs = Knobs(
+            max_parallelism=self.max_parallelism, adaptive_parallelism=self.adaptive_parallelism
+        )
         if self.family == "weighted_fair":
             return WeightedFair(knobs, class_weights=dict(self.class_weights))
         return _PLAIN[self.family](knobs)
@@ -111,6 +130,8 @@ class Candidate:
         parts = [self.family]
         if self.max_parallelism is not None:
             parts.append(f"max_parallelism={self.max_parallelism}")
+        if self.adaptive_parallelism is not None:
+            parts.append(f"adaptive_parallelism={self.adaptive_parallelism:g}")
         if self.class_weights:
             weights = ", ".join(f"{name}: {weight:g}" for name, weight in self.class_weights)
             parts.append(f"class_weights={{{weights}}}")
@@ -283,6 +304,11 @@ def candidates(
             grid.append(Candidate(family, cap))
             if family == "weighted_fair":
                 grid.extend(Candidate(family, cap, weights) for weights in weightings)
+            if family in PRIORITY_FAMILIES:
+                grid.extend(
+                    Candidate(family, cap, adaptive_parallelism=factor)
+                    for factor in budget.adaptive_factors
+                )
     return grid
 
 

@@ -3,7 +3,8 @@
 Before asking a learned scheduler for 20% over the best heuristic, check that the 20% exists.
 This runs, on the evaluation seeds, a space of schedules much wider than `tuned`'s grid:
 every priority/share family at caps from all threads down to 1/16 of them, SRPT with a fair-share
-floor per query, SRPT whose cap adapts to the queries in the system, switches between SRPT and
+floor per query, SRPT whose cap adapts to the queries in the system (Knobs.adaptive_parallelism,
+which `tuned` tries with its `adaptive_factors` option), switches between SRPT and
 fair by load, and SRPT on the *true* remaining work (an oracle no database has). It prints one
 JSON line: `tuned`, the best variant with and without the oracle, and the simulator's lower bound
 (which ignores DAG order, task granularity and every overhead, so it is far from reachable).
@@ -30,15 +31,11 @@ Factory = Callable[[], Heuristic]
 
 
 class _SrptVariant(Heuristic):
-    """SRPT with optional extras: a per-query fair-share floor, a load-adaptive cap, oracle size."""
+    """SRPT with an extra no shipped rule has: a per-query fair-share floor, or oracle sizes."""
 
-    def __init__(
-        self, cap: int, *, share_floor: bool = False, adaptive: float = 0.0, oracle: bool = False
-    ) -> None:
+    def __init__(self, cap: int, *, share_floor: bool = False, oracle: bool = False) -> None:
         super().__init__(Knobs(max_parallelism=cap))
         self.share_floor = share_floor
-        self.adaptive = adaptive
-        """> 0: the cap is max(1, ceil(adaptive × threads / queries in system)), at most `cap`."""
         self.oracle = oracle
 
     def _remaining(self, query: QueryView) -> float:
@@ -49,8 +46,6 @@ class _SrptVariant(Heuristic):
     def decide(self, obs: Observation) -> Decision:
         in_system = max(len(obs.queries), 1)
         cap = self._max
-        if self.adaptive:
-            cap = min(cap, max(1, math.ceil(self.adaptive * self._total / in_system)))
         query_cap = max(cap, math.ceil(self._total / in_system)) if self.share_floor else None
         best: PipelineView | None = None
         best_key: tuple = ()
@@ -98,7 +93,7 @@ def variants(threads: int) -> dict[str, tuple[Factory, bool]]:
         space[f"srpt+share cap {cap}"] = (lambda c=cap: _SrptVariant(c, share_floor=True), False)
         for factor in (1.0, 2.0):
             space[f"srpt adaptive {factor:g}x cap {cap}"] = (
-                lambda c=cap, f=factor: _SrptVariant(c, adaptive=f),
+                lambda c=cap, f=factor: Srpt(Knobs(max_parallelism=c, adaptive_parallelism=f)),
                 False,
             )
         space[f"oracle srpt cap {cap}"] = (lambda c=cap: _SrptVariant(c, oracle=True), True)

@@ -216,6 +216,24 @@ def test_srpt_ranks_by_estimated_work_left_where_sjf_ranks_by_total() -> None:
     assert starts(run([two_halves, one_block], Sjf(), quiet(4)))[1] == pytest.approx(10.0)
 
 
+def test_adaptive_parallelism_shrinks_the_cap_with_the_queries_in_the_system() -> None:
+    alone = [query(0, pipeline(0, 16.0, 16))]
+    assert threads_at_start(run(alone, Srpt(Knobs(adaptive_parallelism=1.0)), quiet(8)), 0) == 8
+    # Three queries at t=0: a cap of ceil(8 / 3) = 3 each, where plain SRPT gives all 8 to one.
+    three = [query(k, pipeline(0, 16.0 + k, 16)) for k in range(3)]
+    adaptive = run(three, Srpt(Knobs(adaptive_parallelism=1.0)), quiet(8))
+    assert [threads_at_start(adaptive, k) for k in range(3)] == [3, 3, 2]
+    plain = run(three, Srpt(), quiet(8))
+    assert [threads_at_start(plain, k) for k in range(3)] == [8, 0, 0]
+    # max_parallelism still bounds it; a factor of 2 doubles the share.
+    capped = run(alone, Srpt(Knobs(max_parallelism=4, adaptive_parallelism=1.0)), quiet(8))
+    assert threads_at_start(capped, 0) == 4
+    doubled = run(three, Srpt(Knobs(adaptive_parallelism=2.0)), quiet(8))
+    assert [threads_at_start(doubled, k) for k in range(3)] == [6, 2, 0]
+    with pytest.raises(AgentOptionError, match="adaptive_parallelism"):
+        Knobs(adaptive_parallelism=0)
+
+
 def test_fair_splits_threads_evenly_between_two_queries() -> None:
     workload = [query(0, pipeline(0, 16.0, 16)), query(1, pipeline(0, 16.0, 16))]
     fair = run(workload, Fair(), quiet(8))
@@ -331,6 +349,24 @@ def test_tuned_searches_caps_and_class_weights() -> None:
     assert weighted and all(c.family == "weighted_fair" for c in weighted)
     weights = dict(weighted[0].class_weights)
     assert weights["short"] > weights["long"]  # small queries' class gets the larger weight
+
+
+def test_tuned_tries_adaptive_caps_for_priority_rules() -> None:
+    agent = make_agent(
+        "tuned",
+        context(),
+        seeds=1,
+        max_queries=10,
+        adaptive_factors=[1.0],
+        families=["srpt", "fair"],
+    )
+    grid = [t.candidate for t in agent.tune().trials]
+    adaptive = [c for c in grid if c.adaptive_parallelism == 1.0]
+    assert adaptive and {c.family for c in adaptive} == {"srpt"}
+    assert Candidate("srpt", None, adaptive_parallelism=1.0) in grid
+    assert "adaptive_parallelism=1" in adaptive[0].describe()
+    with pytest.raises(AgentOptionError, match="adaptive_factors"):
+        make_agent("tuned", context(), adaptive_factors=[-1])
 
 
 # ------------------------------------------------------------------------ registry
