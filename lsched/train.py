@@ -671,7 +671,7 @@ def train(
             pool.close()
     document = read_document(checkpoint_path)
     chosen = out / BEST_FILE if (out / BEST_FILE).exists() else checkpoint_path
-    final, chosen_info, _ = load_checkpoint(chosen, FEATURE_SCHEMA_VERSION)
+    final, chosen_info, _ = load_checkpoint(chosen, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     info = _info(
         policy_config,
         limits,
@@ -895,7 +895,7 @@ def _resume(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
 ) -> dict[str, Any]:
-    saved, info, document = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    saved, info, document = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     training = document.get("training")
     if not isinstance(training, dict):
         raise CheckpointError(f"{path}: training: no optimizer state (a final policy, not a run)")

@@ -79,12 +79,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path, expected_schema_version: int | None = None
+    path: str | Path,
+    expected_schema_version: int | None = None,
+    expected_input_version: int | None = None,
 ) -> tuple[Policy, CheckpointInfo, dict[str, Any]]:
     """(policy in eval mode, its info, the raw document) — or CheckpointError naming the file.
 
-    `expected_schema_version` is the feature schema of the caller's encoder; a checkpoint
-    trained on another is refused (its inputs would mean different things).
+    `expected_schema_version` is the feature schema of the caller's encoder and
+    `expected_input_version` the agent's own input transform (`extra.input_version`, absent
+    counts as matching); a checkpoint trained on others is refused before its weights are
+    read: its inputs would mean different things, and "retrain" says more than a shape error.
     """
     document = read_document(path)
     where = str(path)
@@ -93,6 +97,14 @@ def load_checkpoint(
         raise CheckpointError(
             f"{where}: feature_schema_version: trained on features version {version}, this "
             f"lsched encodes version {expected_schema_version}; retrain with `lsched train`"
+        )
+    extra = document.get("extra") or {}
+    inputs = extra.get("input_version", expected_input_version) if isinstance(extra, dict) else None
+    if expected_input_version is not None and inputs not in (None, expected_input_version):
+        # (a malformed `extra` gives None here and is reported as metadata below)
+        raise CheckpointError(
+            f"{where}: input_version: trained on policy inputs version {inputs}, this lsched "
+            f"builds version {expected_input_version}; retrain with `lsched train`"
         )
     try:
         config = PolicyConfig(**document["policy_config"])

@@ -10,12 +10,7 @@ import torch
 from agents.context import AgentContext, AgentError, AgentOptionError
 from agents.features import FEATURE_SCHEMA_VERSION
 from agents.learned.agent import INPUT_VERSION, LearnedScheduler, ObservationLimits
-from agents.learned.checkpoint import (
-    CheckpointError,
-    CheckpointInfo,
-    load_checkpoint,
-    read_document,
-)
+from agents.learned.checkpoint import CheckpointInfo, load_checkpoint
 from agents.learned.policy import Policy
 from sim.interface import Scheduler
 
@@ -76,19 +71,6 @@ def build_guide(name: str, context: AgentContext) -> Scheduler:
 
 @lru_cache(maxsize=8)
 def cached_policy(path: str) -> tuple[Policy, CheckpointInfo]:
-    """Load once per process: the runner builds one agent per run. The policy is only read.
-
-    The input version is checked before the weights: a policy built for other inputs also has
-    other layer shapes, and "retrain" is a more useful message than a shape mismatch.
-    """
-    extra = read_document(path).get("extra")
-    if not isinstance(extra, dict):  # missing or malformed: load_checkpoint reports the latter
-        extra = {}
-    version = extra.get("input_version", INPUT_VERSION)
-    if version != INPUT_VERSION:
-        raise CheckpointError(
-            f"{path}: input_version: trained on policy inputs version {version}, this lsched "
-            f"builds version {INPUT_VERSION}; retrain with `lsched train`"
-        )
-    policy, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    """Load once per process: the runner builds one agent per run. The policy is only read."""
+    policy, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     return policy, info
