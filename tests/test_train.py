@@ -20,6 +20,7 @@ from lsched.train import (
     METRICS_FILE,
     RolloutTask,
     TrainConfig,
+    _iteration_tasks,
     integral_in_system,
     return_to_go,
     rollout_group,
@@ -110,6 +111,56 @@ def test_rollout_group_is_deterministic_and_gives_a_gradient(tiny: str) -> None:
     assert any(np.abs(g).sum() > 0 for g in first.gradient)
     for a, b in zip(first.gradient, second.gradient, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_rollouts_that_decide_alike_on_shared_durations_get_no_advantage(tiny: str) -> None:
+    """Common random numbers: on the same durations, rollouts with the same sampling draws make
+    identical schedules and get no gradient (the entropy bonus is off); different draws do."""
+    from agents.learned.agent import feature_sizes
+    from agents.learned.policy import Policy, PolicyConfig
+
+    sizes = feature_sizes()
+    config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    torch.manual_seed(0)
+    weights = Policy(config).state_dict()
+    offset = load_scenario(tiny).train_seed_offset
+
+    def gradient(samples: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
+        task = RolloutTask(
+            weights=weights,
+            policy=config,
+            scenario=tiny,
+            workload_seed=offset + 5000,
+            execution_seeds=(offset + 1, offset + 1),
+            sample_seeds=samples,
+            horizon_queries=10,
+            entropy_weight=0.0,
+        )
+        return rollout_group(task).gradient
+
+    assert all(not g.any() for g in gradient(((0, 0, 0, 0), (0, 0, 0, 0))))
+    assert any(g.any() for g in gradient(((0, 0, 0, 0), (0, 0, 0, 1))))
+
+
+def test_iterations_share_execution_seeds_within_a_group_unless_asked_not_to(tiny: str) -> None:
+    from agents.learned.agent import feature_sizes
+    from agents.learned.policy import Policy, PolicyConfig
+
+    sizes = feature_sizes()
+    policy_config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    policy = Policy(policy_config)
+    loaded = [load_scenario(tiny)]
+
+    def seeds(config: TrainConfig) -> list[tuple[int, ...]]:
+        tasks = _iteration_tasks(config, [tiny], loaded, policy, policy_config, 3)
+        return [t.execution_seeds for t in tasks]
+
+    shared = seeds(FAST)
+    assert all(len(set(group)) == 1 for group in shared)
+    assert len({group[0] for group in shared}) == len(shared)
+    apart = seeds(replace(FAST, shared_execution=False))
+    assert all(len(set(group)) == len(group) for group in apart)
+    assert [group[0] for group in apart] == [group[0] for group in shared]
 
 
 def test_a_few_iterations_write_metrics_checkpoint_and_a_loadable_policy(
