@@ -13,8 +13,9 @@ Then one iteration, read top to bottom:
    them is only the policy's own decisions (`shared_execution`).
 3. Reward is minus the time queries spend in the system: a decision at time t earns the
    return-to-go −∫_t^T N(s) ds, N(s) the queries in system. Its baseline is the mean of the
-   *other rollouts'* return-to-go at the same time t (the same arrivals, so what differs is the
-   schedule: Decima's input-dependent baseline). Advantages are normalised per group.
+   *other rollouts'* return-to-go at the same time t (the same arrivals and, by default, the
+   same durations, so what differs is the schedule: Decima's input-dependent baseline).
+   Advantages are normalised per group.
 4. The worker turns (advantage, log π) into a gradient with an entropy bonus; the learner averages
    the groups' gradients, clips, and takes one Adam step.
 Every `checkpoint_every` iterations an atomic checkpoint (weights, optimizer, RNG state) is written;

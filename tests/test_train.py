@@ -12,8 +12,10 @@ import torch
 
 from agents.context import AgentContext
 from agents.features import FEATURE_SCHEMA_VERSION
+from agents.learned.agent import feature_sizes
 from agents.learned.checkpoint import load_checkpoint
 from agents.learned.factory import lsched_agent
+from agents.learned.policy import Policy, PolicyConfig
 from lsched.scenario import load_scenario
 from lsched.train import (
     CHECKPOINT_FILE,
@@ -71,6 +73,11 @@ def tiny(tmp_path: Path) -> str:
     return str(path)
 
 
+def _small_policy_config() -> PolicyConfig:
+    sizes = feature_sizes()
+    return PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+
+
 def test_time_in_system_integral_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     arrivals = np.sort(rng.uniform(0, 50, 30))
@@ -88,11 +95,7 @@ def test_time_in_system_integral_matches_brute_force() -> None:
 
 
 def test_rollout_group_is_deterministic_and_gives_a_gradient(tiny: str) -> None:
-    from agents.learned.agent import feature_sizes
-    from agents.learned.policy import Policy, PolicyConfig
-
-    sizes = feature_sizes()
-    config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    config = _small_policy_config()
     torch.manual_seed(0)
     weights = Policy(config).state_dict()
     scenario = load_scenario(tiny)
@@ -116,11 +119,7 @@ def test_rollout_group_is_deterministic_and_gives_a_gradient(tiny: str) -> None:
 def test_rollouts_that_decide_alike_on_shared_durations_get_no_advantage(tiny: str) -> None:
     """Common random numbers: on the same durations, rollouts with the same sampling draws make
     identical schedules and get no gradient (the entropy bonus is off); different draws do."""
-    from agents.learned.agent import feature_sizes
-    from agents.learned.policy import Policy, PolicyConfig
-
-    sizes = feature_sizes()
-    config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    config = _small_policy_config()
     torch.manual_seed(0)
     weights = Policy(config).state_dict()
     offset = load_scenario(tiny).train_seed_offset
@@ -143,11 +142,7 @@ def test_rollouts_that_decide_alike_on_shared_durations_get_no_advantage(tiny: s
 
 
 def test_iterations_share_execution_seeds_within_a_group_unless_asked_not_to(tiny: str) -> None:
-    from agents.learned.agent import feature_sizes
-    from agents.learned.policy import Policy, PolicyConfig
-
-    sizes = feature_sizes()
-    policy_config = PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, hidden=16, embed=8)
+    policy_config = _small_policy_config()
     policy = Policy(policy_config)
     loaded = [load_scenario(tiny)]
 
