@@ -62,6 +62,7 @@ from lsched.errors import LschedError
 from lsched.io import atomic_write_text
 from lsched.scenario import Scenario, load_scenario
 from sim.engine import Simulation
+from sim.interface import Scheduler
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def _scenario(name: str) -> Scenario:
     return load_scenario(name)
 
 
-def _guide(scenario: Scenario, name: str | None) -> Any:
+def _guide(scenario: Scenario, name: str | None) -> Scheduler | None:
     """A fresh guide heuristic for `scenario` (tuning, if any, is shared within the process)."""
     if name is None:
         return None
