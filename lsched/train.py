@@ -55,7 +55,7 @@ from agents.learned.checkpoint import (
     read_document,
     save_checkpoint,
 )
-from agents.learned.factory import build_guide
+from agents.learned.factory import PRETRAINED, build_guide
 from agents.learned.policy import WAIT_ACTION, Policy, PolicyConfig, collate
 from lsched.backends import Backend, LocalBackend
 from lsched.errors import LschedError
@@ -128,6 +128,10 @@ class TrainConfig:
     imitate: str | None = "tuned"
     """Warm start: before policy gradient, clone this agent's decisions (behaviour cloning) on
     training workloads, so RL starts from a good heuristic instead of random play. None: off."""
+    init: str | None = None
+    """Warm start from this policy file instead of cloning `imitate` ("lsched": the shipped
+    policy), to fine-tune a trained policy on your own workload. Its network sizes, guide and
+    `workload_features` must match this run's settings."""
     imitation_workloads: int = 2
     """Teacher episodes per scenario for the warm start."""
     imitation_epochs: int = 4
@@ -590,7 +594,6 @@ def train(
         rounds=config.rounds,
     )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT_FILE
     metrics_path = out / METRICS_FILE
 
@@ -606,8 +609,12 @@ def train(
         wall_before_s = float(state["wall_s"])
         baselines = state["baselines"]
         _truncate_metrics(metrics_path, start_iteration)
-    elif metrics_path.exists():
-        metrics_path.unlink()  # a fresh run (or a resume killed before its first checkpoint)
+    else:
+        if config.init is not None:
+            _warm_start(config, policy_config, policy)
+        if metrics_path.exists():
+            metrics_path.unlink()  # a fresh run (or a resume killed before its first checkpoint)
+    out.mkdir(parents=True, exist_ok=True)  # only once the run can start: nothing half-made
 
     best = {"score": math.inf, "iteration": -1}
     if resume and checkpoint_path.exists():
@@ -644,9 +651,12 @@ def train(
         started = time.perf_counter()
         if not baselines and config.eval_every > 0:
             baselines = _baseline_latencies(config, loaded, pool)
-        if start_iteration == 0 and config.imitate is not None:
-            imitation = _imitate(config, names, policy, pool, progress)
-            record: dict[str, Any] = {"iteration": 0, "imitation": imitation}
+        if start_iteration == 0 and (config.init is not None or config.imitate is not None):
+            record: dict[str, Any] = {"iteration": 0}
+            if config.init is not None:
+                record["init"] = config.init
+            else:
+                record["imitation"] = _imitate(config, names, policy, pool, progress)
             wall_s = time.perf_counter() - started
             if config.eval_every > 0:
                 evaluate(record, 0, wall_s)
@@ -693,6 +703,30 @@ def train(
         baselines,
     )
     return save_checkpoint(out / POLICY_FILE, final, info)
+
+
+def _warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy) -> None:
+    """Load `config.init`'s weights into `policy`, refusing a file this run could not continue."""
+    assert config.init is not None
+    path = PRETRAINED if config.init == "lsched" else Path(config.init)
+    saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
+    theirs, ours = info.policy_config.to_dict(), policy_config.to_dict()
+    differ = [
+        f"{key} {theirs[key]} (this run: {ours[key]})" for key in ours if theirs[key] != ours[key]
+    ]
+    if differ:
+        raise CheckpointError(f"{path}: policy_config: {', '.join(differ)}; --set them to match")
+    trained_with = {
+        "guide": info.extra.get("guide"),
+        "workload_features": info.extra.get("workload_features", True),
+    }
+    for key, value in trained_with.items():
+        if value != getattr(config, key):
+            raise CheckpointError(
+                f"{path}: {key}: trained with {value!r}, this run has "
+                f"{getattr(config, key)!r}; --set {key} to match"
+            )
+    policy.load_state_dict(saved.state_dict())
 
 
 def _check_config(config: TrainConfig) -> None:

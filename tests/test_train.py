@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -228,6 +229,40 @@ def test_resume_refuses_changed_settings(tiny: str, tmp_path: Path) -> None:
     train(config, [tiny], tmp_path / "run")
     with pytest.raises(CheckpointError, match="learning_rate"):
         train(replace(config, learning_rate=0.5, iterations=3), [tiny], tmp_path / "run", True)
+
+
+def test_init_fine_tunes_a_trained_policy_instead_of_cloning(tiny: str, tmp_path: Path) -> None:
+    first = train(replace(FAST, iterations=2), [tiny], tmp_path / "first")
+    config = replace(FAST, iterations=2, init=str(first), imitate="fifo")
+    out = tmp_path / "tuned-further"
+    seen: list[dict] = []
+    train(config, [tiny], out, progress=seen.append)
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    assert records[0]["init"] == str(first) and "imitation" not in records[0]
+    assert not any("imitation_epoch" in r for r in seen)  # the teacher `fifo` never ran
+    # Iteration 0 is the loaded policy itself: it validates exactly as the first run's final one.
+    first_records = [json.loads(x) for x in (tmp_path / "first" / METRICS_FILE).open()]
+    shipped = load_checkpoint(first)[1].iterations
+    first_score = next(r["eval_score"] for r in first_records if r["iteration"] == shipped)
+    assert records[0]["eval_score"] == first_score
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"hidden": 32}, "policy_config: hidden 16 (this run: 32)"), ({"guide": "fifo"}, "guide")],
+)
+def test_init_refuses_a_policy_this_run_could_not_continue(
+    tiny: str, tmp_path: Path, change: dict, field: str
+) -> None:
+    from agents.learned.checkpoint import CheckpointError
+
+    first = train(replace(FAST, iterations=1, eval_every=0), [tiny], tmp_path / "first")
+    config = replace(FAST, iterations=1, init=str(first), **change)
+    with pytest.raises(CheckpointError, match=re.escape(field)):
+        train(config, [tiny], tmp_path / "second")
+    assert not (tmp_path / "second").exists()  # refused before anything was written
+    with pytest.raises(CheckpointError, match=re.escape("no-such.pt")):
+        train(replace(FAST, init=str(tmp_path / "no-such.pt")), [tiny], tmp_path / "third")
 
 
 def test_settings_parse_from_the_command_line_form() -> None:
