@@ -2,7 +2,8 @@
 
 First, optionally, a warm start: the policy clones a teacher heuristic (`imitate`, by default
 the `tuned` agent) on training workloads, so policy gradient refines a good schedule instead of
-discovering one from random play — the 2-core budget allows only ~100 iterations.
+discovering one from random play — the 2-core budget allows only ~100 iterations. Or `init`
+loads a trained policy instead (fine-tuning it, e.g. the shipped one on a user's workload).
 Then one iteration, read top to bottom:
 1. For each of `workloads_per_iteration` groups, draw a training workload (a seed from the
    scenario's training range, never an evaluation seed) and an episode horizon (the arrival
