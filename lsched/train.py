@@ -132,7 +132,9 @@ class TrainConfig:
     init: str | None = None
     """Warm start from this policy file instead of cloning `imitate` ("lsched": the shipped
     policy), to fine-tune a trained policy on your own workload. Its network sizes, guide and
-    `workload_features` must match this run's settings."""
+    `workload_features` must match this run's settings. Use a smaller `learning_rate` on one
+    scenario: fine-tuning on tpch-streaming alone at 2e-4 went from -1.5% to +6.1% against the
+    best baseline within 4 iterations, while 5e-5 improved validation steadily."""
     imitation_workloads: int = 2
     """Teacher episodes per scenario for the warm start."""
     imitation_epochs: int = 4
