@@ -708,17 +708,22 @@ def train(
     return save_checkpoint(out / POLICY_FILE, final, info)
 
 
-def _warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy) -> None:
-    """Load `config.init`'s weights into `policy`, refusing a file this run could not continue."""
-    assert config.init is not None
-    path = PRETRAINED if config.init == "lsched" else Path(config.init)
-    saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
-    theirs, ours = info.policy_config.to_dict(), policy_config.to_dict()
+def _check_policy_config(path: Path, saved: PolicyConfig, run: PolicyConfig) -> None:
+    """A file's weights fit this run's network only if every size matches; name those that don't."""
+    theirs, ours = saved.to_dict(), run.to_dict()
     differ = [
         f"{key} {theirs[key]} (this run: {ours[key]})" for key in ours if theirs[key] != ours[key]
     ]
     if differ:
         raise CheckpointError(f"{path}: policy_config: {', '.join(differ)}; --set them to match")
+
+
+def _warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy) -> None:
+    """Load `config.init`'s weights into `policy`, refusing a file this run could not continue."""
+    assert config.init is not None
+    path = PRETRAINED if config.init == "lsched" else Path(config.init)
+    saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
+    _check_policy_config(path, info.policy_config, policy_config)
     trained_with = {
         "guide": info.extra.get("guide"),
         "workload_features": info.extra.get("workload_features", True),
@@ -949,8 +954,7 @@ def _resume(
     training = document.get("training")
     if not isinstance(training, dict):
         raise CheckpointError(f"{path}: training: no optimizer state (a final policy, not a run)")
-    if info.policy_config != policy_config:
-        raise CheckpointError(f"{path}: policy_config: differs from this run's settings")
+    _check_policy_config(path, info.policy_config, policy_config)
     if tuple(info.scenarios) != tuple(names):
         raise CheckpointError(
             f"{path}: scenarios: trained on {', '.join(info.scenarios)}, asked {', '.join(names)}"
