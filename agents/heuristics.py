@@ -114,6 +114,12 @@ class Heuristic:
         return f"{type(self).__name__}({self.knobs})"
 
 
+def load_share(factor: float, threads: int, queries_in_system: int) -> int:
+    """The cap `Knobs.adaptive_parallelism` sets: ⌈factor · threads / queries in the system⌉
+    (the epsilon keeps an exact quotient from rounding up)."""
+    return ceil(factor * threads / max(queries_in_system, 1) - 1e-9)
+
+
 class _PriorityRule(Heuristic, ABC):
     """Every free thread, up to `max_parallelism`, to the pipeline with the smallest key."""
 
@@ -122,8 +128,7 @@ class _PriorityRule(Heuristic, ABC):
         cap = self._max
         factor = self.knobs.adaptive_parallelism
         if factor is not None:
-            load_share = ceil(factor * self._total / max(len(obs.queries), 1) - 1e-9)
-            cap = min(cap, max(self._min, load_share))
+            cap = min(cap, max(self._min, load_share(factor, self._total, len(obs.queries))))
         key = self._key
         best: PipelineView | None = None
         best_key: tuple = ()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.heuristics import Heuristic, Knobs
+from agents.heuristics import Heuristic, Knobs, load_share
 from agents.tuned import PRIORITY_FAMILIES, Candidate
 from lsched.runner import build_agent
 from lsched.scenario import Scenario, load_scenario
@@ -66,7 +66,7 @@ class PerQuerySrpt(Heuristic):
     def decide(self, obs: Observation) -> Decision:
         share = self._total
         if self.adaptive is not None:
-            share = max(1, math.ceil(self.adaptive * self._total / max(len(obs.queries), 1) - 1e-9))
+            share = max(1, load_share(self.adaptive, self._total, len(obs.queries)))
         keys: dict[int, tuple[float, float, int]] = {}
         best: PipelineView | None = None
         best_key: tuple = ()
