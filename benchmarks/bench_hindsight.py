@@ -13,8 +13,16 @@ mutates one to four queries at a time and keeps every change that does not lengt
 latency of that very seed (same arrivals, same durations: full hindsight). It is a local search,
 so its result is a schedule that exists, not the optimum.
 
+`--method rollout` lifts the restriction to per-query settings that hold for a query's whole
+life: a one-step rollout (Bertsekas' policy improvement) with hindsight. At every decision with
+a real choice it tries the base rule's pick, the next few queries' pipelines, and half and
+double the parallelism limit; it finishes the seed with the base rule after each, and keeps the
+one with the least mean latency. Each decision can thus differ from the rule in any way, and the
+schedule can only improve on the rule's. `--method both` runs the rollout over the schedule the
+local search found.
+
 Usage: python benchmarks/bench_hindsight.py [SCENARIO] [--seeds 2] [--evaluations 2000]
-       [--workers 2]
+       [--method search|rollout|both] [--workers 2]
 Prints one JSON line: per seed, `tuned`, the starting schedule and the best schedule found.
 """
 
@@ -24,6 +32,7 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -34,8 +43,8 @@ from agents.tuned import PRIORITY_FAMILIES, Candidate
 from lsched.runner import build_agent
 from lsched.scenario import Scenario, load_scenario
 from sim import simulate
-from sim.interface import WAIT, Decision, Observation, PipelineView
-from sim.model import QuerySpec
+from sim.interface import WAIT, Decision, Observation, PipelineView, Scheduler
+from sim.model import ClusterConfig, QuerySpec
 
 CAP_LEVELS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 """Per-query caps the search may choose (clipped to the cluster's threads)."""
@@ -43,6 +52,9 @@ WEIGHT_STEP = 0.7
 """Standard deviation of a weight mutation, in log space."""
 CAP_MUTATION_SHARE = 0.3
 """Fraction of mutations that change a query's cap instead of its weight."""
+ROLLOUT_OTHER_QUERIES = 3
+"""Rollout: besides the base rule's pick, try the best pipeline of this many other queries
+(those with the least estimated work left)."""
 
 
 class PerQuerySrpt(Heuristic):
@@ -93,7 +105,7 @@ class SearchResult:
     tuned_s: float
     start_s: float
     best_s: float
-    evaluations: int
+    simulations: int
 
     def as_json(self) -> dict[str, float | int]:
         return {
@@ -102,11 +114,12 @@ class SearchResult:
             "start_mean_latency_s": round(self.start_s, 3),
             "hindsight_mean_latency_s": round(self.best_s, 3),
             "hindsight_vs_tuned": round(self.best_s / self.tuned_s - 1, 4),
+            "simulations": self.simulations,
         }
 
 
 def _mean_latency(
-    scenario: Scenario, queries: list[QuerySpec], seed: int, scheduler: Heuristic
+    scenario: Scenario, queries: list[QuerySpec], seed: int, scheduler: Scheduler
 ) -> float:
     result = simulate(
         queries, scenario.cluster, scheduler, scenario.execution_rng(seed), record_tasks=False
@@ -122,37 +135,158 @@ def _start_knobs(best: Candidate, threads: int) -> tuple[int, float | None]:
     return cap, 1.0
 
 
-def hindsight_search(
-    scenario: Scenario, seed: int, evaluations: int, search_seed: int = 0
-) -> SearchResult:
-    """Local search over per-query weights and caps on one seed, with the future known."""
-    queries = list(scenario.queries(seed))
-    tuned = build_agent(scenario, "tuned")
-    tuned_s = _mean_latency(scenario, queries, seed, tuned)
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A per-query SRPT schedule: what the local search moves through."""
+
+    weights: dict[int, float]
+    caps: dict[int, int]
+    adaptive: float | None
+
+    def build(self) -> PerQuerySrpt:
+        return PerQuerySrpt(self.weights, self.caps, self.adaptive)
+
+
+def local_search(
+    scenario: Scenario,
+    queries: list[QuerySpec],
+    seed: int,
+    start: Schedule,
+    evaluations: int,
+    search_seed: int = 0,
+) -> tuple[Schedule, float]:
+    """(1+1) local search over per-query weights and caps on one seed, with the future known."""
     threads = scenario.cluster.total_threads
-    cap, adaptive = _start_knobs(tuned.chosen.best, threads)
     levels = sorted({min(level, threads) for level in CAP_LEVELS})
     ids = [q.query_id for q in queries]
-    weights = dict.fromkeys(ids, 1.0)
-    caps = dict.fromkeys(ids, cap)
-    start_s = current = _mean_latency(
-        scenario, queries, seed, PerQuerySrpt(weights, caps, adaptive)
-    )
+    best = start
+    current = _mean_latency(scenario, queries, seed, start.build())
     rng = np.random.default_rng([search_seed, seed])
     for _ in range(evaluations):
-        new_weights, new_caps = dict(weights), dict(caps)
+        weights, caps = dict(best.weights), dict(best.caps)
         for query_id in rng.choice(ids, size=min(int(rng.integers(1, 5)), len(ids)), replace=False):
             query_id = int(query_id)
             if rng.random() < CAP_MUTATION_SHARE:
-                new_caps[query_id] = int(rng.choice(levels))
+                caps[query_id] = int(rng.choice(levels))
             else:
-                new_weights[query_id] *= math.exp(rng.normal(0.0, WEIGHT_STEP))
-        latency = _mean_latency(
-            scenario, queries, seed, PerQuerySrpt(new_weights, new_caps, adaptive)
-        )
+                weights[query_id] *= math.exp(rng.normal(0.0, WEIGHT_STEP))
+        candidate = Schedule(weights, caps, best.adaptive)
+        latency = _mean_latency(scenario, queries, seed, candidate.build())
         if latency <= current:
-            weights, caps, current = new_weights, new_caps, latency
-    return SearchResult(seed, tuned_s, start_s, current, evaluations)
+            best, current = candidate, latency
+    return best, current
+
+
+class _Replay:
+    """Replays a decision prefix (None: the base rule's own pick), then follows the base rule.
+
+    Decisions are numbered by call; a simulation is deterministic, so replaying the same prefix
+    reproduces the same states. After the prefix it notes the first decision with a real choice:
+    its position past the prefix and the alternatives to try there.
+    """
+
+    def __init__(self, base: Scheduler, prefix: Sequence[Decision | None], threads: int) -> None:
+        self.base = base
+        self.prefix = prefix
+        self.threads = threads
+        self.calls = 0
+        self.next_choice: tuple[int, list[Decision]] | None = None
+
+    def reset(self, cluster: ClusterConfig) -> None:
+        self.base.reset(cluster)
+        self.calls = 0
+        self.next_choice = None
+
+    def decide(self, obs: Observation) -> Decision:
+        call = self.calls
+        self.calls += 1
+        own = self.base.decide(obs)
+        if call < len(self.prefix):
+            replayed = self.prefix[call]
+            return own if replayed is None else replayed
+        if self.next_choice is None:
+            options = rollout_options(obs, own, self.threads)
+            if len(options) > 1:
+                self.next_choice = (call - len(self.prefix), options)
+        return own
+
+
+def rollout_options(obs: Observation, own: Decision, threads: int) -> list[Decision]:
+    """The base rule's pick first, then other queries' pipelines, then other limits."""
+    if own.pipeline is None:
+        return [own]
+    limit = own.limit
+    chosen_query = own.pipeline[0]
+    best_of_query: dict[int, tuple[tuple[float, float, int], PipelineView]] = {}
+    for pipeline in obs.schedulable:
+        if pipeline.query_id == chosen_query or pipeline.threads >= limit:
+            continue
+        query = obs.query(pipeline.query_id)
+        key = (query.est_remaining_work_s, query.arrival_s, pipeline.index)
+        held = best_of_query.get(pipeline.query_id)
+        if held is None or key < held[0]:
+            best_of_query[pipeline.query_id] = (key, pipeline)
+    others = sorted(best_of_query.values(), key=lambda item: item[0])[:ROLLOUT_OTHER_QUERIES]
+    options = [own] + [Decision(p.ref, limit) for _, p in others]
+    held_now = obs.pipeline(own.pipeline).threads
+    for other_limit in sorted({max(1, limit // 2), min(threads, limit * 2)}):
+        if other_limit != limit and other_limit > held_now:
+            options.append(Decision(own.pipeline, other_limit))
+    return options
+
+
+def rollout(
+    scenario: Scenario,
+    queries: list[QuerySpec],
+    seed: int,
+    base: Callable[[], Scheduler],
+) -> tuple[float, float, int]:
+    """One-step rollout with hindsight: at each real choice keep the option whose completion
+    by the base rule has the least mean latency. Returns (base's, rollout's latency, runs)."""
+    threads = scenario.cluster.total_threads
+
+    def finish(prefix: list[Decision | None]) -> tuple[float, tuple[int, list[Decision]] | None]:
+        replay = _Replay(base(), prefix, threads)
+        return _mean_latency(scenario, queries, seed, replay), replay.next_choice
+
+    committed: list[Decision | None] = []
+    base_s, choice = finish(committed)
+    current, runs = base_s, 1
+    while choice is not None:
+        skip, options = choice
+        committed.extend([None] * skip)
+        best: tuple[float, Decision | None, tuple[int, list[Decision]] | None] | None = None
+        for position, option in enumerate(options):
+            entry = None if position == 0 else option
+            latency, following = finish([*committed, entry])
+            runs += 1
+            if best is None or latency < best[0]:
+                best = (latency, entry, following)
+        assert best is not None
+        current, entry, choice = best
+        committed.append(entry)
+    return base_s, current, runs
+
+
+def hindsight(
+    scenario: Scenario, seed: int, evaluations: int, method: str = "search"
+) -> SearchResult:
+    """The best schedule of one seed that `method` finds, knowing the seed's future."""
+    queries = list(scenario.queries(seed))
+    tuned = build_agent(scenario, "tuned")
+    tuned_s = _mean_latency(scenario, queries, seed, tuned)
+    cap, adaptive = _start_knobs(tuned.chosen.best, scenario.cluster.total_threads)
+    ids = [q.query_id for q in queries]
+    start = Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
+    start_s = _mean_latency(scenario, queries, seed, start.build())
+    best_s, runs = start_s, 1
+    if method in ("search", "both"):
+        start, best_s = local_search(scenario, queries, seed, start, evaluations)
+        runs += evaluations
+    if method in ("rollout", "both"):
+        _, best_s, rollout_runs = rollout(scenario, queries, seed, start.build)
+        runs += rollout_runs
+    return SearchResult(seed, tuned_s, start_s, best_s, runs)
 
 
 def main() -> None:
@@ -160,6 +294,7 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default="tpch-streaming")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--evaluations", type=int, default=2000)
+    parser.add_argument("--method", choices=("search", "rollout", "both"), default="search")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
@@ -167,10 +302,11 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         results = list(
             pool.map(
-                hindsight_search,
+                hindsight,
                 [scenario] * len(seeds),
                 seeds,
                 [args.evaluations] * len(seeds),
+                [args.method] * len(seeds),
             )
         )
     tuned_s = float(np.mean([r.tuned_s for r in results]))
@@ -179,8 +315,9 @@ def main() -> None:
         json.dumps(
             {
                 "scenario": scenario.name,
+                "method": args.method,
                 "seeds": len(seeds),
-                "evaluations_per_seed": args.evaluations,
+                "evaluations_per_seed": None if args.method == "rollout" else args.evaluations,
                 "tuned_mean_latency_s": round(tuned_s, 3),
                 "hindsight_mean_latency_s": round(best_s, 3),
                 "hindsight_vs_tuned": round(best_s / tuned_s - 1, 4),
