@@ -106,9 +106,11 @@ class SearchResult:
     start_s: float
     best_s: float
     simulations: int
+    rollout_choices: dict[str, dict[str, float]] | None = None
+    """Rollout only: per kind of option, how often it was kept and what it took off."""
 
-    def as_json(self) -> dict[str, float | int]:
-        return {
+    def as_json(self) -> dict[str, object]:
+        figures: dict[str, object] = {
             "seed": self.seed,
             "tuned_mean_latency_s": round(self.tuned_s, 3),
             "start_mean_latency_s": round(self.start_s, 3),
@@ -116,6 +118,9 @@ class SearchResult:
             "hindsight_vs_tuned": round(self.best_s / self.tuned_s - 1, 4),
             "simulations": self.simulations,
         }
+        if self.rollout_choices is not None:
+            figures["rollout_choices"] = self.rollout_choices
+        return figures
 
 
 def _mean_latency(
@@ -235,14 +240,33 @@ def rollout_options(obs: Observation, own: Decision, threads: int) -> list[Decis
     return options
 
 
+@dataclass(frozen=True, slots=True)
+class RolloutResult:
+    base_s: float
+    best_s: float
+    simulations: int
+    kept: dict[str, int]
+    """Choices by what was kept: the rule's pick, another query, a higher or a lower limit."""
+    gain_s: dict[str, float]
+    """Mean latency each kind of kept option took off, in total."""
+
+
+def _kind(option: Decision, own: Decision) -> str:
+    if option == own:
+        return "rule"
+    if option.pipeline != own.pipeline:
+        return "other_query"
+    return "higher_limit" if option.limit > own.limit else "lower_limit"
+
+
 def rollout(
     scenario: Scenario,
     queries: list[QuerySpec],
     seed: int,
     base: Callable[[], Scheduler],
-) -> tuple[float, float, int]:
+) -> RolloutResult:
     """One-step rollout with hindsight: at each real choice keep the option whose completion
-    by the base rule has the least mean latency. Returns (base's, rollout's latency, runs)."""
+    by the base rule has the least mean latency."""
     threads = scenario.cluster.total_threads
 
     def finish(prefix: list[Decision | None]) -> tuple[float, tuple[int, list[Decision]] | None]:
@@ -252,20 +276,25 @@ def rollout(
     committed: list[Decision | None] = []
     base_s, choice = finish(committed)
     current, runs = base_s, 1
+    kept = dict.fromkeys(("rule", "other_query", "higher_limit", "lower_limit"), 0)
+    gain_s = dict.fromkeys(kept, 0.0)
     while choice is not None:
         skip, options = choice
         committed.extend([None] * skip)
-        best: tuple[float, Decision | None, tuple[int, list[Decision]] | None] | None = None
+        best: tuple[float, int, tuple[int, list[Decision]] | None] | None = None
         for position, option in enumerate(options):
-            entry = None if position == 0 else option
-            latency, following = finish([*committed, entry])
+            latency, following = finish([*committed, None if position == 0 else option])
             runs += 1
             if best is None or latency < best[0]:
-                best = (latency, entry, following)
+                best = (latency, position, following)
         assert best is not None
-        current, entry, choice = best
-        committed.append(entry)
-    return base_s, current, runs
+        latency, position, choice = best
+        kind = _kind(options[position], options[0])
+        kept[kind] += 1
+        gain_s[kind] += current - latency
+        current = latency
+        committed.append(None if position == 0 else options[position])
+    return RolloutResult(base_s, current, runs, kept, gain_s)
 
 
 def hindsight(
@@ -279,14 +308,18 @@ def hindsight(
     ids = [q.query_id for q in queries]
     start = Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
     start_s = _mean_latency(scenario, queries, seed, start.build())
-    best_s, runs = start_s, 1
+    best_s, runs, choices = start_s, 1, None
     if method in ("search", "both"):
         start, best_s = local_search(scenario, queries, seed, start, evaluations)
         runs += evaluations
     if method in ("rollout", "both"):
-        _, best_s, rollout_runs = rollout(scenario, queries, seed, start.build)
-        runs += rollout_runs
-    return SearchResult(seed, tuned_s, start_s, best_s, runs)
+        improved = rollout(scenario, queries, seed, start.build)
+        best_s, runs = improved.best_s, runs + improved.simulations
+        choices = {
+            kind: {"kept": count, "gain_s": round(improved.gain_s[kind], 3)}
+            for kind, count in improved.kept.items()
+        }
+    return SearchResult(seed, tuned_s, start_s, best_s, runs, choices)
 
 
 def main() -> None:
