@@ -724,11 +724,8 @@ def _warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy
     path = PRETRAINED if config.init == "lsched" else Path(config.init)
     saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     _check_policy_config(path, info.policy_config, policy_config)
-    trained_with = {
-        "guide": info.extra.get("guide"),
-        "workload_features": info.extra.get("workload_features", True),
-    }
-    for key, value in trained_with.items():
+    for key in ("guide", "workload_features"):
+        value = getattr(info, key)
         if value != getattr(config, key):
             raise CheckpointError(
                 f"{path}: {key}: trained with {value!r}, this run has "

@@ -50,6 +50,16 @@ class CheckpointInfo:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form plain data: training settings, wall time, final figures."""
 
+    @property
+    def guide(self) -> str | None:
+        """The heuristic the policy was trained next to; None: unguided."""
+        return self.extra.get("guide")
+
+    @property
+    def workload_features(self) -> bool:
+        """Whether the policy read workload features (files from before the option did)."""
+        return bool(self.extra.get("workload_features", True))
+
 
 def save_checkpoint(
     path: str | Path,

@@ -36,7 +36,7 @@ def lsched_agent(
     path = Path(checkpoint) if checkpoint is not None else PRETRAINED
     policy, info = cached_policy(str(path.resolve()) if path.exists() else str(path))
     limits = info.observation_limits
-    guide_name = info.extra.get("guide")
+    guide_name = info.guide
     return LearnedScheduler(
         policy,
         ObservationLimits(
@@ -47,7 +47,7 @@ def lsched_agent(
             parallelism_levels=policy.config.limit_levels,
         ),
         rng=context.rng.spawn(1)[0] if sample else None,
-        workload_features=bool(info.extra.get("workload_features", True)),
+        workload_features=info.workload_features,
         guide=_checkpoint_guide(path, guide_name, context) if guide_name else None,
     )
 
