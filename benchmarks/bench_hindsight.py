@@ -157,6 +157,7 @@ def local_search(
     queries: list[QuerySpec],
     seed: int,
     start: Schedule,
+    start_s: float,
     evaluations: int,
     search_seed: int = 0,
 ) -> tuple[Schedule, float]:
@@ -164,8 +165,7 @@ def local_search(
     threads = scenario.cluster.total_threads
     levels = sorted({min(level, threads) for level in CAP_LEVELS})
     ids = [q.query_id for q in queries]
-    best = start
-    current = _mean_latency(scenario, queries, seed, start.build())
+    best, current = start, start_s
     rng = np.random.default_rng([search_seed, seed])
     for _ in range(evaluations):
         weights, caps = dict(best.weights), dict(best.caps)
@@ -190,10 +190,9 @@ class _Replay:
     its position past the prefix and the alternatives to try there.
     """
 
-    def __init__(self, base: Scheduler, prefix: Sequence[Decision | None], threads: int) -> None:
+    def __init__(self, base: Scheduler, prefix: Sequence[Decision | None]) -> None:
         self.base = base
         self.prefix = prefix
-        self.threads = threads
         self.calls = 0
         self.next_choice: tuple[int, list[Decision]] | None = None
 
@@ -210,13 +209,13 @@ class _Replay:
             replayed = self.prefix[call]
             return own if replayed is None else replayed
         if self.next_choice is None:
-            options = rollout_options(obs, own, self.threads)
+            options = rollout_options(obs, own)
             if len(options) > 1:
                 self.next_choice = (call - len(self.prefix), options)
         return own
 
 
-def rollout_options(obs: Observation, own: Decision, threads: int) -> list[Decision]:
+def rollout_options(obs: Observation, own: Decision) -> list[Decision]:
     """The base rule's pick first, then other queries' pipelines, then other limits."""
     if own.pipeline is None:
         return [own]
@@ -234,6 +233,7 @@ def rollout_options(obs: Observation, own: Decision, threads: int) -> list[Decis
     others = sorted(best_of_query.values(), key=lambda item: item[0])[:ROLLOUT_OTHER_QUERIES]
     options = [own] + [Decision(p.ref, limit) for _, p in others]
     held_now = obs.pipeline(own.pipeline).threads
+    threads = obs.cluster.total_threads
     for other_limit in sorted({max(1, limit // 2), min(threads, limit * 2)}):
         if other_limit != limit and other_limit > held_now:
             options.append(Decision(own.pipeline, other_limit))
@@ -267,10 +267,9 @@ def rollout(
 ) -> RolloutResult:
     """One-step rollout with hindsight: at each real choice keep the option whose completion
     by the base rule has the least mean latency."""
-    threads = scenario.cluster.total_threads
 
     def finish(prefix: list[Decision | None]) -> tuple[float, tuple[int, list[Decision]] | None]:
-        replay = _Replay(base(), prefix, threads)
+        replay = _Replay(base(), prefix)
         return _mean_latency(scenario, queries, seed, replay), replay.next_choice
 
     committed: list[Decision | None] = []
@@ -310,7 +309,7 @@ def hindsight(
     start_s = _mean_latency(scenario, queries, seed, start.build())
     best_s, runs, choices = start_s, 1, None
     if method in ("search", "both"):
-        start, best_s = local_search(scenario, queries, seed, start, evaluations)
+        start, best_s = local_search(scenario, queries, seed, start, start_s, evaluations)
         runs += evaluations
     if method in ("rollout", "both"):
         improved = rollout(scenario, queries, seed, start.build)
