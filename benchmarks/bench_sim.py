@@ -1,7 +1,8 @@
 """Simulator throughput: tasks and scheduler decisions per second, at 1×, 4× and 16× the size.
 
 The 1× workload is 2,000 queries (~500,000 tasks) on 64 threads under FIFO, at ~80%
-utilisation (a load of 0.5 before moving, warm-up and parallelism overheads).
+utilisation (a load of 0.5 before moving, warm-up and parallelism overheads), with every
+effect on by default (per-pipeline serial fractions, co-run interference).
 Prints one JSON line. Usage: python benchmarks/bench_sim.py [--scales 1,4,16] [--queries 2000]
 """
 
@@ -11,6 +12,7 @@ import argparse
 import json
 import resource
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -18,6 +20,10 @@ from agents.heuristics import Fifo, Knobs
 from sim import ClusterConfig, PipelineSpec, QuerySpec, Simulation
 
 CLUSTER = ClusterConfig(nodes=8, threads_per_node=8, memory_per_node_gb=64.0)
+EFFECTS_ON = replace(CLUSTER, parallel_overhead=None, interference=0.05)
+"""Every effect on: each pipeline's own serial fraction and co-run interference."""
+SERIAL_FRACTION_RANGE = (0.011, 0.137)
+"""Per-pipeline serial fractions are drawn uniformly in DuckDB's measured TPC-H p10-p90."""
 MEAN_TASKS_PER_QUERY = 250
 MEAN_TASK_S = 2.0
 TARGET_LOAD = 0.5
@@ -39,19 +45,22 @@ def synthetic_workload(num_queries: int, rng: np.random.Generator) -> list[Query
             tasks = max(1, round(shares[index] * MEAN_TASKS_PER_QUERY))
             work = tasks * MEAN_TASK_S
             children_of = () if index == 0 else (int(rng.integers(0, index)),)
-            pipelines.append(PipelineSpec(index, children_of, tasks, work, work, 0.5))
+            fraction = float(rng.uniform(*SERIAL_FRACTION_RANGE))
+            pipelines.append(
+                PipelineSpec(index, children_of, tasks, work, work, 0.5, serial_fraction=fraction)
+            )
         queries.append(
             QuerySpec(query_id, f"t{query_id % 20}", "adhoc", float(arrival), tuple(pipelines))
         )
     return queries
 
 
-def measure(num_queries: int, seed: int = 0) -> dict[str, float]:
+def measure(num_queries: int, cluster: ClusterConfig, seed: int = 0) -> dict[str, float]:
     workload = synthetic_workload(num_queries, np.random.default_rng(seed))
     scheduler = Fifo(Knobs(max_parallelism=FIFO_MAX_PARALLELISM))
     started = time.perf_counter()
-    simulation = Simulation(workload, CLUSTER, np.random.default_rng(seed + 1))
-    scheduler.reset(CLUSTER)
+    simulation = Simulation(workload, cluster, np.random.default_rng(seed + 1))
+    scheduler.reset(cluster)
     obs = simulation.advance()
     while obs is not None:
         simulation.apply(scheduler.decide(obs))
@@ -74,11 +83,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--scales", default="1,4,16")
+    parser.add_argument(
+        "--effects",
+        choices=("all", "uniform"),
+        default="all",
+        help="all: per-pipeline serial fractions and interference; uniform: the 0.02 model",
+    )
     args = parser.parse_args()
-    runs = [measure(args.queries * int(scale)) for scale in args.scales.split(",")]
+    cluster = EFFECTS_ON if args.effects == "all" else CLUSTER
+    runs = [measure(args.queries * int(scale), cluster) for scale in args.scales.split(",")]
     base = runs[0]["seconds"] / runs[0]["tasks"]
     figures = {
         "benchmark": "sim",
+        "effects": args.effects,
         "threads": CLUSTER.total_threads,
         "runs": runs,
         "cost_per_task_vs_1x": [round(r["seconds"] / r["tasks"] / base, 2) for r in runs],

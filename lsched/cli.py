@@ -119,6 +119,133 @@ def run(
             console.print(f"results, CSVs and plots written to {out}/")
 
 
+@app.command()
+def real(
+    scenario: Annotated[str, typer.Argument(help="A bundled scenario name or a YAML file.")],
+    agents: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated agents, run in their query-level forms."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="How many seeds to run.")] = 1,
+    seed_start: Annotated[int, typer.Option(help="First seed.")] = 0,
+    repeats: Annotated[
+        int, typer.Option(help="Real runs per agent and seed (interleaved); medians reported.")
+    ] = 3,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplies arrival times: 0.5 submits twice as fast.")
+    ] = 1.0,
+    timeout_s: Annotated[
+        float, typer.Option(help="Per-query timeout on the engine (seconds).")
+    ] = 60.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write results.json, CSVs, fidelity.json and plots to this folder."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print results and fidelity as one JSON document.")
+    ] = False,
+) -> None:
+    """Run a scenario's workload on real DuckDB and compare it with the simulator's prediction."""
+    with _user_errors():
+        try:
+            import duckdb  # noqa: F401
+        except ModuleNotFoundError:
+            raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
+        from lsched.real import (
+            fidelity_report,
+            measure_isolated,
+            results_document,
+            run_real,
+            write_real_results,
+        )
+        from lsched.runner import _choices, seed_range
+        from lsched.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        if out is not None and out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: --out must be a folder, and this is a file")
+        if repeats < 1 or not time_scale > 0 or not timeout_s > 0:
+            raise ValueError("--repeats must be >= 1, --time-scale and --timeout-s > 0")
+        seed_list = seed_range(seeds, seed_start, loaded)
+        choices = _choices(loaded, _csv_list(agents))
+        total = sum(len(loaded.queries(s)) for s in seed_list) * len(choices) * repeats
+        console = _console()
+        show = console.is_terminal and sys.stdout.isatty() and not json_output
+        try:
+            with contextlib.ExitStack() as stack:
+                on_done = None
+                if show:
+                    bar = stack.enter_context(_bar(console, transient=True))
+                    task = bar.add_task("queries on DuckDB", total=total)
+
+                    def on_done(_record: object) -> None:
+                        bar.advance(task)
+
+                say = (lambda line: console.print(line, style="dim")) if show else None
+                report = run_real(
+                    loaded,
+                    choices,
+                    seed_list,
+                    repeats=repeats,
+                    time_scale=time_scale,
+                    timeout_s=timeout_s,
+                    progress=say,
+                    on_done=on_done,
+                )
+                workloads = {seed: loaded.queries(seed) for seed in seed_list}
+                isolated = measure_isolated(loaded, workloads, progress=say)
+        except KeyboardInterrupt:
+            _fail("interrupted: no results written")
+        fidelity = fidelity_report(report, loaded, choices, isolated)
+        document = results_document(report, isolated)
+        if out is not None:
+            write_real_results(report, fidelity, isolated, out)
+            from lsched.plots import render_plots
+
+            render_plots(out)
+        if json_output:
+            from lsched.io import json_text
+
+            sys.stdout.write(json_text({"results": document, "fidelity": fidelity}))
+            return
+        console.print(_real_table(document, fidelity))
+        if out is not None:
+            console.print(f"results, fidelity and plots written to {out}/")
+
+
+def _real_table(document: dict, fidelity: dict) -> Table:
+    """Per agent: real and predicted latency (ms) and the error after the speed factor."""
+    table = Table(
+        title=(
+            f"{document['scenario']} on DuckDB: {len(document['seeds'])} seed(s) × "
+            f"{document['repeats']} repeats; latencies in ms; speed factor "
+            f"{fidelity['speed_factor']:.2f}, noise floor {fidelity['noise_floor']:.1%}"
+        ),
+        title_justify="left",
+    )
+    for header in (
+        "agent",
+        "real mean",
+        "predicted",
+        "error",
+        "real p95",
+        "predicted p95",
+        "failed",
+    ):
+        table.add_column(header, justify="left" if header == "agent" else "right")
+    for label, figures in fidelity["agents"].items():
+        table.add_row(
+            label,
+            f"{figures['real_mean_latency'] * 1e3:.1f}",
+            f"{figures['predicted_mean_latency'] * 1e3:.1f}",
+            f"{figures['mean_error']:+.1%}",
+            f"{figures['real_p95_latency'] * 1e3:.1f}",
+            f"{figures['predicted_p95_latency'] * 1e3:.1f}",
+            f"{figures['failed_queries']:g}",
+        )
+    return table
+
+
 def _console() -> Console:
     """Rich output; wide enough for the results table when stdout is a file or a pipe."""
     console = Console()
@@ -394,11 +521,23 @@ def calibrate(
     scale_factors: Annotated[
         str, typer.Option(help="Comma-separated scale factors to measure and fit.")
     ] = "0.1,1",
-    threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
+    threads: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated DuckDB thread counts to time, including 1 (work is profiled "
+            "single-threaded; more counts fit the serial fractions better where there are cores)."
+        ),
+    ] = "1,2",
     out: Annotated[Path | None, typer.Option(help="Template file to write.")] = None,
     queries: Annotated[
         str | None, typer.Option(help="Comma-separated query names (default: all).")
     ] = None,
+    repeats: Annotated[
+        int, typer.Option(help="Runs per query and setting; the fastest counts.")
+    ] = 5,
+    parameter_draws: Annotated[
+        int, typer.Option(help="Parameter draws timed per template (TPC-H, SSB); 0: none.")
+    ] = 6,
 ) -> None:
     """Measure query plans on DuckDB and write a template file (needs the calibrate extra)."""
     with _user_errors():
@@ -409,16 +548,23 @@ def calibrate(
                 f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
             ) from None
         factors = [_positive_float(v, "--scale-factors") for v in _csv_list(scale_factors) or []]
-        if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
+        counts = []
+        for text in _csv_list(threads) or []:
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"--threads: {text!r} is not a thread count >= 1")
+            counts.append(int(text))
+        if repeats < 1 or parameter_draws < 0:
+            raise ValueError("--repeats must be >= 1 and --parameter-draws >= 0")
         target = out if out is not None else Path(f"{suite}-templates.json")
         try:
             result = run_calibration(
                 suite,
                 factors,
-                threads,
+                counts,
                 target,
                 queries=_csv_list(queries),
+                repeats=repeats,
+                parameter_draws=parameter_draws,
                 progress=lambda line: typer.echo(line, err=True),
             )
         except ModuleNotFoundError as error:

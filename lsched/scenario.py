@@ -19,12 +19,13 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
 from lsched.workloads.generate import check_templates, check_trace, generate_workload
 from lsched.workloads.spec import WorkloadError, WorkloadModel, WorkloadSpec, format_loc
@@ -56,21 +57,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_CLUSTER = ClusterConfig()
 _FAULTS = FaultConfig()
 
 
 class ClusterModel(_Strict):
-    """The `cluster:` section; defaults and meanings are those of sim.model.ClusterConfig."""
+    """The `cluster:` section; meanings are those of sim.model.ClusterConfig. A field left out
+    takes the engine preset's value (lsched.engines)."""
 
-    nodes: int = Field(_CLUSTER.nodes, ge=1)
-    threads_per_node: int = Field(_CLUSTER.threads_per_node, ge=1)
-    memory_per_node_gb: float = Field(_CLUSTER.memory_per_node_gb, gt=0)
-    moving_delay_s: float = Field(_CLUSTER.moving_delay_s, ge=0)
-    warmup_s: float = Field(_CLUSTER.warmup_s, ge=0)
-    parallel_overhead: float = Field(_CLUSTER.parallel_overhead, ge=0)
-    spill_factor: float = Field(_CLUSTER.spill_factor, ge=1)
-    task_skew: float = Field(_CLUSTER.task_skew, ge=0)
+    engine: Literal["spark", "duckdb"] = DEFAULT_ENGINE
+    nodes: int | None = Field(None, ge=1)
+    threads_per_node: int | None = Field(None, ge=1)
+    memory_per_node_gb: float | None = Field(None, gt=0)
+    moving_delay_s: float | None = Field(None, ge=0)
+    warmup_s: float | None = Field(None, ge=0)
+    parallel_overhead: Annotated[float, Field(ge=0)] | Literal["measured"] | None = None
+    """A number for every pipeline (0: linear scaling; 0.02 was the model before measured
+    scalability), or `measured`: each pipeline's own serial fraction."""
+    spill_factor: float | None = Field(None, ge=1)
+    task_skew: float | None = Field(None, ge=0)
+    interference: float | None = Field(None, ge=0)
+
+    def to_config(self, faults: FaultConfig) -> ClusterConfig:
+        settings = dict(engine_preset(self.engine).settings)
+        for key, value in self.model_dump(exclude={"engine"}).items():
+            if value is not None:
+                settings[key] = None if value == MEASURED else value
+        return ClusterConfig(**settings, faults=faults)
 
 
 class FaultsModel(_Strict):
@@ -333,12 +345,10 @@ def scenario_from_document(
     except WorkloadError as error:
         raise ScenarioError(source, "", f"workload.{error}") from None
     try:
-        check_trace(workload)
+        check_trace(workload, templates)
     except (TraceError, OSError) as error:
         raise ScenarioError(source, "workload.trace.path", str(error)) from None
-    cluster = ClusterConfig(
-        **model.cluster.model_dump(), faults=FaultConfig(**model.simulation.faults.model_dump())
-    )
+    cluster = model.cluster.to_config(FaultConfig(**model.simulation.faults.model_dump()))
     return Scenario(
         name=model.name,
         description=model.description,

@@ -25,6 +25,7 @@ from sim.interface import (
     PipelineView,
     QueryView,
     Scheduler,
+    query_view,
 )
 from sim.model import ClusterConfig, QuerySpec, validate_query
 from sim.results import LowerBound, QueryRecord, SimResult, TaskTrace
@@ -33,12 +34,25 @@ from sim.results import LowerBound, QueryRecord, SimResult, TaskTrace
 class _Run:
     """Simulator-private state of one pipeline: its hidden task durations and pending tasks."""
 
-    __slots__ = ("charged_gb", "durations", "lost", "pending", "query", "threads_on", "view")
+    __slots__ = (
+        "charged_gb",
+        "durations",
+        "lost",
+        "overhead",
+        "pending",
+        "query",
+        "threads_on",
+        "view",
+    )
 
-    def __init__(self, view: PipelineView, query: QueryView, durations: list[float]) -> None:
+    def __init__(
+        self, view: PipelineView, query: QueryView, durations: list[float], overhead: float
+    ) -> None:
         self.view = view
         self.query = query
         self.durations = durations
+        self.overhead = overhead
+        """Serial fraction f: a task with k threads on the pipeline takes (1 + f·(k−1))×."""
         self.pending = list(range(len(durations) - 1, -1, -1))  # pop() yields task 0 first
         self.threads_on: list[int] = []
         self.charged_gb: list[float] = []
@@ -104,6 +118,10 @@ class Simulation:
         self.active_queries: dict[int, QueryView] = {}
         self.schedulable: dict[PipelineRef, PipelineView] = {}
         self.free_per_node = [cluster.threads_per_node] * cluster.nodes
+        self._node_queries: list[dict[int, int]] | None = (
+            [{} for _ in range(cluster.nodes)] if cluster.interference else None
+        )
+        """Threads bound per query on each node, kept only when interference is modelled."""
         self.free_threads = cluster.total_threads
         self.memory_used_gb = [0.0] * cluster.nodes
         self.node_up = [True] * cluster.nodes
@@ -281,6 +299,9 @@ class Simulation:
         run.query.threads += 1
         run.threads_on[thread.node] += 1
         thread.run = run
+        if self._node_queries is not None:
+            bound = self._node_queries[thread.node]
+            bound[view.query_id] = bound.get(view.query_id, 0) + 1
         thread.warm = thread.last_pipeline is run
         moved = thread.last_query not in (-1, view.query_id)
         thread.delay_s = self.cluster.moving_delay_s if moved else 0.0
@@ -293,6 +314,13 @@ class Simulation:
         run.view.threads -= 1
         run.query.threads -= 1
         run.threads_on[thread.node] -= 1
+        if self._node_queries is not None:
+            bound = self._node_queries[thread.node]
+            query_id = run.view.query_id
+            if bound[query_id] == 1:
+                del bound[query_id]
+            else:
+                bound[query_id] -= 1
         thread.run = None
         thread.event = None
         if self.node_up[thread.node]:
@@ -324,9 +352,11 @@ class Simulation:
             del self.schedulable[view.query_id, view.index]
         duration = run.durations[task]
         if view.threads > 1:
-            duration *= 1.0 + cluster.parallel_overhead * (view.threads - 1)
+            duration *= 1.0 + run.overhead * (view.threads - 1)
         if self.memory_used_gb[thread.node] > cluster.memory_per_node_gb:
             duration *= cluster.spill_factor
+        if self._node_queries is not None:
+            duration *= 1.0 + cluster.interference * (len(self._node_queries[thread.node]) - 1)
         if not thread.warm:
             duration += cluster.warmup_s + thread.delay_s
             thread.delay_s = 0.0
@@ -371,40 +401,13 @@ class Simulation:
 
     # ------------------------------------------------------------- queries
     def _on_arrival(self, spec: QuerySpec, _event: object) -> None:
-        views = tuple(
-            PipelineView(
-                spec.query_id,
-                p.index,
-                p.parents,
-                p.num_tasks,
-                p.est_work_s,
-                p.memory_gb,
-                p.operator,
-            )
-            for p in spec.pipelines
-        )
-        children: list[list[int]] = [[] for _ in views]
-        for p in spec.pipelines:
-            for parent in p.parents:
-                children[parent].append(p.index)
-        for view in reversed(views):
-            view.children = tuple(children[view.index])
-            view.depth = 1 + max((views[c].depth for c in view.children), default=-1)
-            if self.oracle:
-                view._oracle_work_s = spec.pipelines[view.index].work_s
-        query = QueryView(
-            spec.query_id,
-            spec.template,
-            spec.query_class,
-            spec.arrival_s,
-            spec.scale_factor,
-            spec.priority,
-            spec.deadline_s,
-            views,
-        )
+        query = query_view(spec, self.oracle)
+        views = query.pipelines
         nodes = self.cluster.nodes
+        uniform = self.cluster.parallel_overhead
         for view, durations in zip(views, self._durations[spec.query_id], strict=True):
-            run = _Run(view, query, durations.tolist())
+            overhead = spec.pipelines[view.index].serial_fraction if uniform is None else uniform
+            run = _Run(view, query, durations.tolist(), overhead)
             run.threads_on = [0] * nodes
             run.charged_gb = [0.0] * nodes
             self._runs[view.query_id, view.index] = run

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from sim.model import ClusterConfig
+from sim.model import ClusterConfig, QuerySpec
 
 PipelineRef = tuple[int, int]
 """(query_id, pipeline index): how a decision names a pipeline."""
@@ -155,6 +155,36 @@ class QueryView:
 
     def __repr__(self) -> str:
         return f"QueryView(id={self.query_id}, {self.template}, progress={self.progress:.2f})"
+
+
+def query_view(spec: QuerySpec, oracle: bool = False) -> QueryView:
+    """A fresh view of a query as it arrives: its plan, estimates and nothing done yet (true
+    work only with the oracle). The simulator and the real-engine runner both build them here."""
+    views = tuple(
+        PipelineView(
+            spec.query_id, p.index, p.parents, p.num_tasks, p.est_work_s, p.memory_gb, p.operator
+        )
+        for p in spec.pipelines
+    )
+    children: list[list[int]] = [[] for _ in views]
+    for p in spec.pipelines:
+        for parent in p.parents:
+            children[parent].append(p.index)
+    for view in reversed(views):
+        view.children = tuple(children[view.index])
+        view.depth = 1 + max((views[c].depth for c in view.children), default=-1)
+        if oracle:
+            view._oracle_work_s = spec.pipelines[view.index].work_s
+    return QueryView(
+        spec.query_id,
+        spec.template,
+        spec.query_class,
+        spec.arrival_s,
+        spec.scale_factor,
+        spec.priority,
+        spec.deadline_s,
+        views,
+    )
 
 
 @dataclass(frozen=True, slots=True)

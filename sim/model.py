@@ -39,12 +39,16 @@ class ClusterConfig:
     """Paid by a thread's first task when it switches to a different query."""
     warmup_s: float = 1.0
     """Paid by the first task a thread runs for a pipeline (operator set-up, cold caches)."""
-    parallel_overhead: float = 0.02
-    """Diminishing returns: a task with k threads on its pipeline takes (1 + overhead·(k−1))×."""
+    parallel_overhead: float | None = 0.02
+    """Diminishing returns: a task with k threads on its pipeline takes (1 + f·(k−1))×, with f
+    this number for every pipeline, or each pipeline's own measured `serial_fraction` if None."""
     spill_factor: float = 2.0
     """Slow-down of a task started on a node whose running pipelines exceed its memory."""
     task_skew: float = 0.3
     """Coefficient of variation of task durations around their pipeline's mean (gamma)."""
+    interference: float = 0.0
+    """Co-run slow-down: a task started on a node where threads of k other queries are bound
+    takes (1 + interference·k)× (shared memory bandwidth and caches); 0 turns it off."""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -54,9 +58,10 @@ class ClusterConfig:
             "memory_per_node_gb": self.memory_per_node_gb > 0,
             "moving_delay_s": self.moving_delay_s >= 0,
             "warmup_s": self.warmup_s >= 0,
-            "parallel_overhead": self.parallel_overhead >= 0,
+            "parallel_overhead": self.parallel_overhead is None or self.parallel_overhead >= 0,
             "spill_factor": self.spill_factor >= 1,
             "task_skew": self.task_skew >= 0,
+            "interference": self.interference >= 0,
             "faults.mean_time_between_failures_s": self.faults.mean_time_between_failures_s >= 0,
             "faults.repair_time_s": self.faults.repair_time_s >= 0,
         }
@@ -85,6 +90,11 @@ class PipelineSpec:
     memory_gb: float = 0.0
     operator: str = ""
     """What breaks the pipeline (e.g. "hash_build", "aggregate", "sort", "result")."""
+    serial_fraction: float = 0.0
+    """Amdahl serial fraction f of its tasks: with k threads on the pipeline each task takes
+    (1 + f·(k−1))× its single-thread time, so k threads run it k/(1 + f·(k−1))× as fast. Used
+    when the cluster's `parallel_overhead` is None (measured scalability). Hidden from
+    schedulers, as a database does not know it either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,9 @@ class QuerySpec:
     priority: float = 1.0
     deadline_s: float | None = None
     """Relative deadline after arrival, if the workload sets one."""
+    parameter_draw: int = -1
+    """Which of its template's measured parameter draws this instance runs (-1: the default
+    parameters): plain data the simulator ignores, which the real-engine runner submits."""
 
     @property
     def work_s(self) -> float:
@@ -126,6 +139,8 @@ def validate_query(query: QuerySpec) -> None:
             raise ValueError(f"{where}: work_s and est_work_s must be > 0")
         if pipeline.memory_gb < 0:
             raise ValueError(f"{where}: memory_gb must be >= 0")
+        if not 0.0 <= pipeline.serial_fraction <= 1.0:
+            raise ValueError(f"{where}: serial_fraction must be within 0..1")
         for parent in pipeline.parents:
             if not 0 <= parent < position:
                 raise ValueError(f"{where}: parent {parent} must be an earlier pipeline")

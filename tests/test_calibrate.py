@@ -237,10 +237,15 @@ def test_tiny_tpch_calibration_writes_valid_templates(tmp_path: Path) -> None:
     out = tmp_path / "tpch.json"
     lines: list[str] = []
     result = run_calibration(
-        "tpch", [0.01, 0.02], 2, out, ["q1", "q3", "q5"], repeats=1, progress=lines.append
+        "tpch", [0.01, 0.02], [1, 2], out, ["q1", "q3", "q5"], repeats=1, progress=lines.append
     )
     assert load_template_file(out).templates == result.templates
-    assert result.scale_factors == (0.01, 0.02) and result.threads == 2
+    assert result.scale_factors == (0.01, 0.02) and result.threads == 1
+    assert result.calibration["thread_counts"] == [1, 2]
+    assert result.calibration["command"].startswith("lsched calibrate tpch --scale-factors 0.01")
+    assert 0 < result.engine_costs["warmup_s"] < 0.01
+    # measured scalability at the two scale factors, TPC-H's 1-to-24-thread table beyond them
+    assert result.scalability_scale_factors == (0.01, 0.02, 100.0, 500.0)
     assert result.engine == "duckdb" and result.engine_version.startswith("1.")
     assert list(result.templates) == ["tpch-q1", "tpch-q3", "tpch-q5"]
     joins = {"tpch-q1": 0, "tpch-q3": 2, "tpch-q5": 5}
@@ -250,14 +255,20 @@ def test_tiny_tpch_calibration_writes_valid_templates(tmp_path: Path) -> None:
         assert template.shape.joins == joins[name]
         assert all(p.work_s_sf1 > 0 and p.tasks_sf1 > 0 for p in template.pipelines)
         assert template.pipelines[-1].operator == "result"
+        assert len(template.parameter_work) == 6
+        assert all(0.3 < w < 3.0 for w in template.parameter_work), name
+        assert all(len(p.estimate_ratio) == 2 for p in template.pipelines)
+        assert all(len(p.serial_fraction) == 4 for p in template.pipelines)
     q1 = result.templates["tpch-q1"]
     assert q1.pipelines[0].tasks_sf1 == pytest.approx(6_001_215 / ROWS_PER_MORSEL, rel=0.05)
+    # Q1 on 100 GB: its scan-aggregate pipeline carries the measured Amdahl f (0.0042)
+    assert q1.serial_fractions(100.0)[0] == pytest.approx(0.0042, rel=0.5)
     assert any("tpch-q5 sf=0.02" in line for line in lines)
 
 
 @needs_duckdb
 def test_ssb_schema_runs_all_thirteen_queries(tmp_path: Path) -> None:
-    result = run_calibration("ssb", [0.01], 1, tmp_path / "ssb.json", repeats=1)
+    result = run_calibration("ssb", [0.01], [1, 2], tmp_path / "ssb.json", repeats=1)
     assert len(result.templates) == 13
     for template in result.templates.values():
         assert template.shape.joins >= 1
@@ -269,3 +280,5 @@ def test_bad_settings_are_rejected_before_running(tmp_path: Path) -> None:
         run_calibration("tpch", [0.0], 2, tmp_path / "x.json")
     with pytest.raises(CalibrationError, match="threads"):
         run_calibration("tpch", [0.1], 0, tmp_path / "x.json")
+    with pytest.raises(CalibrationError, match="threads: must include 1"):
+        run_calibration("tpch", [0.1], [2, 4], tmp_path / "x.json")

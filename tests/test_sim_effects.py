@@ -49,6 +49,39 @@ def test_parallel_efficiency_falls_with_threads_on_a_pipeline() -> None:
     ) == [8.0]
 
 
+def test_each_pipeline_scales_by_its_own_serial_fraction() -> None:
+    from dataclasses import replace
+
+    query = chain_query(0, [8.0, 8.0], tasks=4)
+    fractions = (0.0, 0.5)
+    measured = replace(
+        query,
+        pipelines=tuple(
+            replace(p, serial_fraction=f) for p, f in zip(query.pipelines, fractions, strict=True)
+        ),
+    )
+    per_pipeline = run([measured], nodes=1, threads_per_node=4, parallel_overhead=None)
+    # 8 s on 4 threads: 2 s at f = 0; 2 × (1 + 0.5 × 3) = 5 s at f = 0.5
+    assert latencies(per_pipeline) == [pytest.approx(2.0 + 5.0)]
+    # a number overrides every pipeline's own fraction: the uniform model, exactly
+    uniform = run([measured], nodes=1, threads_per_node=4, parallel_overhead=0.1)
+    assert latencies(uniform) == latencies(
+        run([query], nodes=1, threads_per_node=4, parallel_overhead=0.1)
+    )
+
+
+def test_queries_running_side_by_side_on_a_node_slow_each_other() -> None:
+    pair = [chain_query(0, [10.0], tasks=5), chain_query(1, [10.0], tasks=5)]
+    assert latencies(run(pair, FirstCome(limit=1), nodes=1, threads_per_node=2)) == [10.0, 10.0]
+    beside = run(pair, FirstCome(limit=1), nodes=1, threads_per_node=2, interference=0.1)
+    # a task's slow-down is fixed when it starts: query 0's first task started alone
+    assert latencies(beside) == [pytest.approx(2.0 + 4 * 2.2), pytest.approx(5 * 2.2)]
+    apart = run(pair, FirstCome(limit=1), nodes=2, threads_per_node=1, interference=0.1)
+    assert latencies(apart) == [10.0, 10.0]
+    alone = run([chain_query(0, [20.0], tasks=2)], nodes=1, threads_per_node=2, interference=0.1)
+    assert latencies(alone) == [10.0]  # one query's own threads do not interfere
+
+
 def test_tasks_spill_when_a_node_is_out_of_memory() -> None:
     workload = [chain_query(0, [4.0], tasks=2, memory_gb=12.0)]
     fits = run(workload, nodes=1, threads_per_node=2, memory_per_node_gb=16.0, spill_factor=3.0)

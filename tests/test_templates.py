@@ -246,7 +246,7 @@ def test_pipeline_feeding_nothing_is_rejected(tmp_path: Path) -> None:
         ("scale_factors", [1.0, -0.1], r"scale_factors\[1\]: must be > 0"),
         ("templates", {}, "templates: must be a non-empty object"),
         ("engine", "", "engine: must be a non-empty string"),
-        ("format", 2, "format: unsupported format 2"),
+        ("format", 3, "format: unsupported format 3"),
     ],
 )
 def test_broken_header_names_the_field(

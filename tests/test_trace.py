@@ -16,6 +16,7 @@ from lsched.workloads.trace import (
     ReplayOptions,
     TraceError,
     TraceRecord,
+    check_template_names,
     read_trace,
     record_work_s,
     replay_trace,
@@ -300,3 +301,159 @@ def test_invalid_options_and_empty_inputs() -> None:
     cached = TraceRecord(0.0, "a", 1.0, was_cached=True)
     with pytest.raises(TraceError, match="none left"):
         replay_trace([cached], LIBRARY, np.random.default_rng(0), estimate_error_sigma=0.0)
+
+
+# --- replay by template ---------------------------------------------------------------------
+
+
+def _write(kind: str, path: Path, columns: dict[str, list]) -> Path:
+    return (_write_csv if kind == "csv" else _write_parquet)(path.with_suffix(f".{kind}"), columns)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_replay_by_template_runs_each_named_template_exactly(kind: str, tmp_path: Path) -> None:
+    # File order: q1 sf 1, then q6 sf 10 and q1 sf 1 arriving together (a tie).
+    path = _write(
+        kind,
+        tmp_path / "named",
+        {
+            "arrival_s": [100.0, 101.5, 101.5],
+            "template": ["tpch-q1", "tpch-q6", "tpch-q1"],
+            "scale_factor": [1.0, 10.0, 1.0],
+            "query_class": ["dashboard", "", ""],
+        },
+    )
+    records = read_trace(path)
+    assert all(r.by_template for r in records)
+    first_row = 2 if kind == "csv" else 1  # a CSV's line numbers; Parquet counts rows from 1
+    assert [r.source for r in records] == [f"{path}: row {first_row + i}" for i in range(3)]
+    library = load_library()
+    # Scale-factor bounds and the cost knobs are for cost-mapped records; they change nothing.
+    options = ReplayOptions(max_scale_factor=5.0, threads=3, work_per_mb_s=1.0)
+    queries = replay_trace(
+        records, library, np.random.default_rng(7), estimate_error_sigma=0.3, options=options
+    )
+    assert [(q.template, q.scale_factor) for q in queries] == [
+        ("tpch-q1", 1.0), ("tpch-q6", 10.0), ("tpch-q1", 1.0)
+    ]  # fmt: skip
+    assert [q.arrival_s for q in queries] == [0.0, 1.5, 1.5]
+    assert [q.query_class for q in queries] == ["dashboard", "adhoc", "adhoc"]
+    for query in queries:  # the calibrated work, pipeline by pipeline, with no multiplier
+        template = library[query.template]
+        sf = query.scale_factor
+        assert [p.work_s for p in query.pipelines] == [
+            p.work_s_sf1 * sf**p.work_exponent for p in template.pipelines
+        ]
+        assert query.work_s == pytest.approx(template.work_s(sf))
+        validate_query(query)
+    # ... and the same queries, estimate errors included, as instantiating them in file order.
+    rng = np.random.default_rng(7)
+    expected = tuple(
+        library[name].instantiate(
+            query_id=i, arrival_s=arrival, scale_factor=sf, query_class=cls,
+            estimate_error_sigma=0.3, rng=rng,
+        )
+        for i, (name, arrival, sf, cls) in enumerate(
+            [("tpch-q1", 0.0, 1.0, "dashboard"), ("tpch-q6", 1.5, 10.0, "adhoc"),
+             ("tpch-q1", 1.5, 1.0, "adhoc")]
+        )
+    )  # fmt: skip
+    assert queries == expected
+
+
+def test_arrival_ties_keep_the_file_order(tmp_path: Path) -> None:
+    # Unsorted, with runs of ties: sorting must move the late rows and keep each run in order.
+    arrivals = [5.0, 1.0, 5.0, 1.0, 3.0, 1.0, 5.0, 3.0]
+    names = [f"tpch-q{len(arrivals) - i}" for i in range(len(arrivals))]  # not sorted by name
+    columns = {"arrival_s": arrivals, "template": names, "scale_factor": [1.0] * len(arrivals)}
+    in_order = sorted(zip(arrivals, names, strict=True), key=lambda pair: pair[0])
+    for kind in ("csv", "parquet"):
+        path = _write(kind, tmp_path / "ties", columns)
+        assert [r.fingerprint for r in read_trace(path)] == [n for _, n in in_order]
+        # Parquet's first-N cut sorts in Arrow; that sort must be stable too.
+        cut = read_trace(path, max_records=5)
+        assert [r.fingerprint for r in cut] == [n for _, n in in_order[:5]]
+    # replay_trace sorts what it is given, just as stably.
+    shuffled = [TraceRecord(a, n, scale_factor=1.0) for a, n in zip(arrivals, names, strict=True)]
+    queries = replay_trace(
+        shuffled, load_library(), np.random.default_rng(0), estimate_error_sigma=0.0
+    )
+    assert [q.template for q in queries] == [n for _, n in in_order]
+
+
+def test_unknown_template_names_file_row_column_and_closest_name(tmp_path: Path) -> None:
+    library = load_library()
+
+    def error_for(name: str) -> str:
+        path = _write_csv(
+            tmp_path / "log.csv",
+            {"arrival_s": [0, 1], "template": ["tpch-q1", name], "scale_factor": [1, 1]},
+        )
+        with pytest.raises(TraceError) as caught:
+            replay_trace(
+                read_trace(path), library, np.random.default_rng(0), estimate_error_sigma=0
+            )
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path}: row 3: column template: unknown template {name!r}; ")
+        return message.split("; ", 1)[1]
+
+    assert error_for("tpch-q1x") == "did you mean 'tpch-q1'?"
+    assert error_for("TPCH-Q6") == "did you mean 'tpch-q6'?"  # a case slip still finds it
+    assert error_for("zzzz") == f"no similar name among the library's {len(library)} templates"
+    # Records built in code have no file: the error names their position instead.
+    records = [
+        TraceRecord(0.0, "tpch-q1", scale_factor=1.0),
+        TraceRecord(1.0, "q6", scale_factor=1),
+    ]
+    with pytest.raises(TraceError, match=r"^replay: records\[1\]: column template: unknown .*'q6'"):
+        check_template_names(records, library)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", "must be > 0, got '0'"), ("-2.5", "must be > 0, got '-2.5'"),
+     ("inf", "not finite: 'inf'"), ("nan", "not finite: 'nan'"), ("", "empty"),
+     ("big", "not a number: 'big'")],
+)  # fmt: skip
+def test_bad_scale_factor_names_file_row_and_column(
+    value: str, problem: str, tmp_path: Path
+) -> None:
+    path = _write_csv(
+        tmp_path / "sf.csv",
+        {"arrival_s": [0, 1], "template": ["tpch-q1", "tpch-q6"], "scale_factor": [1, value]},
+    )
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value) == f"{path}: row 3: column scale_factor: {problem}"
+
+
+def test_a_cost_column_still_maps_by_shape_and_cost(tmp_path: Path) -> None:
+    # scale_factor is ignored when the trace says what each record cost.
+    path = _write_csv(
+        tmp_path / "costed.csv",
+        {
+            "arrival_s": [0.0, 1.0, 2.0],
+            "template": ["tpch-q1", "not-a-template", "tpch-q6"],
+            "duration_s": [2.0, 1.0, 0.5],
+            "scale_factor": [0, "junk", 1],  # not read: no error
+        },
+    )
+    records = read_trace(path)
+    assert not any(r.by_template for r in records)
+    assert all(r.scale_factor is None for r in records)
+    queries = replay_trace(
+        records, load_library(), np.random.default_rng(0), estimate_error_sigma=0.0, threads=2
+    )
+    assert [q.work_s for q in queries] == pytest.approx([4.0, 2.0, 1.0])
+    assert queries[0].template == "tpch-q1" and queries[2].template == "tpch-q6"
+    assert queries[1].template in load_library()  # an unknown name maps by shape, as before
+    assert queries[0].scale_factor > 1.0
+
+
+def test_replay_by_template_needs_the_template_column(tmp_path: Path) -> None:
+    path = _write_csv(
+        tmp_path / "fp.csv", {"arrival_s": [0], "fingerprint": ["x"], "scale_factor": [1]}
+    )
+    with pytest.raises(TraceError, match=r"fp\.csv: column template: missing \(a trace with"):
+        read_trace(path)

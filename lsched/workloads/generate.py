@@ -24,9 +24,16 @@ from lsched.workloads.arrivals import (
     Periodic,
     Window,
 )
-from lsched.workloads.spec import StreamSpec, WorkloadError, WorkloadSpec
+from lsched.workloads.spec import (
+    AUTO,
+    MEASURED,
+    StreamSpec,
+    WorkloadError,
+    WorkloadSpec,
+    synthetic_sigma,
+)
 from lsched.workloads.templates import QueryTemplate, TemplateError, select_templates
-from lsched.workloads.trace import TraceRecord, read_trace, replay_trace
+from lsched.workloads.trace import TraceRecord, check_template_names, read_trace, replay_trace
 from sim.model import QuerySpec
 
 
@@ -101,9 +108,27 @@ def _resolve(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> list[_
     return streams
 
 
+def _measured_estimates(stream: StreamSpec, template: QueryTemplate) -> bool:
+    """Whether a query of `template` in `stream` gets the optimizer's measured estimates."""
+    if stream.estimate_error == MEASURED:
+        return True
+    return stream.estimate_error == AUTO and template.has_measured_estimates
+
+
 def check_templates(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> None:
-    """Fail early (WorkloadError naming the field) if a stream's pattern matches no template."""
-    _resolve(spec, library)
+    """Fail early (WorkloadError naming the field) if a stream's pattern matches no template,
+    or asks for measured estimates of a template that has none."""
+    for i, stream in enumerate(_resolve(spec, library)):
+        if stream.spec.estimate_error != MEASURED:
+            continue
+        chosen = [*stream.fixed, *(t for share in stream.shares for t in share)]
+        for template in chosen:
+            if not template.has_measured_estimates:
+                raise WorkloadError(
+                    f"streams[{i}].estimate_error: measured, but template {template.name!r} "
+                    "has no measured estimates (recalibrate it, or set a number for a "
+                    "synthetic error)"
+                )
 
 
 def generate_workload(
@@ -143,10 +168,12 @@ def _merge(
     return tuple(replace(q, query_id=i) for i, q in enumerate(merged))
 
 
-def check_trace(spec: WorkloadSpec) -> None:
-    """Read the workload's trace now, so a bad log fails when the scenario loads."""
+def check_trace(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> None:
+    """Read the workload's trace now, so a bad log (or a template name the library lacks)
+    fails when the scenario loads."""
     if spec.trace is not None:
-        _trace_records(spec.trace.path, spec.trace.max_records, spec.trace.instance_id)
+        records = _trace_records(spec.trace.path, spec.trace.max_records, spec.trace.instance_id)
+        check_template_names(records, library)
 
 
 @lru_cache(maxsize=8)
@@ -183,17 +210,21 @@ def _stream_queries(
     queries = []
     for query_id in range(count):
         stream = streams[drawn.sources[query_id]].spec
+        template = templates[query_id]
+        measured = _measured_estimates(stream, template)
         queries.append(
-            templates[query_id].instantiate(
+            template.instantiate(
                 query_id,
                 float(drawn.times_s[query_id]),
                 float(scale_factors[query_id]),
                 stream.query_class,
-                stream.estimate_error,
+                stream.estimate_noise if measured else synthetic_sigma(stream.estimate_error),
                 rng,
                 priority=stream.priority,
                 deadline_s=stream.deadline_s,
                 work_multiplier=stream.work_multiplier,
+                measured_estimates=measured,
+                parameters=spec.parameters,
             )
         )
     return tuple(queries)

@@ -51,8 +51,15 @@ from lsched.workloads.arrivals import (
 )
 
 DEFAULT_ESTIMATE_ERROR = 0.5
-"""σ of the lognormal error between the optimizer's work estimate and the truth, when a
-workload sets none: estimates typically off by a factor of about 1.6, sometimes 3 or more."""
+"""σ of the synthetic lognormal error between the optimizer's work estimate and the truth, for
+templates without measured estimates: typically off by about 1.6×, sometimes 3× or more."""
+MEASURED = "measured"
+"""`estimate_error: measured`: each pipeline's estimate is DuckDB's own (the template's
+measured estimate ratio), times lognormal(0, estimate_noise)."""
+AUTO = "auto"
+"""The default: measured estimates where a template has them, else the synthetic σ."""
+EstimateError = float | Literal["measured", "auto"]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
 class WorkloadError(LschedError):
@@ -240,8 +247,11 @@ class StreamModel(_Model):
     scale_factors: list[ScaleFactorModel] = Field(
         default_factory=lambda: [ScaleFactorModel(value=1.0)], min_length=1
     )
-    estimate_error: float | None = Field(None, ge=0)
-    """σ of the lognormal estimate error; defaults to the workload's `estimate_error`."""
+    estimate_error: NonNegative | Literal["measured", "auto"] | None = None
+    """σ of a synthetic lognormal estimate error, `measured` or `auto`; defaults to the
+    workload's `estimate_error`."""
+    estimate_noise: float | None = Field(None, ge=0)
+    """σ of per-instance noise on top of measured estimates; defaults to the workload's."""
     priority: float = Field(1.0, gt=0)
     deadline_s: float | None = Field(None, gt=0)
     work_multiplier: float = Field(1.0, gt=0)
@@ -292,7 +302,7 @@ class StreamModel(_Model):
             raise _fail(("arrivals", "etl", "count"), "required when the stream uses a mix")
         return self
 
-    def to_spec(self, default_estimate_error: float) -> StreamSpec:
+    def to_spec(self, default_estimate_error: EstimateError, default_noise: float) -> StreamSpec:
         process: ArrivalProcess = self.arrivals.to_process()
         if self.start_s > 0 or self.end_s is not None:
             process = Window(process, start_s=self.start_s, end_s=self.end_s)
@@ -305,6 +315,7 @@ class StreamModel(_Model):
             templates=tuple(self.templates or ()),
             scale_factors=tuple(ScaleFactorChoice(s.value, s.weight) for s in self.scale_factors),
             estimate_error=default_estimate_error if error is None else error,
+            estimate_noise=default_noise if self.estimate_noise is None else self.estimate_noise,
             priority=self.priority,
             deadline_s=self.deadline_s,
             work_multiplier=self.work_multiplier,
@@ -336,7 +347,17 @@ class WorkloadModel(_Model):
     """Stop after this many arrivals (all streams together)."""
     duration_s: float | None = Field(None, gt=0)
     """Stop at this horizon: only arrivals before it are generated."""
-    estimate_error: float = Field(DEFAULT_ESTIMATE_ERROR, ge=0)
+    estimate_error: NonNegative | Literal["measured", "auto"] = AUTO
+    """How the optimizer errs: `auto` (measured where a template has it, else lognormal with
+    σ = DEFAULT_ESTIMATE_ERROR), `measured` (an error for a template without), or a number σ
+    for the synthetic lognormal on every template (the model before measured estimates)."""
+    estimate_noise: float = Field(0.0, ge=0)
+    """σ of per-instance lognormal noise on top of measured estimates (0: the optimizer's
+    error repeats exactly for a template at a scale factor, as DuckDB's does)."""
+    parameters: Literal["measured", "default"] = "measured"
+    """`measured`: each instance's work is one of its template's measured parameter draws
+    (TPC-H's and SSB's substitution rules); `default`: every instance runs the default
+    parameters' work (the model before parameter-dependent work)."""
     template_files: list[str] = Field(default_factory=list)
     streams: list[StreamModel] = Field(default_factory=list)
     trace: TraceModel | None = None
@@ -388,16 +409,27 @@ class WorkloadModel(_Model):
                 max_records=t.max_records,
                 instance_id=t.instance_id,
                 estimate_error=(
-                    self.estimate_error if t.estimate_error is None else t.estimate_error
+                    synthetic_sigma(self.estimate_error)
+                    if t.estimate_error is None
+                    else t.estimate_error
                 ),
             )
         return WorkloadSpec(
-            streams=tuple(s.to_spec(self.estimate_error) for s in self.streams),
+            streams=tuple(
+                s.to_spec(self.estimate_error, self.estimate_noise) for s in self.streams
+            ),
             queries=self.queries,
             duration_s=self.duration_s,
             template_files=tuple(resolve(f) for f in self.template_files),
             trace=trace,
+            parameters=self.parameters == "measured",
         )
+
+
+def synthetic_sigma(estimate_error: EstimateError) -> float:
+    """The synthetic σ an estimate setting means for a template without measurements (a
+    replayed trace's shape-mapped records included)."""
+    return DEFAULT_ESTIMATE_ERROR if isinstance(estimate_error, str) else estimate_error
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
@@ -447,7 +479,9 @@ class StreamSpec:
     mix: tuple[TemplateChoice, ...] = ()
     templates: tuple[str, ...] = ()
     scale_factors: tuple[ScaleFactorChoice, ...] = (ScaleFactorChoice(1.0),)
-    estimate_error: float = DEFAULT_ESTIMATE_ERROR
+    estimate_error: EstimateError = AUTO
+    """A synthetic σ, MEASURED or AUTO (see WorkloadModel.estimate_error)."""
+    estimate_noise: float = 0.0
     priority: float = 1.0
     deadline_s: float | None = None
     work_multiplier: float = 1.0
@@ -482,6 +516,8 @@ class WorkloadSpec:
     duration_s: float | None = None
     template_files: tuple[Path, ...] = ()
     trace: TraceSpec | None = None
+    parameters: bool = False
+    """Instances draw their template's measured parameter variation (see WorkloadModel)."""
 
     def __post_init__(self) -> None:
         if self.queries is None and self.duration_s is None:

@@ -32,7 +32,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -43,7 +43,11 @@ import numpy as np
 from sim.model import PipelineSpec, QuerySpec
 
 BUNDLED_SUITES = ("tpch", "ssb", "tpcds")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+"""Format 2 adds measured scalability, estimates and the calibration's provenance."""
+ESTIMATE_RATIO_RANGE = (1e-6, 1e6)
+"""Bounds on a measured estimate ratio: beyond them a file is corrupt, not an optimizer."""
 
 JOIN_OPERATORS = frozenset({"hash_build", "join_build", "delim_join"})
 """Breakers that build one side of a join (a hash table, a materialised side, a delim join)."""
@@ -76,6 +80,13 @@ class PipelineTemplate:
     memory_exponent: float = 1.0
     table_scans: int = 0
     """Base-table scans feeding this pipeline (its sources); matches trace records by shape."""
+    serial_fraction: tuple[float, ...] = ()
+    """Amdahl serial fraction at each of the template's `scalability_scale_factors` (measured:
+    see calibrate.fit_serial_fractions); empty until filled from the operator-type model."""
+    estimate_ratio: tuple[float, ...] = ()
+    """The optimizer's estimated work over the true work at each of the template's
+    `scale_factors` (DuckDB's estimated cardinalities through a fitted cost model); empty if
+    the file has no estimate measurement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,37 @@ class QueryTemplate:
     pipelines: tuple[PipelineTemplate, ...]
     latency_s: tuple[float, ...] = ()
     """Measured wall-clock latency at each of its set's scale factors (empty if unknown)."""
+    scale_factors: tuple[float, ...] = ()
+    """The scale factors it was measured at (its file's), which `estimate_ratio` follows."""
+    scalability_scale_factors: tuple[float, ...] = ()
+    """The scale factors each pipeline's `serial_fraction` list follows."""
+    parameter_work: tuple[float, ...] = ()
+    """Work of instances with parameters drawn per the benchmark's substitution rules, relative
+    to the default parameters' (one value per measured draw; empty: not measured). An instance
+    draws one uniformly and scales every pipeline's work by it."""
+
+    @property
+    def has_measured_estimates(self) -> bool:
+        return all(p.estimate_ratio for p in self.pipelines)
+
+    def serial_fractions(self, scale_factor: float) -> tuple[float, ...]:
+        """Per-pipeline serial fraction at `scale_factor`: linear in log scale factor between
+        the measured points, held at the nearest one outside them."""
+        if not self.scalability_scale_factors:
+            return tuple(0.0 for _ in self.pipelines)
+        x = math.log(scale_factor)
+        xs = np.log(self.scalability_scale_factors)
+        return tuple(
+            min(1.0, max(0.0, float(np.interp(x, xs, p.serial_fraction)))) for p in self.pipelines
+        )
+
+    def estimate_ratios(self, scale_factor: float) -> tuple[float, ...]:
+        """Per-pipeline estimated/true work at `scale_factor` (geometric interpolation)."""
+        x = math.log(scale_factor)
+        xs = np.log(self.scale_factors)
+        return tuple(
+            math.exp(float(np.interp(x, xs, np.log(p.estimate_ratio)))) for p in self.pipelines
+        )
 
     @property
     def work_s_sf1(self) -> float:
@@ -124,16 +166,39 @@ class QueryTemplate:
         priority: float = 1.0,
         deadline_s: float | None = None,
         work_multiplier: float = 1.0,
+        measured_estimates: bool = False,
+        parameters: bool = False,
     ) -> QuerySpec:
-        """One query of this template; the optimizer's estimates are true × lognormal(0, σ)."""
+        """One query of this template.
+
+        The optimizer's estimates are true × lognormal(0, σ) (synthetic), or with
+        `measured_estimates` true × the pipeline's measured estimate ratio × lognormal(0, σ)
+        (σ is then per-instance noise on top of the optimizer's fixed bias). With `parameters`
+        (and measured `parameter_work`) the instance's work is one measured draw's. Serial fractions
+        are those of the effective data size, scale factor × `work_multiplier` (the multiplier
+        stands for data that many times larger, with the plan's morsel counts kept).
+        """
+        n = len(self.pipelines)
+        drawn, draw = 1.0, -1
+        if parameters and self.parameter_work:
+            draw = int(rng.integers(len(self.parameter_work)))
+            drawn = self.parameter_work[draw]
         errors = (
-            rng.lognormal(0.0, estimate_error_sigma, size=len(self.pipelines))
+            rng.lognormal(0.0, estimate_error_sigma, size=n)
             if estimate_error_sigma > 0
-            else np.ones(len(self.pipelines))
+            else np.ones(n)
         )
+        if measured_estimates:
+            if not self.has_measured_estimates:
+                raise TemplateError(
+                    f"templates.{self.name}: estimate_ratio: no measured estimates "
+                    "(set estimate_error to a number for a synthetic error)"
+                )
+            errors = errors * np.array(self.estimate_ratios(scale_factor))
+        fractions = self.serial_fractions(scale_factor * work_multiplier)
         pipelines = []
-        for p, error in zip(self.pipelines, errors, strict=True):
-            work = work_multiplier * p.work_s_sf1 * scale_factor**p.work_exponent
+        for p, error, fraction in zip(self.pipelines, errors, fractions, strict=True):
+            work = drawn * work_multiplier * p.work_s_sf1 * scale_factor**p.work_exponent
             pipelines.append(
                 PipelineSpec(
                     index=p.index,
@@ -143,6 +208,7 @@ class QueryTemplate:
                     est_work_s=work * float(error),
                     memory_gb=p.memory_gb_sf1 * scale_factor**p.memory_exponent,
                     operator=p.operator,
+                    serial_fraction=fraction,
                 )
             )
         return QuerySpec(
@@ -154,7 +220,23 @@ class QueryTemplate:
             scale_factor=scale_factor,
             priority=priority,
             deadline_s=deadline_s,
+            parameter_draw=draw,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScalabilityModel:
+    """Serial fraction by pipeline breaker, fitted on measured queries (calibrate.py): how a
+    template without its own measurement scales."""
+
+    scale_factors: tuple[float, ...]
+    by_operator: Mapping[str, tuple[float, ...]]
+    """Operator → serial fraction at each scale factor; "*" holds the fallback for others."""
+
+    def fractions(self, operator: str, scale_factors: Sequence[float]) -> tuple[float, ...]:
+        values = self.by_operator.get(operator, self.by_operator["*"])
+        xs = np.log(self.scale_factors)
+        return tuple(float(np.interp(math.log(sf), xs, values)) for sf in scale_factors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +251,13 @@ class TemplateSet:
     templates: dict[str, QueryTemplate]
     notes: str = ""
     """How the numbers were measured (method, which queries, fit fallbacks)."""
+    scalability_scale_factors: tuple[float, ...] = ()
+    """The scale factors of every pipeline's `serial_fraction` list (empty: none measured)."""
+    scalability_model: ScalabilityModel | None = None
+    engine_costs: Mapping[str, float] = field(default_factory=dict)
+    """Engine constants measured with the templates (warm-up, spill, ...): see lsched.engines."""
+    calibration: Mapping[str, Any] = field(default_factory=dict)
+    """Provenance: the command, the machine's threads, the thread counts measured."""
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -183,6 +272,8 @@ _PIPELINE_KEYS = {
     "memory_gb_sf1",
     "memory_exponent",
     "table_scans",
+    "serial_fraction",
+    "estimate_ratio",
 }
 _PIPELINE_REQUIRED = ("parents", "operator", "work_s_sf1", "work_exponent", "tasks_sf1")
 _TOP_KEYS = {
@@ -194,8 +285,14 @@ _TOP_KEYS = {
     "threads",
     "notes",
     "templates",
+    "scalability_scale_factors",
+    "scalability_model",
+    "engine_costs",
+    "calibration",
 }
-_TEMPLATE_KEYS = {"pipelines", "latency_s"}
+_TEMPLATE_KEYS = {"pipelines", "latency_s", "parameter_work"}
+PARAMETER_WORK_RANGE = (0.01, 100.0)
+"""Bounds on a parameter draw's relative work: beyond them a file is corrupt."""
 
 
 class _Checker:
@@ -242,8 +339,24 @@ class _Checker:
                 raise self.fail(f"{field}.{key}" if field else key, "missing")
         return obj
 
-    def pipeline(self, raw: Any, field: str, position: int) -> PipelineTemplate:
+    def numbers(
+        self, value: Any, field: str, length: int, low: float, high: float
+    ) -> tuple[float, ...]:
+        """A list of `length` finite numbers within [low, high]."""
+        if not isinstance(value, list) or len(value) != length:
+            raise self.fail(field, f"must list {length} number(s), one per scale factor")
+        out = tuple(self.number(v, f"{field}[{i}]", strict=False) for i, v in enumerate(value))
+        for i, v in enumerate(out):
+            if not low <= v <= high:
+                raise self.fail(f"{field}[{i}]", f"must be within {low:g}..{high:g}, got {v:g}")
+        return out
+
+    def pipeline(
+        self, raw: Any, field: str, position: int, sfs: int, scalability_sfs: int
+    ) -> PipelineTemplate:
         obj = self.keys(raw, field, _PIPELINE_KEYS, _PIPELINE_REQUIRED)
+        if "serial_fraction" in obj and not scalability_sfs:
+            raise self.fail(f"{field}.serial_fraction", "needs scalability_scale_factors")
         if "index" in obj and obj["index"] != position:
             raise self.fail(f"{field}.index", f"must equal its position {position}")
         if not isinstance(obj["parents"], list):
@@ -280,9 +393,26 @@ class _Checker:
                 obj.get("memory_exponent", 1.0), f"{field}.memory_exponent", strict=False
             ),
             table_scans=self.integer(obj.get("table_scans", 0), f"{field}.table_scans", minimum=0),
+            serial_fraction=(
+                self.numbers(
+                    obj["serial_fraction"], f"{field}.serial_fraction", scalability_sfs, 0.0, 1.0
+                )
+                if "serial_fraction" in obj
+                else ()
+            ),
+            estimate_ratio=(
+                self.numbers(
+                    obj["estimate_ratio"], f"{field}.estimate_ratio", sfs, *ESTIMATE_RATIO_RANGE
+                )
+                if "estimate_ratio" in obj
+                else ()
+            ),
         )
 
-    def template(self, name: str, raw: Any, suite: str, n_scale_factors: int) -> QueryTemplate:
+    def template(
+        self, name: str, raw: Any, suite: str, sfs: tuple[float, ...], scal_sfs: tuple[float, ...]
+    ) -> QueryTemplate:
+        n_scale_factors = len(sfs)
         field = f"templates.{name}"
         if not name.strip():
             raise self.fail(field, "template name must be non-empty")
@@ -291,8 +421,16 @@ class _Checker:
         if not isinstance(raw_pipelines, list) or not raw_pipelines:
             raise self.fail(f"{field}.pipelines", "must be a non-empty list")
         pipelines = tuple(
-            self.pipeline(p, f"{field}.pipelines[{i}]", i) for i, p in enumerate(raw_pipelines)
+            self.pipeline(p, f"{field}.pipelines[{i}]", i, len(sfs), len(scal_sfs))
+            for i, p in enumerate(raw_pipelines)
         )
+        for key in ("estimate_ratio", "serial_fraction"):
+            has = [bool(getattr(p, key)) for p in pipelines]
+            if any(has) and not all(has):
+                missing = has.index(False)
+                raise self.fail(
+                    f"{field}.pipelines[{missing}].{key}", "missing (other pipelines have it)"
+                )
         consumed = {parent for p in pipelines for parent in p.parents}
         for p in pipelines[:-1]:
             if p.index not in consumed:
@@ -307,21 +445,81 @@ class _Checker:
             self.number(v, f"{field}.latency_s[{i}]", minimum=0, strict=False)
             for i, v in enumerate(latency)
         )
-        return QueryTemplate(name=name, suite=suite, pipelines=pipelines, latency_s=latency_s)
+        draws = obj.get("parameter_work", [])
+        parameter_work = (
+            self.numbers(draws, f"{field}.parameter_work", len(draws) or 1, *PARAMETER_WORK_RANGE)
+            if draws != []
+            else ()
+        )
+        return QueryTemplate(
+            name=name,
+            suite=suite,
+            pipelines=pipelines,
+            latency_s=latency_s,
+            parameter_work=parameter_work,
+            scale_factors=sfs,
+            scalability_scale_factors=scal_sfs if pipelines[0].serial_fraction else (),
+        )
+
+    def scale_factor_list(self, value: Any, field: str) -> tuple[float, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(field, "must be a non-empty list of positive numbers")
+        sfs = tuple(
+            self.number(v, f"{field}[{i}]", minimum=0, strict=True) for i, v in enumerate(value)
+        )
+        if list(sfs) != sorted(set(sfs)):
+            raise self.fail(field, "must be increasing")
+        return sfs
+
+    def scalability_model(self, raw: Any, sfs: tuple[float, ...]) -> ScalabilityModel:
+        obj = self.keys(raw, "scalability_model", {"operators"}, ("operators",))
+        operators = obj["operators"]
+        if not isinstance(operators, dict) or "*" not in operators:
+            raise self.fail("scalability_model.operators", 'must map operators (and "*") to lists')
+        by_operator = {}
+        for op, values in operators.items():
+            if op != "*" and op not in OPERATORS:
+                raise self.fail(f"scalability_model.operators.{op}", "unknown operator")
+            by_operator[op] = self.numbers(
+                values, f"scalability_model.operators.{op}", len(sfs), 0.0, 1.0
+            )
+        return ScalabilityModel(sfs, by_operator)
+
+    def mapping(self, raw: Any, field: str) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(field, "must be an object")
+        for key, value in raw.items():
+            if not isinstance(value, str | int | float | list | dict) or isinstance(value, bool):
+                raise self.fail(
+                    f"{field}.{key}", f"must be a number, string or list, got {value!r}"
+                )
+        return dict(raw)
 
     def template_set(self, raw: Any) -> TemplateSet:
         required = ("suite", "engine", "engine_version", "scale_factors", "threads", "templates")
         obj = self.keys(raw, "", _TOP_KEYS, required)
-        if obj.get("format", FORMAT_VERSION) != FORMAT_VERSION:
-            raise self.fail("format", f"unsupported format {obj['format']!r}; expected 1")
+        if obj.get("format", FORMAT_VERSION) not in READABLE_FORMATS:
+            raise self.fail(
+                "format",
+                f"unsupported format {obj['format']!r}; expected one of {READABLE_FORMATS}",
+            )
         suite = self.text(obj["suite"], "suite")
-        scale_factors = obj["scale_factors"]
-        if not isinstance(scale_factors, list) or not scale_factors:
-            raise self.fail("scale_factors", "must be a non-empty list of positive numbers")
-        sfs = tuple(
-            self.number(v, f"scale_factors[{i}]", minimum=0, strict=True)
-            for i, v in enumerate(scale_factors)
+        sfs = self.scale_factor_list(obj["scale_factors"], "scale_factors")
+        scal_sfs = (
+            self.scale_factor_list(obj["scalability_scale_factors"], "scalability_scale_factors")
+            if "scalability_scale_factors" in obj
+            else ()
         )
+        model = (
+            self.scalability_model(obj["scalability_model"], scal_sfs)
+            if "scalability_model" in obj
+            else None
+        )
+        if model is not None and not scal_sfs:
+            raise self.fail("scalability_model", "needs scalability_scale_factors")
+        costs = self.mapping(obj.get("engine_costs", {}), "engine_costs")
+        for key, value in costs.items():
+            self.number(value, f"engine_costs.{key}", minimum=0, strict=False)
         templates_raw = obj["templates"]
         if not isinstance(templates_raw, dict) or not templates_raw:
             raise self.fail("templates", "must be a non-empty object of name -> template")
@@ -335,9 +533,14 @@ class _Checker:
             scale_factors=sfs,
             threads=self.integer(obj["threads"], "threads", minimum=1),
             templates={
-                name: self.template(name, t, suite, len(sfs)) for name, t in templates_raw.items()
+                name: self.template(name, t, suite, sfs, scal_sfs)
+                for name, t in templates_raw.items()
             },
             notes=notes,
+            scalability_scale_factors=scal_sfs,
+            scalability_model=model,
+            engine_costs={k: float(v) for k, v in costs.items()},
+            calibration=self.mapping(obj.get("calibration", {}), "calibration"),
         )
 
 
@@ -391,19 +594,41 @@ def bundled_template_set(suite: str) -> TemplateSet:
     return _parse_text(text, f"lsched/workloads/templates/{suite}.json")
 
 
+SCALABILITY_MODEL_SUITE = "tpch"
+"""The bundled file whose operator-type scalability model fills templates measured without
+scalability (fitted on TPC-H, where a 1→24-thread measurement exists)."""
+
+
+def with_modelled_scalability(template: QueryTemplate, model: ScalabilityModel) -> QueryTemplate:
+    """The template with each pipeline's serial fractions from the operator-type model, on the
+    model's scale factors; a template with its own measurement is returned unchanged."""
+    if template.scalability_scale_factors:
+        return template
+    sfs = model.scale_factors
+    pipelines = tuple(
+        replace(p, serial_fraction=model.fractions(p.operator, sfs)) for p in template.pipelines
+    )
+    return replace(template, pipelines=pipelines, scalability_scale_factors=sfs)
+
+
 def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
-    """All bundled templates plus a user's files; a name defined twice is an error."""
+    """All bundled templates plus a user's files; a name defined twice is an error.
+
+    Templates without measured scalability get the bundled operator-type model's."""
     library: dict[str, QueryTemplate] = {}
     origin: dict[str, str] = {}
     sets = [(f"bundled {s}", bundled_template_set(s)) for s in BUNDLED_SUITES]
     sets += [(str(path), load_template_file(Path(path))) for path in extra_files]
+    model = bundled_template_set(SCALABILITY_MODEL_SUITE).scalability_model
     for source, template_set in sets:
         for name, template in template_set.templates.items():
             if name in library:
                 raise TemplateError(
                     f"{source}: templates.{name}: duplicate template name (also in {origin[name]})"
                 )
-            library[name] = template
+            library[name] = (
+                template if model is None else with_modelled_scalability(template, model)
+            )
             origin[name] = source
     return library
 
@@ -447,8 +672,55 @@ def _round(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def _pipeline_to_dict(p: PipelineTemplate) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "parents": list(p.parents),
+        "operator": p.operator,
+        "work_s_sf1": _round(p.work_s_sf1),
+        "work_exponent": round(p.work_exponent, 3),
+        "tasks_sf1": _round(p.tasks_sf1),
+        "memory_gb_sf1": _round(p.memory_gb_sf1),
+        "memory_exponent": round(p.memory_exponent, 3),
+        "table_scans": p.table_scans,
+    }
+    if p.serial_fraction:
+        data["serial_fraction"] = [_round(v, 3) for v in p.serial_fraction]
+    if p.estimate_ratio:
+        data["estimate_ratio"] = [_round(v, 3) for v in p.estimate_ratio]
+    return data
+
+
+_HEADER_KEYS = (
+    "format",
+    "suite",
+    "engine",
+    "engine_version",
+    "scale_factors",
+    "threads",
+    "notes",
+    "calibration",
+    "engine_costs",
+    "scalability_scale_factors",
+    "scalability_model",
+)
+
+
 def template_set_to_dict(template_set: TemplateSet) -> dict[str, Any]:
     """The JSON form of a template set (what `load_template_file` reads back)."""
+    header: dict[str, Any] = {}
+    if template_set.calibration:
+        header["calibration"] = dict(template_set.calibration)
+    if template_set.engine_costs:
+        header["engine_costs"] = {k: _round(v) for k, v in template_set.engine_costs.items()}
+    if template_set.scalability_scale_factors:
+        header["scalability_scale_factors"] = list(template_set.scalability_scale_factors)
+    if template_set.scalability_model is not None:
+        header["scalability_model"] = {
+            "operators": {
+                op: [_round(v, 3) for v in values]
+                for op, values in template_set.scalability_model.by_operator.items()
+            }
+        }
     return {
         "format": FORMAT_VERSION,
         "suite": template_set.suite,
@@ -457,22 +729,16 @@ def template_set_to_dict(template_set: TemplateSet) -> dict[str, Any]:
         "scale_factors": list(template_set.scale_factors),
         "threads": template_set.threads,
         "notes": template_set.notes,
+        **header,
         "templates": {
             name: {
                 "latency_s": [_round(v) for v in t.latency_s],
-                "pipelines": [
-                    {
-                        "parents": list(p.parents),
-                        "operator": p.operator,
-                        "work_s_sf1": _round(p.work_s_sf1),
-                        "work_exponent": round(p.work_exponent, 3),
-                        "tasks_sf1": _round(p.tasks_sf1),
-                        "memory_gb_sf1": _round(p.memory_gb_sf1),
-                        "memory_exponent": round(p.memory_exponent, 3),
-                        "table_scans": p.table_scans,
-                    }
-                    for p in t.pipelines
-                ],
+                **(
+                    {"parameter_work": [_round(v, 3) for v in t.parameter_work]}
+                    if t.parameter_work
+                    else {}
+                ),
+                "pipelines": [_pipeline_to_dict(p) for p in t.pipelines],
             }
             for name, t in template_set.templates.items()
         },
@@ -486,14 +752,17 @@ def write_template_file(template_set: TemplateSet, path: Path) -> TemplateSet:
     """
     data = template_set_to_dict(template_set)
     lines = ["{"]
-    for key in ("format", "suite", "engine", "engine_version", "scale_factors", "threads", "notes"):
-        lines.append(f"  {json.dumps(key)}: {json.dumps(data[key])},")
+    for key in _HEADER_KEYS:
+        if key in data:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(data[key])},")
     lines.append('  "templates": {')
     names = list(data["templates"])
     for i, name in enumerate(names):
         template = data["templates"][name]
         lines.append(f"    {json.dumps(name)}: {{")
         lines.append(f'      "latency_s": {json.dumps(template["latency_s"])},')
+        if "parameter_work" in template:
+            lines.append(f'      "parameter_work": {json.dumps(template["parameter_work"])},')
         lines.append('      "pipelines": [')
         pipelines = template["pipelines"]
         for j, p in enumerate(pipelines):

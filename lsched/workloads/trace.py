@@ -6,6 +6,13 @@ scanned). Replay keeps the arrival process exactly (gaps relative to the first r
 `time_scale`) and borrows the plan structure from the measured templates: each record runs as
 the template nearest in shape, scaled so that its total work matches what the record cost.
 
+Replay by template: a trace with a `scale_factor` column and no cost column (no execution time,
+no bytes) is a log of known queries, e.g. a benchmark driver's, so each record runs as exactly
+the template its `template` column names, at that scale factor and the template's calibrated
+work (`QueryTemplate.instantiate`, no multiplier and no scale-factor bounds): nothing is
+inferred, so a name the library lacks is an error rather than a nearest match. A trace that has
+a cost column keeps mapping by shape and cost even if it also has `scale_factor`.
+
 Where the numbers come from:
 - Redset's schema (github.com/amazon-science/redset, VLDB 2024 "Why TPC is not enough"):
   `arrival_timestamp`, `execution_duration_ms`, `mbytes_scanned`, `num_joins`, `num_scans`,
@@ -24,10 +31,11 @@ Where the numbers come from:
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,12 +68,26 @@ class TraceRecord:
     """A class given directly by the trace (generic column `query_class`); wins over query_type."""
     user_id: str | None = None
     was_cached: bool | None = None
+    scale_factor: float | None = None
+    """Set when the trace replays by template (see the module docstring); ignored by a record
+    that has a cost (duration_s or mbytes_scanned)."""
+    source: str | None = field(default=None, compare=False)
+    """Where the record was read (`file: row N`), so a replay error can point at the line;
+    provenance, not content, so it takes no part in equality."""
+
+    @property
+    def by_template(self) -> bool:
+        """Replays as the template named by `fingerprint` at `scale_factor`, not by cost."""
+        has_cost = self.duration_s is not None or self.mbytes_scanned is not None
+        return self.scale_factor is not None and not has_cost
 
 
 _ARRIVAL = ("arrival_timestamp", "arrival_s")
 _FINGERPRINT = ("feature_fingerprint", "template", "fingerprint", "query_fingerprint")
 _DURATION_TO_S = {"execution_duration_ms": 1e-3, "duration_s": 1.0, "duration_ms": 1e-3}
 _BYTES = ("mbytes_scanned",)
+_TEMPLATE = "template"
+_SCALE_FACTOR = "scale_factor"
 _OPTIONAL_INT = ("num_joins", "num_scans", "num_aggregations")
 _OPTIONAL_TEXT = ("query_type", "query_class", "user_id")
 _OPTIONAL_BOOL = ("was_cached",)
@@ -84,10 +106,19 @@ class _Layout:
     duration: str | None
     mbytes: str | None
     optional: tuple[str, ...]
+    scale_factor: str | None = None
+    """Set only when the file replays by template (a scale factor and no cost column)."""
 
     @property
     def columns(self) -> list[str]:
-        wanted = [self.arrival, self.fingerprint, self.duration, self.mbytes, *self.optional]
+        wanted = [
+            self.arrival,
+            self.fingerprint,
+            self.duration,
+            self.mbytes,
+            self.scale_factor,
+            *self.optional,
+        ]
         return [c for c in wanted if c is not None]
 
 
@@ -100,11 +131,22 @@ def _layout(columns: Sequence[str], source: str) -> _Layout:
         raise TraceError(f"{source}: column {' or '.join(_FINGERPRINT)}: missing")
     duration = _first_present(columns, tuple(_DURATION_TO_S))
     mbytes = _first_present(columns, _BYTES)
-    if duration is None and mbytes is None:
-        names = " or ".join((*_DURATION_TO_S, *_BYTES))
-        raise TraceError(f"{source}: column {names}: missing (need an execution time or bytes)")
     optional = tuple(c for c in (*_OPTIONAL_INT, *_OPTIONAL_TEXT, *_OPTIONAL_BOOL) if c in columns)
-    return _Layout(arrival, fingerprint, duration, mbytes, optional)
+    if duration is not None or mbytes is not None:
+        return _Layout(arrival, fingerprint, duration, mbytes, optional)
+    if _SCALE_FACTOR not in columns:
+        names = " or ".join((*_DURATION_TO_S, *_BYTES, _SCALE_FACTOR))
+        raise TraceError(
+            f"{source}: column {names}: missing (need an execution time or bytes, or a scale"
+            " factor to replay each record as its named template)"
+        )
+    if _TEMPLATE not in columns:
+        # A fingerprint is not a template name; replaying one "exactly" would always fail.
+        raise TraceError(
+            f"{source}: column {_TEMPLATE}: missing (a trace with {_SCALE_FACTOR} and no cost"
+            " column replays by template name)"
+        )
+    return _Layout(arrival, _TEMPLATE, None, None, optional, scale_factor=_SCALE_FACTOR)
 
 
 def _is_missing(value: Any) -> bool:
@@ -166,7 +208,18 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
     fields: dict[str, Any] = {
         "arrival_s": _to_epoch_s(row[layout.arrival], at(layout.arrival)),
         "fingerprint": str(row[layout.fingerprint]).strip(),
+        "source": where,
     }
+    if layout.scale_factor is not None:
+        # Required on every row: with no cost column there is nothing else to size the query by.
+        if _is_missing(row[layout.scale_factor]):
+            raise TraceError(f"{at(layout.scale_factor)}: empty")
+        scale_factor = _to_float(row[layout.scale_factor], at(layout.scale_factor))
+        if scale_factor <= 0:
+            raise TraceError(
+                f"{at(layout.scale_factor)}: must be > 0, got {row[layout.scale_factor]!r}"
+            )
+        fields["scale_factor"] = scale_factor
     if layout.duration is not None and not _is_missing(row[layout.duration]):
         duration = _to_float(row[layout.duration], at(layout.duration))
         if duration < 0:
@@ -243,9 +296,11 @@ def read_trace(
 
     Recognised columns (Redset's names or generic ones): arrival_timestamp (timestamp or epoch
     seconds) | arrival_s; feature_fingerprint | template | fingerprint; execution_duration_ms |
-    duration_s | duration_ms and/or mbytes_scanned; optional num_joins, num_scans,
-    num_aggregations, query_type, query_class, user_id, was_cached. Other columns are ignored.
-    `instance_id` keeps one Redset cluster; `max_records` keeps the first N arrivals.
+    duration_s | duration_ms and/or mbytes_scanned, or else template and scale_factor (replay
+    by template, see the module docstring); optional num_joins, num_scans, num_aggregations,
+    query_type, query_class, user_id, was_cached. Other columns are ignored. Records with equal
+    arrivals keep the file's order. `instance_id` keeps one Redset cluster; `max_records` keeps
+    the first N arrivals.
     """
     path = Path(path)
     if not path.is_file():
@@ -275,7 +330,7 @@ def read_trace(
     records = [_record(row, layout, f"{path}: row {n}") for n, row in numbered]
     if not records:
         raise TraceError(f"{path}: no records")
-    records.sort(key=lambda r: r.arrival_s)
+    records.sort(key=lambda r: r.arrival_s)  # stable: ties keep the file's order
     return records[:max_records] if max_records is not None else records
 
 
@@ -373,6 +428,30 @@ class _Matcher:
         return candidates[_stable_hash(record.fingerprint) % len(candidates)]
 
 
+def _unknown_template(name: str, where: str, library: Mapping[str, QueryTemplate]) -> TraceError:
+    """The one-line error for a name the library lacks, with the closest known name if any
+    (compared case-insensitively, so `TPCH-Q1` still points at `tpch-q1`)."""
+    by_folded = {known.lower(): known for known in sorted(library, key=natural_key)}
+    close = difflib.get_close_matches(name.lower(), list(by_folded), n=1)
+    hint = (
+        f"did you mean {by_folded[close[0]]!r}?"
+        if close
+        else f"no similar name among the library's {len(library)} templates"
+    )
+    return TraceError(f"{where}: column {_TEMPLATE}: unknown template {name!r}; {hint}")
+
+
+def check_template_names(
+    records: Sequence[TraceRecord], library: Mapping[str, QueryTemplate]
+) -> None:
+    """Raise TraceError for the first record that replays by template and names a template the
+    library lacks; call it once the library is known to fail before any query is drawn."""
+    for position, record in enumerate(records):
+        if record.by_template and record.fingerprint not in library:
+            where = record.source or f"replay: records[{position}]"
+            raise _unknown_template(record.fingerprint, where, library)
+
+
 def _scale_factor_for(template: QueryTemplate, work_s: float, options: ReplayOptions) -> float:
     """The scale factor at which the template's total work is `work_s` (bisection in log sf),
     clamped to the options' bounds."""
@@ -417,8 +496,11 @@ def replay_trace(
     Each record becomes its nearest template at the scale factor where the template's total work
     equals the record's cost (`record_work_s`), with a multiplier for the rest so the totals
     match exactly; a record with neither duration nor bytes runs its template at scale factor 1.
-    `time_scale`, `work_per_mb_s` and `threads` override the same fields of `options`.
-    Estimates get lognormal(0, estimate_error_sigma) errors drawn from `rng`.
+    A record that replays by template (`TraceRecord.by_template`) runs as the template it names
+    at its own scale factor and calibrated work; a name the library lacks is a TraceError.
+    Records with equal arrivals keep their order. `time_scale`, `work_per_mb_s` and `threads`
+    override the same fields of `options`. Estimates get lognormal(0, estimate_error_sigma)
+    errors drawn from `rng`.
     """
     opts = options or ReplayOptions()
     overrides = {"time_scale": time_scale, "work_per_mb_s": work_per_mb_s, "threads": threads}
@@ -427,22 +509,27 @@ def replay_trace(
         raise TraceError("replay: library: no templates to map the trace onto")
     if estimate_error_sigma < 0:
         raise TraceError("replay: estimate_error_sigma: must be >= 0")
+    check_template_names(records, library)
     kept = [r for r in records if not (opts.skip_cached and r.was_cached)]
     if not kept:
         raise TraceError("replay: records: none left to replay (all empty or cached)")
-    kept.sort(key=lambda r: r.arrival_s)
+    kept.sort(key=lambda r: r.arrival_s)  # stable: ties keep the given order
     classes = dict(opts.query_classes)
     matcher = _Matcher(library)
     start_s = kept[0].arrival_s
     queries = []
     for query_id, record in enumerate(kept):
-        template = matcher.template_for(record)
-        work_s = record_work_s(record, opts)
-        if work_s is None:
-            scale_factor, multiplier = 1.0, 1.0
+        if record.by_template and record.scale_factor is not None:  # (by_template implies it)
+            template = library[record.fingerprint]
+            scale_factor, multiplier = record.scale_factor, 1.0
         else:
-            scale_factor = _scale_factor_for(template, work_s, opts)
-            multiplier = work_s / template.work_s(scale_factor)
+            template = matcher.template_for(record)
+            work_s = record_work_s(record, opts)
+            if work_s is None:
+                scale_factor, multiplier = 1.0, 1.0
+            else:
+                scale_factor = _scale_factor_for(template, work_s, opts)
+                multiplier = work_s / template.work_s(scale_factor)
         query_class = record.query_class or classes.get(record.query_type or "", opts.default_class)
         queries.append(
             template.instantiate(
