@@ -26,24 +26,45 @@ from agents.heuristics import (
     Srpt,
     WeightedFair,
 )
+from agents.query_level import QUERY_FORMS, QUERY_KNOB_NAMES, QueryKnobs
 from agents.tuned import TUNING_OPTIONS, Tuned, TuningBudget
 from sim.interface import Scheduler
+from sim.query_level import QueryLevel
 
 AgentFactory = Callable[..., Scheduler]
 """factory(context: AgentContext, **options) -> Scheduler."""
 
 
-def _heuristic(cls: type[Heuristic]) -> AgentFactory:
-    """A factory for a heuristic: shared knobs go to `Knobs`, the rest to the constructor."""
+DECISIONS = ("pipeline", "query")
+"""`decisions:` of an agent entry: pipeline by pipeline (the default) or query by query."""
+
+
+def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
+    """A factory for a heuristic: shared knobs go to `Knobs`, the rest to the constructor;
+    `decisions: query` builds its query-level form (agents.query_level) instead."""
     own = [
-        name
-        for name in inspect.signature(cls.__init__).parameters
-        if name not in ("self", "knobs", "rng")
+        option
+        for option in inspect.signature(cls.__init__).parameters
+        if option not in ("self", "knobs", "rng")
     ]
     takes_rng = "rng" in inspect.signature(cls.__init__).parameters
 
     def factory(context: AgentContext, **options: Any) -> Scheduler:
-        _check_options(options, [*sorted(KNOB_NAMES), *own])
+        decisions = options.pop("decisions", "pipeline")
+        if decisions not in DECISIONS:
+            raise AgentOptionError(
+                f"option decisions: {decisions!r}; one of {', '.join(DECISIONS)}"
+            )
+        if decisions == "query":
+            form = QUERY_FORMS.get(name)
+            if form is None:
+                raise AgentOptionError(
+                    f"has no query-level form (decisions: query); those with one: "
+                    f"{', '.join(sorted(QUERY_FORMS))}"
+                )
+            _check_options(options, sorted(QUERY_KNOB_NAMES))
+            return QueryLevel(form(QueryKnobs(**options)))
+        _check_options(options, [*sorted(KNOB_NAMES), *own, "decisions"])
         knobs = Knobs(**{k: v for k, v in options.items() if k in KNOB_NAMES})
         extra = {k: v for k, v in options.items() if k not in KNOB_NAMES}
         if takes_rng:
@@ -65,14 +86,14 @@ def _check_options(options: dict[str, Any], known: list[str]) -> None:
 
 
 AGENTS: dict[str, AgentFactory] = {
-    "fifo": _heuristic(Fifo),
-    "sjf": _heuristic(Sjf),
-    "srpt": _heuristic(Srpt),
-    "fair": _heuristic(Fair),
-    "weighted_fair": _heuristic(WeightedFair),
-    "wfair": _heuristic(WeightedFair),
-    "cpf": _heuristic(CriticalPathFirst),
-    "random": _heuristic(RandomPick),
+    "fifo": _heuristic(Fifo, "fifo"),
+    "sjf": _heuristic(Sjf, "sjf"),
+    "srpt": _heuristic(Srpt, "srpt"),
+    "fair": _heuristic(Fair, "fair"),
+    "weighted_fair": _heuristic(WeightedFair, "weighted_fair"),
+    "wfair": _heuristic(WeightedFair, "wfair"),
+    "cpf": _heuristic(CriticalPathFirst, "cpf"),
+    "random": _heuristic(RandomPick, "random"),
     "tuned": _tuned,
 }
 """Every agent by name; `register` adds to it."""

@@ -187,6 +187,37 @@ so single iterations swing with the scenario)."""
 """What `lsched train` writes per iteration (lsched.train.METRICS_FILE)."""
 
 
+def parity_figure(points: Sequence[dict], title: str) -> Figure:
+    """Predicted vs real latency per query (log-log), one colour per agent, the diagonal."""
+    figure = Figure(figsize=(6.5, 6), dpi=DPI)
+    ax = figure.add_subplot()
+    agents = list(dict.fromkeys(p["agent"] for p in points))
+    values = [v for p in points for v in (p["predicted_s"], p["real_s"]) if v > 0]
+    for agent in agents:
+        mine = [p for p in points if p["agent"] == agent]
+        ax.scatter(
+            [p["real_s"] for p in mine],
+            [p["predicted_s"] for p in mine],
+            s=10,
+            alpha=0.6,
+            label=agent,
+        )
+    if values:
+        low, high = min(values) / 1.2, max(values) * 1.2
+        ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="predicted = real")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("real latency on DuckDB (s)")
+    ax.set_ylabel("simulated latency × speed factor (s)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
 def render_learning_curve(folder: str | Path) -> list[Path]:
     """Draw a training folder's metrics.jsonl: rollout latency and validation vs. baselines."""
     path = Path(folder) / METRICS_FILE

@@ -1,0 +1,641 @@
+"""`lsched real`: a scenario's workload on real DuckDB, steered by the same query-level agents.
+
+DuckDB cannot be steered pipeline by pipeline from outside, but it can be steered as fleets steer
+their warehouses: which waiting query starts next, and with how many threads. Each started query
+runs in a worker process of its own (`SET threads = k` on a read-only database file), so the
+threads granted never exceed the cluster's budget, and the agent decides on what it would see in
+the simulator: plans, the optimizer's estimates (measured from DuckDB's EXPLAIN, in the
+templates), arrival times and the query log; never a true runtime.
+
+- Data: generated at each scale factor with DuckDB's own generators into `data_dir()`
+  (`$LSCHED_DATA`, default `~/.cache/lsched/duckdb`), written to a temporary file and renamed,
+  so a killed generation never leaves a database that looks whole.
+- Time: each query is submitted at its arrival on the real clock, times `time_scale`.
+- Faults: a query that fails or runs past `timeout_s` is recorded with its error; the run goes on.
+- Results: `lsched run`'s files (results.json, queries-AGENT-seedK.csv), written atomically
+  after the last run, so Ctrl-C leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsched.errors import LschedError
+from lsched.scenario import AgentChoice, Scenario
+from lsched.workloads import calibrate
+from sim.interface import CompletedQuery, QueryView, query_view
+from sim.model import QuerySpec
+from sim.query_level import QueryLevel, admit
+
+DATA_ENV = "LSCHED_DATA"
+DEFAULT_TIMEOUT_S = 60.0
+"""Per-query timeout on the engine: far above any bundled query (TPC-H SF 1: 0.2 s at most)."""
+POLL_S = 0.005
+"""How long the coordinator waits for a finished query before looking at arrivals again."""
+
+
+class RealEngineError(LschedError):
+    """`lsched real` cannot run as asked (no query-level form, a suite without SQL, ...)."""
+
+
+def data_dir() -> Path:
+    """Where generated databases are cached."""
+    override = os.environ.get(DATA_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "lsched" / "duckdb"
+
+
+def database_path(suite: str, scale_factor: float) -> Path:
+    return data_dir() / f"{suite}-sf{scale_factor:g}.duckdb"
+
+
+def ensure_database(
+    suite: str, scale_factor: float, progress: Callable[[str], None] | None = None
+) -> Path:
+    """The suite's database at `scale_factor`, generated once (temporary file, then rename)."""
+    path = database_path(suite, scale_factor)
+    if path.is_file():
+        return path
+    duckdb = calibrate._duckdb()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):
+        stale.unlink(missing_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if progress:
+        progress(f"generating {suite} at scale factor {scale_factor:g} into {path}")
+    try:
+        con = duckdb.connect(str(temp))
+        try:
+            calibrate._prepare(con, suite, scale_factor)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(temp, path)
+    finally:
+        for leftover in path.parent.glob(f"{temp.name}*"):
+            leftover.unlink(missing_ok=True)
+    return path
+
+
+def template_sql(suite: str, path: Path) -> dict[str, str]:
+    """Template name → its SQL with the default parameters."""
+    duckdb = calibrate._duckdb()
+    if suite == "ssb":
+        return {f"ssb-q{n}": sql for n, sql in calibrate.SSB_QUERIES.items()}
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        calibrate._load_extension(con, suite)
+        function = "tpch_queries" if suite == "tpch" else "tpcds_queries"
+        rows = con.execute(f"SELECT query_nr, query FROM {function}()").fetchall()
+    finally:
+        con.close()
+    return {f"{suite}-q{n}": sql for n, sql in rows}
+
+
+# --------------------------------------------------------------------------- workers
+def _serve(path: str, requests: Any, results: Any) -> None:
+    """A worker process: one read-only connection, one query at a time with its threads."""
+    import duckdb
+
+    con = duckdb.connect(path, read_only=True, config={"threads": 1})
+    while True:
+        request = requests.get()
+        if request is None:
+            break
+        query_id, sql, threads, timeout_s = request
+        con.execute(f"SET threads = {int(threads)}")
+        timer = threading.Timer(timeout_s, con.interrupt)
+        started = time.monotonic()
+        error = ""
+        timer.start()
+        try:
+            con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            error = " ".join(str(exc).split())[:200]
+            if time.monotonic() - started >= timeout_s:
+                error = f"timed out after {timeout_s:g} s"
+        finally:
+            timer.cancel()
+        results.put((query_id, started, time.monotonic(), error))
+    con.close()
+
+
+class _Pool:
+    """Worker processes for one database: `workers` queries at most at once."""
+
+    def __init__(self, path: Path, workers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.results = context.Queue()
+        self.requests = [context.Queue() for _ in range(workers)]
+        self.processes = [
+            context.Process(target=_serve, args=(str(path), r, self.results), daemon=True)
+            for r in self.requests
+        ]
+        for process in self.processes:
+            process.start()
+        self.idle = list(range(workers))
+        self.busy: dict[int, int] = {}
+
+    def submit(self, query_id: int, sql: str, threads: int, timeout_s: float) -> int:
+        """Hand the query to an idle worker; returns the worker's slot."""
+        worker = self.idle.pop()
+        self.busy[query_id] = worker
+        self.requests[worker].put((query_id, sql, threads, timeout_s))
+        return worker
+
+    def poll(self, wait_s: float) -> tuple[int, float, float, str] | None:
+        try:
+            done = self.results.get(timeout=max(wait_s, 0.0))
+        except queue.Empty:
+            return None
+        self.idle.append(self.busy.pop(done[0]))
+        return done
+
+    def close(self) -> None:
+        for request in self.requests:
+            request.put(None)
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+
+
+# --------------------------------------------------------------------------- one run
+@dataclass(frozen=True, slots=True)
+class RealQuery:
+    """One query of a real run, on the run's clock (seconds from its start)."""
+
+    query_id: int
+    template: str
+    query_class: str
+    scale_factor: float
+    arrival_s: float
+    start_s: float
+    finish_s: float
+    threads: int
+    worker: int
+    """The worker slot (process) it ran in: the row of a query-level Gantt chart."""
+    error: str = ""
+
+    @property
+    def latency_s(self) -> float:
+        return self.finish_s - self.arrival_s
+
+
+class _RealObservation:
+    """The parts of sim.interface.Observation a query-level policy reads, from the real run."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.oracle = False
+        self.now_s = 0.0
+        self.active: dict[int, QueryView] = {}
+        self.completed: list[CompletedQuery] = []
+        self.arrivals_so_far = 0
+        self.free_threads = cluster.total_threads
+
+    @property
+    def queries(self):
+        return self.active.values()
+
+    def query(self, query_id: int) -> QueryView:
+        return self.active[query_id]
+
+
+def run_workload(
+    queries: Sequence[QuerySpec],
+    agent: QueryLevel,
+    scenario: Scenario,
+    sql: dict[float, dict[str, str]],
+    pools: dict[float, _Pool],
+    *,
+    time_scale: float,
+    timeout_s: float,
+    on_done: Callable[[RealQuery], None] | None = None,
+) -> list[RealQuery]:
+    """Submit `queries` at their arrival times and start them as `agent`'s policy decides."""
+    cluster = scenario.cluster
+    policy = agent.policy
+    policy.reset(cluster)
+    obs = _RealObservation(cluster)
+    pending = sorted(queries, key=lambda q: (q.arrival_s, q.query_id))
+    specs = {q.query_id: q for q in queries}
+    granted: dict[int, int] = {}
+    slots: dict[int, int] = {}
+    done: list[RealQuery] = []
+    position = 0
+    clock = time.monotonic()
+    changed = False
+    while len(done) < len(queries):
+        now = time.monotonic() - clock
+        obs.now_s = now
+        while position < len(pending) and pending[position].arrival_s * time_scale <= now:
+            spec = pending[position]
+            obs.active[spec.query_id] = query_view(spec)
+            obs.arrivals_so_far += 1
+            position += 1
+            changed = True
+        if changed:
+            changed = False
+            waiting = [q for q in obs.active.values() if q.query_id not in granted]
+            for choice in admit(policy, obs, waiting, granted, cluster.total_threads):
+                spec = specs[choice.query_id]
+                granted[choice.query_id] = choice.threads
+                obs.free_threads -= choice.threads
+                text = calibrate.parameter_sql(
+                    spec.template, sql[spec.scale_factor][spec.template], spec.parameter_draw
+                )
+                pool = pools[spec.scale_factor]
+                slots[spec.query_id] = pool.submit(spec.query_id, text, choice.threads, timeout_s)
+        next_arrival = (
+            pending[position].arrival_s * time_scale - now if position < len(pending) else 1.0
+        )
+        for pool in pools.values():
+            finished = pool.poll(min(POLL_S, max(next_arrival, 0.0)))
+            if finished is None:
+                continue
+            query_id, start, end, error = finished
+            spec = specs[query_id]
+            threads = granted.pop(query_id)
+            obs.free_threads += threads
+            view = obs.active.pop(query_id)
+            record = RealQuery(
+                query_id,
+                spec.template,
+                spec.query_class,
+                spec.scale_factor,
+                spec.arrival_s * time_scale,
+                start - clock,
+                end - clock,
+                threads,
+                slots.pop(query_id),
+                error,
+            )
+            obs.completed.append(
+                CompletedQuery(
+                    query_id,
+                    spec.template,
+                    spec.query_class,
+                    spec.scale_factor,
+                    record.arrival_s,
+                    record.finish_s,
+                    view.est_work_s,
+                )
+            )
+            done.append(record)
+            changed = True
+            if on_done:
+                on_done(record)
+    return sorted(done, key=lambda r: r.query_id)
+
+
+# --------------------------------------------------------------------------- agents
+def query_level_agent(scenario: Scenario, choice: AgentChoice) -> QueryLevel:
+    """The agent's query-level form (an entry without `decisions` gets `decisions: query`)."""
+    from lsched.runner import build_agent
+
+    options = dict(choice.options)
+    options.setdefault("decisions", "query")
+    agent = build_agent(scenario, AgentChoice(choice.name, options))
+    if not isinstance(agent, QueryLevel):
+        raise RealEngineError(
+            f"agent {choice.label!r} decides per pipeline and has no query-level form; "
+            "DuckDB is steered query by query (e.g. fifo, sjf, srpt, fair)"
+        )
+    return agent
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+# --------------------------------------------------------------------------- the comparison
+@dataclass(frozen=True)
+class RealReport:
+    """Every real run, by (agent label, seed, repeat), and the agents in the order given."""
+
+    scenario: str
+    seeds: tuple[int, ...]
+    agents: tuple[str, ...]
+    runs: dict[tuple[str, int, int], list[RealQuery]]
+    repeats: int
+    time_scale: float
+
+
+def run_real(
+    scenario: Scenario,
+    agents: Sequence[AgentChoice],
+    seeds: Sequence[int],
+    *,
+    repeats: int = 3,
+    time_scale: float = 1.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: Callable[[str], None] | None = None,
+    on_done: Callable[[RealQuery], None] | None = None,
+) -> RealReport:
+    """Each seed's workload on DuckDB under each agent, `repeats` times. Repeats and agents
+    interleave (repeat 1 of every agent, then repeat 2, ...), so the engine's drift spreads
+    over all agents instead of favouring the one that ran first."""
+    built = [(choice.label, query_level_agent(scenario, choice)) for choice in agents]
+    workloads = {seed: scenario.queries(seed) for seed in seeds}
+    suites = {_suite_of(q.template) for qs in workloads.values() for q in qs}
+    factors = sorted({q.scale_factor for qs in workloads.values() for q in qs})
+    if len(suites) != 1:
+        raise RealEngineError(
+            f"{scenario.source}: workload: the real engine runs one suite's data at a time "
+            f"(this workload mixes {', '.join(sorted(suites))})"
+        )
+    suite = suites.pop()
+    if suite not in calibrate.SUITES:
+        raise RealEngineError(
+            f"{scenario.source}: workload: templates {suite}-*: no SQL to run on the engine"
+        )
+    paths = {sf: ensure_database(suite, sf, progress) for sf in factors}
+    sql = {sf: template_sql(suite, path) for sf, path in paths.items()}
+    runs: dict[tuple[str, int, int], list[RealQuery]] = {}
+    pools = {sf: _Pool(path, scenario.cluster.total_threads) for sf, path in paths.items()}
+    try:
+        for repeat in range(repeats):
+            for seed in seeds:
+                for label, agent in built:
+                    runs[label, seed, repeat] = run_workload(
+                        workloads[seed],
+                        agent,
+                        scenario,
+                        sql,
+                        pools,
+                        time_scale=time_scale,
+                        timeout_s=timeout_s,
+                        on_done=on_done,
+                    )
+    finally:
+        for pool in pools.values():
+            pool.close()
+    return RealReport(
+        scenario.name, tuple(seeds), tuple(label for label, _ in built), runs, repeats, time_scale
+    )
+
+
+def _suite_of(template: str) -> str:
+    return template.split("-", 1)[0]
+
+
+def median_run(report: RealReport, agent: str, seed: int) -> list[RealQuery]:
+    """The repeat whose mean latency is the median one (its queries are written to CSV)."""
+    repeats = [report.runs[agent, seed, r] for r in range(report.repeats)]
+    repeats.sort(key=lambda run: mean([q.latency_s for q in run]))
+    return repeats[(len(repeats) - 1) // 2]
+
+
+def measure_isolated(
+    scenario: Scenario,
+    workloads: dict[int, Sequence[QuerySpec]],
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[tuple[str, float], tuple[float, ...]]:
+    """Each (template, scale factor) of the workloads alone on the engine with every thread,
+    default parameters, `repeats` runs after a warm-up: the real side of the speed factor."""
+    pairs = sorted({(q.template, q.scale_factor) for qs in workloads.values() for q in qs})
+    suite = _suite_of(pairs[0][0])
+    threads = scenario.cluster.total_threads
+    out: dict[tuple[str, float], tuple[float, ...]] = {}
+    for sf in sorted({sf for _, sf in pairs}):
+        path = ensure_database(suite, sf, progress)
+        sql = template_sql(suite, path)
+        pool = _Pool(path, 1)
+        try:
+            names = [t for t, f in pairs if f == sf]
+            runs: dict[str, list[float]] = {n: [] for n in names}
+            for attempt in range(repeats + 1):
+                for name in names:
+                    pool.submit(0, sql[name], threads, DEFAULT_TIMEOUT_S)
+                    done = None
+                    while done is None:
+                        done = pool.poll(1.0)
+                    _, start, end, error = done
+                    if error:
+                        raise RealEngineError(f"{name} at scale factor {sf:g} failed: {error}")
+                    if attempt:  # the first pass warms the caches up
+                        runs[name].append(end - start)
+        finally:
+            pool.close()
+        out.update({(n, sf): tuple(v) for n, v in runs.items()})
+    return out
+
+
+def fidelity_report(
+    report: RealReport,
+    scenario: Scenario,
+    agents: Sequence[AgentChoice],
+    isolated: dict[tuple[str, float], tuple[float, ...]],
+) -> dict[str, Any]:
+    """The simulator's prediction beside the real runs: per agent mean and p95 latency and
+    their error after one global speed factor (median real / simulated isolated latency of the
+    workload's templates), each pair's ratio of mean latencies, and the noise floor (the
+    spread of the repeats' mean latencies)."""
+    from lsched.runner import simulate_one
+    from lsched.workloads.fidelity import simulated_latency_s
+
+    library = scenario.templates
+    speeds = [
+        statistics.median(runs) / simulated_latency_s(library[t], sf, scenario.cluster)
+        for (t, sf), runs in isolated.items()
+    ]
+    speed = statistics.median(speeds)
+    per_agent: dict[str, Any] = {}
+    parity: list[dict[str, Any]] = []
+    for choice in agents:
+        label = choice.label
+        query_form = AgentChoice(choice.name, {"decisions": "query", **dict(choice.options)})
+        predicted_means, predicted_p95 = [], []
+        real_means, real_p95, spreads = [], [], []
+        for seed in report.seeds:
+            simulated = simulate_one(scenario, query_form, seed)
+            latencies = [q.latency_s * speed for q in simulated.queries]
+            predicted_means.append(mean(latencies))
+            predicted_p95.append(_percentile(latencies, 95))
+            repeats = [
+                [q.latency_s for q in report.runs[label, seed, r]] for r in range(report.repeats)
+            ]
+            means = [mean(r) for r in repeats]
+            real_means.append(statistics.median(means))
+            real_p95.append(statistics.median(_percentile(r, 95) for r in repeats))
+            spreads.append((max(means) - min(means)) / statistics.median(means))
+            real = {q.query_id: q for q in median_run(report, label, seed)}
+            for q in simulated.queries:
+                parity.append(
+                    {
+                        "agent": label,
+                        "seed": seed,
+                        "query_id": q.query_id,
+                        "template": q.template,
+                        "predicted_s": q.latency_s * speed,
+                        "real_s": real[q.query_id].latency_s,
+                    }
+                )
+        predicted, measured = mean(predicted_means), mean(real_means)
+        per_agent[label] = {
+            "predicted_mean_latency": predicted,
+            "real_mean_latency": measured,
+            "mean_error": predicted / measured - 1.0,
+            "predicted_p95_latency": mean(predicted_p95),
+            "real_p95_latency": mean(real_p95),
+            "p95_error": mean(predicted_p95) / mean(real_p95) - 1.0,
+            "real_spread": max(spreads),
+            "failed_queries": sum(
+                bool(q.error) for key, run in report.runs.items() if key[0] == label for q in run
+            ),
+        }
+    pairs = {}
+    labels = [c.label for c in agents]
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            predicted = (
+                per_agent[a]["predicted_mean_latency"] / per_agent[b]["predicted_mean_latency"]
+            )
+            real = per_agent[a]["real_mean_latency"] / per_agent[b]["real_mean_latency"]
+            pairs[f"{a} / {b}"] = {
+                "predicted_ratio": predicted,
+                "real_ratio": real,
+                "ratio_error": predicted / real - 1.0,
+            }
+    return {
+        "scenario": report.scenario,
+        "seeds": list(report.seeds),
+        "repeats": report.repeats,
+        "time_scale": report.time_scale,
+        "speed_factor": speed,
+        "noise_floor": max(a["real_spread"] for a in per_agent.values()),
+        "agents": per_agent,
+        "pairs": pairs,
+        "queries": parity,
+    }
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+FIDELITY_FILE = "fidelity.json"
+PARITY_PLOT = "parity.png"
+
+
+def results_document(
+    report: RealReport, isolated: dict[tuple[str, float], tuple[float, ...]]
+) -> dict[str, Any]:
+    """`lsched run`'s results.json from the real runs (each seed's median repeat)."""
+    agents = {}
+    for label in report.agents:
+        per_seed = [median_run(report, label, seed) for seed in report.seeds]
+        latencies = [[q.latency_s for q in run] for run in per_seed]
+        slowdowns = [
+            q.latency_s / statistics.median(isolated[q.template, q.scale_factor])
+            for run in per_seed
+            for q in run
+            if (q.template, q.scale_factor) in isolated
+        ]
+        agents[label] = {
+            "mean_latency": mean([mean(v) for v in latencies]),
+            "p50_latency": mean([_percentile(v, 50) for v in latencies]),
+            "p95_latency": mean([_percentile(v, 95) for v in latencies]),
+            "p99_latency": mean([_percentile(v, 99) for v in latencies]),
+            "mean_slowdown": mean(slowdowns),
+            "makespan": mean([max(q.finish_s for q in run) for run in per_seed]),
+            "utilization": mean([_utilization(run, report) for run in per_seed]),
+            "queries": mean([len(run) for run in per_seed]),
+            "failed_queries": mean([sum(bool(q.error) for q in run) for run in per_seed]),
+            "lost_tasks": 0.0,
+            "rerun_tasks": 0.0,
+        }
+    isolated_mean = mean(
+        [
+            statistics.median(isolated[q.template, q.scale_factor])
+            for seed in report.seeds
+            for q in median_run(report, report.agents[0], seed)
+            if (q.template, q.scale_factor) in isolated
+        ]
+    )
+    return {
+        "scenario": report.scenario,
+        "seeds": list(report.seeds),
+        "engine": "duckdb (real)",
+        "repeats": report.repeats,
+        "lower_bound": {"mean_latency": isolated_mean},
+        "agents": agents,
+    }
+
+
+def _utilization(run: Sequence[RealQuery], report: RealReport) -> float:
+    span = max(q.finish_s for q in run) - min(q.arrival_s for q in run)
+    busy = sum((q.finish_s - q.start_s) * q.threads for q in run)
+    workers = max(q.worker for q in run) + 1
+    return busy / (span * max(workers, 1)) if span > 0 else 0.0
+
+
+def write_real_results(
+    report: RealReport,
+    fidelity: dict[str, Any],
+    isolated: dict[tuple[str, float], tuple[float, ...]],
+    out: Path,
+) -> list[Path]:
+    """results.json, queries/tasks CSVs per agent and seed (the median repeat; a task row per
+    query, its worker slot as the thread), fidelity.json and the parity plot; results.json
+    last, so a folder that has it has everything."""
+    from lsched.io import (
+        QUERY_COLUMNS,
+        RESULTS_FILE,
+        TASK_COLUMNS,
+        atomic_write_bytes,
+        queries_file,
+        tasks_file,
+        write_csv,
+        write_json,
+    )
+    from lsched.plots import parity_figure, png_bytes
+
+    written = []
+    for label in report.agents:
+        for seed in report.seeds:
+            run = median_run(report, label, seed)
+            rows = []
+            for q in run:
+                alone = isolated.get((q.template, q.scale_factor))
+                isolated_s = statistics.median(alone) if alone else math.nan
+                rows.append(
+                    (
+                        q.query_id,
+                        q.template,
+                        q.query_class,
+                        q.scale_factor,
+                        q.arrival_s,
+                        q.start_s,
+                        q.finish_s,
+                        q.latency_s,
+                        isolated_s,
+                        q.latency_s / isolated_s,
+                        q.error,
+                    )
+                )
+            written.append(
+                write_csv(queries_file(out, label, seed), (*QUERY_COLUMNS, "error"), rows)
+            )
+            tasks = [(q.query_id, 0, 0, 0, q.worker, q.start_s, q.finish_s) for q in run]
+            written.append(write_csv(tasks_file(out, label, seed), TASK_COLUMNS, tasks))
+    written.append(write_json(out / FIDELITY_FILE, fidelity))
+    figure = parity_figure(fidelity["queries"], f"{report.scenario}: simulator vs DuckDB")
+    written.append(atomic_write_bytes(out / PARITY_PLOT, png_bytes(figure)))
+    written.append(write_json(out / RESULTS_FILE, results_document(report, isolated)))
+    return written

@@ -1,0 +1,94 @@
+"""Query-level decisions: a started query keeps its granted threads, the engine rule runs its
+pipelines inside them, and the heuristics' query-level forms order and admit as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sim_helpers import QUIET, chain_query
+
+from agents import AgentContext
+from agents.context import AgentOptionError
+from agents.query_level import QueryFair, QueryFifo, QueryKnobs, QuerySjf
+from agents.registry import make_agent
+from sim import ClusterConfig, simulate
+from sim.query_level import QueryLevel, QueryState, Start
+
+
+def run(queries, policy, **cluster):
+    config = ClusterConfig(**{**QUIET, "nodes": 1, "threads_per_node": 2, **cluster})
+    return simulate(queries, config, QueryLevel(policy), np.random.default_rng(0))
+
+
+def finish_order(result) -> list[int]:
+    return [q.query_id for q in sorted(result.queries, key=lambda q: q.finish_s)]
+
+
+def test_one_slot_runs_queries_one_after_another_with_every_thread() -> None:
+    queries = [chain_query(0, [4.0], tasks=4), chain_query(1, [2.0], tasks=2)]
+    result = run(queries, QueryFifo(QueryKnobs(max_concurrent_queries=1)))
+    assert [q.latency_s for q in result.queries] == [pytest.approx(2.0), pytest.approx(3.0)]
+
+
+def test_two_slots_give_each_query_its_share_of_threads() -> None:
+    queries = [chain_query(0, [4.0], tasks=4), chain_query(1, [4.0], tasks=4)]
+    result = run(queries, QueryFifo(QueryKnobs(max_concurrent_queries=2)))
+    assert [q.latency_s for q in result.queries] == [pytest.approx(4.0), pytest.approx(4.0)]
+    tasks = result.tasks
+    assert set(tasks.thread[tasks.query_id == 0]) == {0}  # one thread each
+    assert set(tasks.thread[tasks.query_id == 1]) == {1}
+
+
+def test_sjf_starts_the_smallest_estimate_first() -> None:
+    queries = [chain_query(0, [6.0], tasks=2), chain_query(1, [2.0], tasks=2, est_factor=1.0)]
+    fifo = run(queries, QueryFifo(QueryKnobs(max_concurrent_queries=1)))
+    sjf = run(queries, QuerySjf(QueryKnobs(max_concurrent_queries=1)))
+    assert finish_order(fifo) == [0, 1] and finish_order(sjf) == [1, 0]
+    assert sjf.mean_latency_s < fifo.mean_latency_s
+
+
+def test_granted_threads_stay_with_their_query_even_when_idle() -> None:
+    # query 0's plan is a one-task pipeline: its second thread idles rather than serving query 1
+    queries = [chain_query(0, [4.0], tasks=1), chain_query(1, [2.0], tasks=2)]
+    result = run(queries, QueryFifo())  # no slot limit: the first query gets both threads
+    assert [q.latency_s for q in result.queries] == [pytest.approx(4.0), pytest.approx(5.0)]
+
+
+def test_fair_shares_threads_among_the_queries_in_the_system() -> None:
+    queries = [chain_query(i, [2.0], tasks=2) for i in range(2)]
+    result = run(queries, QueryFair())
+    assert [q.latency_s for q in result.queries] == [pytest.approx(2.0), pytest.approx(2.0)]
+
+
+class _Greedy:
+    """Starts a query with more threads than are free: the driver must refuse it."""
+
+    def reset(self, cluster: ClusterConfig) -> None:
+        self.total = cluster.total_threads
+
+    def start(self, state: QueryState) -> Start | None:
+        return Start(state.waiting[0].query_id, self.total + 1)
+
+
+def test_an_out_of_range_grant_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"out of range 1\.\.2"):
+        run([chain_query(0, [1.0])], _Greedy())
+
+
+def test_agent_entries_select_the_query_level_form() -> None:
+    context = AgentContext(
+        cluster=ClusterConfig(nodes=1, threads_per_node=2),
+        train_workload=None,
+        train_seeds=(),
+        execution_rng=None,
+        rng=np.random.default_rng(0),
+    )
+    agent = make_agent("sjf", context, decisions="query", max_concurrent_queries=2)
+    assert isinstance(agent, QueryLevel) and isinstance(agent.policy, QuerySjf)
+    assert agent.policy.knobs.max_concurrent_queries == 2
+    with pytest.raises(AgentOptionError, match="has no query-level form"):
+        make_agent("cpf", context, decisions="query")
+    with pytest.raises(AgentOptionError, match="unknown option 'adaptive_parallelism'"):
+        make_agent("fifo", context, decisions="query", adaptive_parallelism=1.0)
+    with pytest.raises(AgentOptionError, match="decisions"):
+        make_agent("fifo", context, decisions="stage")

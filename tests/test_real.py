@@ -1,0 +1,124 @@
+"""`lsched real`: a tiny workload on real DuckDB end to end (results folder, not timing), the
+query-level rule, faults recorded, refusals as one line, and data never left half-written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lsched import real
+from lsched.cli import app
+from lsched.io import read_csv
+
+pytestmark = [
+    pytest.mark.xdist_group("duckdb"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("duckdb") is None
+        or importlib.util.find_spec("duckdb_extension_tpch") is None,
+        reason="duckdb and duckdb-extension-tpch not installed (pip install 'lsched[calibrate]')",
+    ),
+]
+
+TINY = """\
+name: tiny-real
+description: 20 quick TPC-H queries at SF 0.1 on a 2-thread DuckDB.
+cluster: {engine: duckdb}
+workload:
+  queries: 20
+  streams:
+    - name: adhoc
+      arrivals: {process: poisson, rate_per_s: 40}
+      mix: [tpch-q1, tpch-q3, tpch-q6, tpch-q14]
+      scale_factors: 0.1
+agents: [fifo, sjf]
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("duckdb-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(real.DATA_ENV, str(folder))
+        real.ensure_database("tpch", 0.1)
+    return folder
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(real.DATA_ENV, str(data))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke("real", scenario_file, "--repeats", "1", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document["results"]["agents"]) == {"fifo", "sjf"}
+    assert set(document["fidelity"]["pairs"]) == {"fifo / sjf"}
+    for agent in ("fifo", "sjf"):
+        rows = read_csv(out / f"queries-{agent}-seed0.csv")
+        assert len(rows) == 20 and all(not row["error"] for row in rows)
+        assert all(float(row["latency_s"]) > 0 for row in rows)
+        figures = document["fidelity"]["agents"][agent]
+        assert figures["real_mean_latency"] > 0 and figures["predicted_mean_latency"] > 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == document["results"]
+    assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40
+    for plot in ("parity.png", "comparison.png", "gantt-fifo.png"):
+        assert (out / plot).stat().st_size > 0
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_queries_that_time_out_are_recorded_and_the_run_goes_on(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = invoke(
+        "real",
+        scenario_file,
+        "--agents",
+        "fifo",
+        "--repeats",
+        "1",
+        "--timeout-s",
+        "0.0001",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "queries-fifo-seed0.csv")
+    assert len(rows) == 20
+    assert any("timed out" in row["error"] or "nterrupt" in row["error"] for row in rows)
+    assert json.loads((out / "results.json").read_text())["agents"]["fifo"]["failed_queries"] > 0
+
+
+def test_an_agent_without_a_query_level_form_is_one_line(scenario_file: Path) -> None:
+    result = invoke("real", scenario_file, "--agents", "cpf")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "has no query-level form" in result.output
+
+
+def test_a_failed_generation_leaves_no_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(real.DATA_ENV, str(tmp_path))
+
+    def broken(con, suite, scale_factor):
+        con.execute("CREATE TABLE half (x INTEGER)")
+        raise KeyboardInterrupt  # as if killed mid-generation
+
+    monkeypatch.setattr(real.calibrate, "_prepare", broken)
+    with pytest.raises(KeyboardInterrupt):
+        real.ensure_database("tpch", 0.01)
+    assert list(tmp_path.iterdir()) == []
