@@ -31,10 +31,15 @@ FIFO_MAX_PARALLELISM = 16
 """FIFO with every thread on one pipeline drowns in parallel overhead; a cap keeps it stable."""
 
 
-def synthetic_workload(num_queries: int, rng: np.random.Generator) -> list[QuerySpec]:
-    """Random plan DAGs (4-8 pipelines, each feeding a later one) arriving as a Poisson stream."""
+def synthetic_workload(
+    num_queries: int, rng: np.random.Generator, slowdown: float = 1.0
+) -> list[QuerySpec]:
+    """Random plan DAGs (4-8 pipelines, each feeding a later one) arriving as a Poisson stream;
+    `slowdown` stretches the gaps by the tasks' expected parallel slow-down, so that every
+    effect setting runs at the same utilisation (an overloaded queue would time the
+    scheduler's scan of a growing backlog, not the simulator)."""
     mean_work_s = MEAN_TASKS_PER_QUERY * MEAN_TASK_S
-    gap_s = mean_work_s / (CLUSTER.total_threads * TARGET_LOAD)
+    gap_s = slowdown * mean_work_s / (CLUSTER.total_threads * TARGET_LOAD)
     arrivals = np.cumsum(rng.exponential(gap_s, num_queries))
     queries = []
     for query_id, arrival in enumerate(arrivals):
@@ -56,7 +61,15 @@ def synthetic_workload(num_queries: int, rng: np.random.Generator) -> list[Query
 
 
 def measure(num_queries: int, cluster: ClusterConfig, seed: int = 0) -> dict[str, float]:
-    workload = synthetic_workload(num_queries, np.random.default_rng(seed))
+    fraction = (
+        float(np.mean(SERIAL_FRACTION_RANGE))
+        if cluster.parallel_overhead is None
+        else cluster.parallel_overhead
+    )
+    slowdown = (1 + fraction * (FIFO_MAX_PARALLELISM - 1)) / (
+        1 + CLUSTER.parallel_overhead * (FIFO_MAX_PARALLELISM - 1)
+    )
+    workload = synthetic_workload(num_queries, np.random.default_rng(seed), slowdown)
     scheduler = Fifo(Knobs(max_parallelism=FIFO_MAX_PARALLELISM))
     started = time.perf_counter()
     simulation = Simulation(workload, cluster, np.random.default_rng(seed + 1))
