@@ -238,3 +238,18 @@ def test_duckdb_preset_predicts_real_isolated_latencies_at_sf_0_1() -> None:
     assert 0.3 < speed < 3.0  # the same engine within a factor of 3, however loaded the machine
     assert figures["max_abs_error"] < 0.35, figures["per_query"]
     assert set(figures["per_query"]) == set(names)
+
+
+def test_memory_pressure_changes_which_schedule_wins() -> None:
+    from lsched.runner import simulate_one
+    from lsched.scenario import AgentChoice
+
+    fair, capped = AgentChoice("fair"), AgentChoice("srpt", {"max_parallelism": 8})
+    tight = load_scenario("etl-memory")
+    roomy = tight.with_overrides({"cluster.memory_per_node_gb": 1000})
+
+    def mean_latency(scenario, agent) -> float:
+        return simulate_one(scenario, agent, 0).mean_latency_s
+
+    assert mean_latency(roomy, fair) < mean_latency(roomy, capped)
+    assert mean_latency(tight, capped) < mean_latency(tight, fair)
