@@ -43,6 +43,9 @@ class Knobs:
     system) (never above max_parallelism): all threads to a lone query, a share each when many
     wait. None: a fixed cap. On tpch-streaming, SRPT at 1.0 (cap 16) is 7.9% below SRPT at 16
     (benchmarks/bench_headroom.py)."""
+    max_concurrent_queries: int | None = None
+    """Admission limit, as WLM's slots: threads go only to the queries already started and,
+    while fewer than this many have, to the oldest waiting ones. None: every query."""
 
     def __post_init__(self) -> None:
         if self.max_parallelism is not None and (
@@ -69,6 +72,15 @@ class Knobs:
             raise AgentOptionError(
                 f"option adaptive_parallelism: must be a number > 0 or null "
                 f"(got {self.adaptive_parallelism!r})"
+            )
+        if self.max_concurrent_queries is not None and (
+            isinstance(self.max_concurrent_queries, bool)
+            or not isinstance(self.max_concurrent_queries, int)
+            or self.max_concurrent_queries < 1
+        ):
+            raise AgentOptionError(
+                f"option max_concurrent_queries: must be an integer >= 1 or null "
+                f"(got {self.max_concurrent_queries!r})"
             )
         if not isinstance(self.work_conserving, bool):
             raise AgentOptionError(
@@ -110,6 +122,17 @@ class Heuristic:
             cache.pop(record.query_id, None)
         self._seen_completed = len(completed)
 
+    def _admitted(self, obs: Observation) -> set[int] | None:
+        """Queries that may get threads under `max_concurrent_queries` (None: all)."""
+        slots = self.knobs.max_concurrent_queries
+        if slots is None:
+            return None
+        started = [q.query_id for q in obs.queries if q.started_s is not None]
+        if len(started) >= slots:
+            return set(started)
+        waiting = [q.query_id for q in obs.queries if q.started_s is None]
+        return {*started, *waiting[: slots - len(started)]}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.knobs})"
 
@@ -130,10 +153,13 @@ class _PriorityRule(Heuristic, ABC):
         if factor is not None:
             cap = min(cap, max(self._min, load_share(factor, self._total, len(obs.queries))))
         key = self._key
+        admitted = self._admitted(obs)
         best: PipelineView | None = None
         best_key: tuple = ()
         for pipeline in obs.schedulable:
             if pipeline.threads >= cap:
+                continue
+            if admitted is not None and pipeline.query_id not in admitted:
                 continue
             candidate = key(pipeline, obs)
             if best is None or candidate < best_key:
@@ -245,10 +271,13 @@ class WeightedFair(Heuristic):
     def decide(self, obs: Observation) -> Decision:
         self._forget_finished(obs)
         cache = self._cache
+        admitted = self._admitted(obs)
         epoch = (obs.arrivals_so_far, len(obs.completed))
         if epoch != self._epoch:  # the set of queries changed: re-add the weights
             total_weight = 0.0
             for query in obs.queries:
+                if admitted is not None and query.query_id not in admitted:
+                    continue
                 weight = cache.get(query.query_id)
                 if weight is None:
                     weight = cache[query.query_id] = self._weight(query)
@@ -266,6 +295,8 @@ class WeightedFair(Heuristic):
         spare_count = 0
         for pipeline in obs.schedulable:
             if pipeline.threads >= cap:
+                continue
+            if admitted is not None and pipeline.query_id not in admitted:
                 continue
             query = obs.query(pipeline.query_id)
             weight = cache[pipeline.query_id]
@@ -317,7 +348,12 @@ class RandomPick(Heuristic):
 
     def decide(self, obs: Observation) -> Decision:
         cap = self._max
-        candidates = [p for p in obs.schedulable if p.threads < cap]
+        admitted = self._admitted(obs)
+        candidates = [
+            p
+            for p in obs.schedulable
+            if p.threads < cap and (admitted is None or p.query_id in admitted)
+        ]
         if not candidates:
             return WAIT
         pipeline = candidates[int(self._rng.integers(len(candidates)))]

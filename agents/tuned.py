@@ -24,9 +24,11 @@ from agents.heuristics import (
     Srpt,
     WeightedFair,
 )
+from agents.query_level import QUERY_FORMS, QueryKnobs
 from sim.engine import simulate
 from sim.interface import Decision, Observation
 from sim.model import ClusterConfig, QuerySpec
+from sim.query_level import QueryLevel
 from sim.results import SimResult
 
 Family = Literal["fifo", "sjf", "srpt", "fair", "weighted_fair", "cpf"]
@@ -61,6 +63,10 @@ class TuningBudget:
     max_queries: int | None = None
     """Simulate only the first queries (by arrival) of each training workload; None: all."""
     objective: Objective = "mean_latency_s"
+    decisions: Literal["pipeline", "query"] = "pipeline"
+    """`query`: tune the query-level forms (agents.query_level) of the families that have one,
+    each at admission limits of 1 / fraction queries (and none) for each parallelism fraction —
+    what `lsched real` can carry out on DuckDB."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", tuple(self.families))
@@ -98,6 +104,8 @@ class TuningBudget:
             raise AgentOptionError(
                 f"option max_queries: must be an integer >= 1 or null (got {self.max_queries!r})"
             )
+        if self.decisions not in ("pipeline", "query"):
+            raise AgentOptionError(f"option decisions: {self.decisions!r}; one of pipeline, query")
         if self.objective not in OBJECTIVES:
             raise AgentOptionError(
                 f"option objective: {self.objective!r} not among {', '.join(OBJECTIVES)}"
@@ -118,8 +126,14 @@ class Candidate:
     """weighted_fair only: (query class, weight) pairs; empty: every class weighs 1."""
     adaptive_parallelism: float | None = None
     """Priority families only: Knobs.adaptive_parallelism."""
+    max_concurrent_queries: int | None = None
+    query_level: bool = False
+    """Build the family's query-level form (agents.query_level) instead."""
 
-    def build(self) -> Heuristic:
+    def build(self) -> Heuristic | QueryLevel:
+        if self.query_level:
+            knobs = QueryKnobs(max_concurrent_queries=self.max_concurrent_queries)
+            return QueryLevel(QUERY_FORMS[self.family](knobs))
         knobs = Knobs(
             max_parallelism=self.max_parallelism, adaptive_parallelism=self.adaptive_parallelism
         )
@@ -129,6 +143,10 @@ class Candidate:
 
     def describe(self) -> str:
         parts = [self.family]
+        if self.query_level:
+            parts.append("decisions=query")
+        if self.max_concurrent_queries is not None:
+            parts.append(f"max_concurrent_queries={self.max_concurrent_queries}")
         if self.max_parallelism is not None:
             parts.append(f"max_parallelism={self.max_parallelism}")
         if self.adaptive_parallelism is not None:
@@ -189,7 +207,7 @@ class Tuned:
         self.context = context
         self.budget = budget or TuningBudget()
         self._choices: dict[ClusterConfig, TunedChoice] = {}
-        self._active: Heuristic | None = None
+        self._active: Heuristic | QueryLevel | None = None
         self.chosen: TunedChoice | None = None
         """The choice for the cluster of the last `reset` or `tune`; None before either."""
 
@@ -223,6 +241,11 @@ class Tuned:
         if self._active is None:
             raise RuntimeError("Tuned.decide called before reset")
         return self._active.decide(obs)
+
+    @property
+    def query_level(self) -> QueryLevel | None:
+        """The chosen query-level scheduler after `reset` (None at pipeline level)."""
+        return self._active if isinstance(self._active, QueryLevel) else None
 
     def describe(self) -> str:
         if self.chosen is None:
@@ -299,6 +322,22 @@ def candidates(
     weightings = [_class_weights(queries, exponent) for exponent in budget.weight_exponents]
     # Drop duplicates, and weights all alike: those equal the default (every class weighs 1).
     weightings = [w for w in dict.fromkeys(weightings) if len({v for _, v in w}) > 1]
+    if budget.decisions == "query":
+        slots: list[int | None] = [None]
+        for fraction in budget.parallelism_fractions:
+            count = min(total, max(1, round(1 / fraction)))
+            if count not in slots:
+                slots.append(count)
+        families = [f for f in dict.fromkeys(budget.families) if f in QUERY_FORMS]
+        if not families:
+            families = list(QUERY_FORMS)
+        unique = list(dict.fromkeys(QUERY_FORMS[f] for f in families))
+        families = [next(f for f in families if QUERY_FORMS[f] is form) for form in unique]
+        return [
+            Candidate(family, max_concurrent_queries=count, query_level=True)
+            for family in families
+            for count in slots
+        ]
     grid = []
     for family in budget.families:
         for cap in caps:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.context import AgentOptionError
 from lsched.errors import LschedError
 from lsched.scenario import AgentChoice, Scenario
 from lsched.workloads import calibrate
@@ -309,13 +310,21 @@ def query_level_agent(scenario: Scenario, choice: AgentChoice) -> QueryLevel:
 
     options = dict(choice.options)
     options.setdefault("decisions", "query")
-    agent = build_agent(scenario, AgentChoice(choice.name, options))
-    if not isinstance(agent, QueryLevel):
-        raise RealEngineError(
-            f"agent {choice.label!r} decides per pipeline and has no query-level form; "
-            "DuckDB is steered query by query (e.g. fifo, sjf, srpt, fair)"
-        )
-    return agent
+    no_form = RealEngineError(
+        f"agent {choice.label!r} decides per pipeline and has no query-level form; "
+        "DuckDB is steered query by query (e.g. fifo, sjf, srpt, fair, tuned)"
+    )
+    try:
+        agent = build_agent(scenario, AgentChoice(choice.name, options))
+    except AgentOptionError as error:
+        if "decisions" in str(error) or "query-level" in str(error):
+            raise no_form from None
+        raise
+    agent.reset(scenario.cluster)  # a tuned agent tunes here
+    form = getattr(agent, "query_level", None)
+    if not isinstance(form, QueryLevel):
+        raise no_form
+    return form
 
 
 def mean(values: Sequence[float]) -> float:

@@ -71,6 +71,11 @@ class QueryLevel:
         self._total = cluster.total_threads
 
     @property
+    def query_level(self) -> QueryLevel:
+        """Itself: what the real-engine runner asks an agent for (Tuned answers its choice)."""
+        return self
+
+    @property
     def granted(self) -> Mapping[int, int]:
         """Started, unfinished query id → its threads."""
         return self._granted

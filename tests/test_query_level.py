@@ -92,3 +92,39 @@ def test_agent_entries_select_the_query_level_form() -> None:
         make_agent("fifo", context, decisions="query", adaptive_parallelism=1.0)
     with pytest.raises(AgentOptionError, match="decisions"):
         make_agent("fifo", context, decisions="stage")
+
+
+@pytest.mark.parametrize("name", ["fifo", "sjf", "srpt", "fair", "cpf", "random"])
+def test_max_concurrent_queries_admits_pipeline_level_heuristics_too(name: str) -> None:
+    context = AgentContext(
+        cluster=ClusterConfig(nodes=1, threads_per_node=4),
+        train_workload=None,
+        train_seeds=(),
+        execution_rng=None,
+        rng=np.random.default_rng(0),
+    )
+    agent = make_agent(name, context, max_concurrent_queries=1, max_parallelism=1)
+    queries = [chain_query(i, [2.0], tasks=1) for i in range(3)]
+    config = ClusterConfig(**{**QUIET, "nodes": 1, "threads_per_node": 4})
+    result = simulate(queries, config, agent, np.random.default_rng(0))
+    # one query at a time although three threads idle
+    assert sorted(q.finish_s for q in result.queries) == pytest.approx([2.0, 4.0, 6.0])
+    free = simulate(
+        queries, config, make_agent(name, context, max_parallelism=1), np.random.default_rng(0)
+    )
+    assert [q.finish_s for q in free.queries] == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_tuned_searches_the_query_level_forms() -> None:
+    from lsched.runner import build_agent
+    from lsched.scenario import AgentChoice, load_scenario
+
+    scenario = load_scenario("duckdb-stream-60")
+    tuned = build_agent(scenario, AgentChoice("tuned", {"decisions": "query", "max_queries": 60}))
+    tuned.reset(scenario.cluster)
+    assert isinstance(tuned.query_level, QueryLevel)
+    trials = tuned.chosen.trials
+    assert all(t.candidate.query_level for t in trials)
+    assert {t.candidate.family for t in trials} == {"srpt", "fair"}  # sjf is srpt here
+    assert {t.candidate.max_concurrent_queries for t in trials} == {None, 1, 2}
+    assert tuned.chosen.score == min(t.score for t in trials)
