@@ -1,0 +1,65 @@
+"""Real-engine fidelity: the simulator's prediction beside DuckDB on the duckdb-* scenarios.
+
+For each scenario, runs the agents' query-level forms on real DuckDB (`--repeats` runs each,
+interleaved across agents so the engine's drift spreads over all of them), measures the
+templates' isolated latencies in the same session for one global speed factor, simulates the
+same seeds, and prints one JSON line: per scenario and agent the predicted and real mean latency
+(median of the repeats) and their error, the worst error of a ratio of two agents' mean
+latencies, and the noise floor (the largest spread of an agent's repeats). Targets (issue 14):
+every mean within 10%, every ratio within 5%.
+Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from lsched.real import fidelity_report, measure_isolated, run_real
+from lsched.scenario import AgentChoice, load_scenario
+
+SCENARIOS = "duckdb-batch,duckdb-stream-60,duckdb-stream-90"
+AGENTS = "fifo,sjf,srpt,fair,tuned"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument("--agents", default=AGENTS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=1)
+    args = parser.parse_args()
+    figures = {}
+    for name in args.scenarios.split(","):
+        started = time.perf_counter()
+        scenario = load_scenario(name)
+        agents = [AgentChoice(a) for a in args.agents.split(",")]
+        seeds = list(range(args.seeds))
+        report = run_real(scenario, agents, seeds, repeats=args.repeats)
+        isolated = measure_isolated(scenario, {s: scenario.queries(s) for s in seeds})
+        fidelity = fidelity_report(report, scenario, agents, isolated)
+        errors = {a: round(f["mean_error"], 4) for a, f in fidelity["agents"].items()}
+        ratios = {p: round(f["ratio_error"], 4) for p, f in fidelity["pairs"].items()}
+        figures[name] = {
+            "speed_factor": round(fidelity["speed_factor"], 4),
+            "noise_floor": round(fidelity["noise_floor"], 4),
+            "real_mean_latency_s": {
+                a: round(f["real_mean_latency"], 5) for a, f in fidelity["agents"].items()
+            },
+            "predicted_mean_latency_s": {
+                a: round(f["predicted_mean_latency"], 5) for a, f in fidelity["agents"].items()
+            },
+            "mean_error": errors,
+            "worst_mean_error": max(errors.values(), key=abs),
+            "ratio_error": ratios,
+            "worst_ratio_error": max(ratios.values(), key=abs) if ratios else 0.0,
+            "means_within_10pct": all(abs(e) <= 0.10 for e in errors.values()),
+            "ratios_within_5pct": all(abs(e) <= 0.05 for e in ratios.values()),
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+    print(json.dumps({"benchmark": "fidelity", "repeats": args.repeats, "scenarios": figures}))
+
+
+if __name__ == "__main__":
+    main()
