@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.context import AgentOptionError
+from agents.heuristics import Knobs
 from sim.interface import QueryView
 from sim.model import ClusterConfig
 from sim.query_level import QueryState, Start
@@ -29,14 +29,11 @@ class QueryKnobs:
     max_parallelism: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent_queries", "max_parallelism"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise AgentOptionError(
-                    f"option {name}: must be an integer >= 1 or null (got {value!r})"
-                )
+        # the same checks and messages as the pipeline-level knobs of the same names
+        Knobs(
+            max_parallelism=self.max_parallelism,
+            max_concurrent_queries=self.max_concurrent_queries,
+        )
 
 
 QUERY_KNOB_NAMES = frozenset(QueryKnobs.__dataclass_fields__)

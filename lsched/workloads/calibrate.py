@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from lsched.workloads import engine_costs, params, scalability
+from lsched.workloads.engine_costs import fastest_s as fastest
 from lsched.workloads.engine_costs import measure_fixed_cost_s
 from lsched.workloads.templates import (
     ESTIMATE_RATIO_RANGE,
@@ -738,14 +739,6 @@ def _measure_parameters(
         return {}
     con.execute("SET threads = 1")
 
-    def fastest_s(text: str) -> float:
-        elapsed = []
-        for _ in range(2):
-            start = time.perf_counter()
-            con.execute(text).fetchall()
-            elapsed.append(time.perf_counter() - start)
-        return min(elapsed)
-
     out: dict[str, tuple[tuple[float, ...], bool]] = {}
     for name in names:
         base = _breakers(_profiled(con, sql[name], profile_path))
@@ -754,19 +747,13 @@ def _measure_parameters(
         for draw in range(draws):
             text = parameter_sql(name, sql[name], draw)
             changed |= _breakers(_profiled(con, text, profile_path)) != base
-            ratios.append(fastest_s(text) / fastest_s(sql[name]))
+            ratios.append(fastest(con, text, 2) / fastest(con, sql[name], 2))
         out[name] = (tuple(ratios), changed)
     return out
 
 
 def _profiled(con: Any, text: str, profile_path: Path) -> tuple[MeasuredPipeline, ...]:
-    con.execute("PRAGMA enable_profiling='json'")
-    con.execute(f"PRAGMA profiling_output='{profile_path}'")
-    try:
-        con.execute(text).fetchall()
-    finally:
-        con.execute("PRAGMA disable_profiling")
-    return split_pipelines(json.loads(profile_path.read_text(encoding="utf-8")))
+    return split_pipelines(engine_costs.profiled(con, text, profile_path))
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,16 +105,16 @@ def measure_spill(
         try:
             default_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
             con.execute(sql[name]).fetchall()
-            peak = _profiled(con, sql[name], profile_path)["system_peak_buffer_memory"]
+            peak = profiled(con, sql[name], profile_path)["system_peak_buffer_memory"]
             limit_mb = max(int(float(peak) * SPILL_MEMORY_SHARE / 1e6), 1)
             free, limited = math.inf, math.inf
             try:
                 for _ in range(SPILL_ROUNDS):
                     con.execute(f"SET memory_limit = '{default_limit}'")
-                    free = min(free, _fastest_s(con, sql[name], 1))
+                    free = min(free, fastest_s(con, sql[name], 1))
                     con.execute(f"SET memory_limit = '{limit_mb}MB'")
-                    limited = min(limited, _fastest_s(con, sql[name], 1))
-                written = _profiled(con, sql[name], profile_path)["system_peak_temp_dir_size"]
+                    limited = min(limited, fastest_s(con, sql[name], 1))
+                written = profiled(con, sql[name], profile_path)["system_peak_temp_dir_size"]
             except duckdb.Error:  # out of memory even when spilling: this query says nothing
                 continue
         finally:
@@ -125,7 +125,8 @@ def measure_spill(
     return out
 
 
-def _profiled(con: Any, text: str, profile_path: Path) -> dict[str, Any]:
+def profiled(con: Any, text: str, profile_path: Path) -> dict[str, Any]:
+    """Run `text` once with JSON profiling on; its profile (written to `profile_path`)."""
     con.execute("PRAGMA enable_profiling='json'")
     con.execute(f"PRAGMA profiling_output='{profile_path}'")
     try:
@@ -135,7 +136,8 @@ def _profiled(con: Any, text: str, profile_path: Path) -> dict[str, Any]:
     return json.loads(profile_path.read_text(encoding="utf-8"))
 
 
-def _fastest_s(con: Any, text: str, runs: int) -> float:
+def fastest_s(con: Any, text: str, runs: int) -> float:
+    """The fastest of `runs` runs of `text` (seconds)."""
     best = math.inf
     for _ in range(runs):
         start = time.perf_counter()

@@ -276,20 +276,6 @@ _PIPELINE_KEYS = {
     "estimate_ratio",
 }
 _PIPELINE_REQUIRED = ("parents", "operator", "work_s_sf1", "work_exponent", "tasks_sf1")
-_TOP_KEYS = {
-    "format",
-    "suite",
-    "engine",
-    "engine_version",
-    "scale_factors",
-    "threads",
-    "notes",
-    "templates",
-    "scalability_scale_factors",
-    "scalability_model",
-    "engine_costs",
-    "calibration",
-}
 _TEMPLATE_KEYS = {"pipelines", "latency_s", "parameter_work"}
 PARAMETER_WORK_RANGE = (0.01, 100.0)
 """Bounds on a parameter draw's relative work: beyond them a file is corrupt."""
@@ -703,6 +689,7 @@ _HEADER_KEYS = (
     "scalability_scale_factors",
     "scalability_model",
 )
+_TOP_KEYS = {*_HEADER_KEYS, "templates"}
 
 
 def template_set_to_dict(template_set: TemplateSet) -> dict[str, Any]:
