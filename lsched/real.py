@@ -43,6 +43,8 @@ from sim.query_level import QueryLevel, admit
 DATA_ENV = "LSCHED_DATA"
 DEFAULT_TIMEOUT_S = 60.0
 """Per-query timeout on the engine: far above any bundled query (TPC-H SF 1: 0.2 s at most)."""
+READY_TIMEOUT_S = 120.0
+"""How long a worker process may take to start and open the database."""
 POLL_S = 0.005
 """How long the coordinator waits for a finished query before looking at arrivals again."""
 
@@ -112,6 +114,7 @@ def _serve(path: str, requests: Any, results: Any) -> None:
     import duckdb
 
     con = duckdb.connect(path, read_only=True, config={"threads": 1})
+    results.put(None)  # ready: the pool's clock may start
     while True:
         request = requests.get()
         if request is None:
@@ -147,6 +150,8 @@ class _Pool:
         ]
         for process in self.processes:
             process.start()
+        for _ in range(workers):  # starting a process and opening the file take ~0.4 s
+            self.results.get(timeout=READY_TIMEOUT_S)
         self.idle = list(range(workers))
         self.busy: dict[int, int] = {}
 
@@ -377,6 +382,8 @@ def run_real(
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}
     pools = {sf: _Pool(path, scenario.cluster.total_threads) for sf, path in paths.items()}
     try:
+        for sf, pool in pools.items():
+            _warm_up(pool, sql[sf], {q.template for qs in workloads.values() for q in qs})
         for repeat in range(repeats):
             for seed in seeds:
                 for label, agent in built:
@@ -396,6 +403,16 @@ def run_real(
     return RealReport(
         scenario.name, tuple(seeds), tuple(label for label, _ in built), runs, repeats, time_scale
     )
+
+
+def _warm_up(pool: _Pool, sql: dict[str, str], templates: set[str]) -> None:
+    """Every template once on every worker, so that no agent's first run pays for cold
+    caches (the file's pages, each process's first plans)."""
+    for name in sorted(templates):
+        for slot in range(len(pool.idle)):
+            pool.submit(-1 - slot, sql[name], 1, DEFAULT_TIMEOUT_S)
+        while pool.busy:
+            pool.poll(1.0)
 
 
 def _suite_of(template: str) -> str:
