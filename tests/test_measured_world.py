@@ -253,3 +253,19 @@ def test_memory_pressure_changes_which_schedule_wins() -> None:
 
     assert mean_latency(roomy, fair) < mean_latency(roomy, capped)
     assert mean_latency(tight, capped) < mean_latency(tight, fair)
+
+
+def test_a_trace_replays_templates_exactly_and_names_an_unknown_one(tmp_path: Path) -> None:
+    trace = tmp_path / "log.csv"
+    trace.write_text("arrival_s,template,scale_factor\n0,tpch-q1,1\n5,tpch-q6,10\n5,tpch-q1,1\n")
+    document = {
+        "name": "replay",
+        "workload": {"queries": 3, "trace": {"path": str(trace), "estimate_error": 0.0}},
+    }
+    queries = scenario_from_document(document, "replay.yaml", tmp_path).queries(0)
+    library = load_library()
+    assert [q.template for q in queries] == ["tpch-q1", "tpch-q6", "tpch-q1"]  # ties: file order
+    assert queries[1].work_s == pytest.approx(library["tpch-q6"].work_s(10.0))
+    trace.write_text("arrival_s,template,scale_factor\n0,tpch-q99,1\n")
+    with pytest.raises(ScenarioError, match=r"row 2: column template: unknown template 'tpch-q99'"):
+        scenario_from_document(document, "replay.yaml", tmp_path)

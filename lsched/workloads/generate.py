@@ -176,11 +176,23 @@ def check_trace(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> Non
         check_template_names(records, library)
 
 
-@lru_cache(maxsize=8)
 def _trace_records(
     path: Path, max_records: int | None, instance_id: str | int | None
 ) -> tuple[TraceRecord, ...]:
-    """A log is read once per process, however many seeds replay it."""
+    """A log is read once per process, however many seeds replay it (read again if the file
+    changed: its size and modification time are part of the key)."""
+    try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None  # read_trace names the problem
+    return _cached_records(path, max_records, instance_id, stamp)
+
+
+@lru_cache(maxsize=8)
+def _cached_records(
+    path: Path, max_records: int | None, instance_id: str | int | None, _stamp: object
+) -> tuple[TraceRecord, ...]:
     return tuple(read_trace(path, max_records=max_records, instance_id=instance_id))
 
 
