@@ -266,6 +266,11 @@ def run_workload(
                 )
                 pool = pools[spec.scale_factor]
                 slots[spec.query_id] = pool.submit(spec.query_id, text, choice.threads, timeout_s)
+            if not granted and position == len(pending) and obs.active:
+                raise RealEngineError(
+                    f"the agent left the engine idle with {len(obs.active)} queries waiting "
+                    "and no arrivals to come"
+                )
         next_arrival = (
             pending[position].arrival_s * time_scale - now if position < len(pending) else 1.0
         )
