@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from lsched.real import fidelity_report, measure_isolated, run_real
+from lsched.real import fidelity_report, run_real
 from lsched.scenario import AgentChoice, load_scenario
 
 SCENARIOS = "duckdb-batch,duckdb-stream-60,duckdb-stream-90"
@@ -37,8 +37,7 @@ def main() -> None:
         agents = [AgentChoice(a) for a in args.agents.split(",")]
         seeds = list(range(args.seeds))
         report = run_real(scenario, agents, seeds, repeats=args.repeats)
-        isolated = measure_isolated(scenario, {s: scenario.queries(s) for s in seeds})
-        fidelity = fidelity_report(report, scenario, agents, isolated)
+        fidelity = fidelity_report(report, scenario, agents)
         errors = {a: round(f["mean_error"], 4) for a, f in fidelity["agents"].items()}
         ratios = {p: round(f["ratio_error"], 4) for p, f in fidelity["pairs"].items()}
         figures[name] = {

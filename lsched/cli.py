@@ -151,13 +151,7 @@ def real(
             import duckdb  # noqa: F401
         except ModuleNotFoundError:
             raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
-        from lsched.real import (
-            fidelity_report,
-            measure_isolated,
-            results_document,
-            run_real,
-            write_real_results,
-        )
+        from lsched.real import fidelity_report, results_document, run_real, write_real_results
         from lsched.runner import _choices, seed_range
         from lsched.scenario import load_scenario
 
@@ -192,14 +186,12 @@ def real(
                     progress=say,
                     on_done=on_done,
                 )
-                workloads = {seed: loaded.queries(seed) for seed in seed_list}
-                isolated = measure_isolated(loaded, workloads, progress=say)
         except KeyboardInterrupt:
             _fail("interrupted: no results written")
-        fidelity = fidelity_report(report, loaded, choices, isolated)
-        document = results_document(report, isolated)
+        fidelity = fidelity_report(report, loaded, choices)
+        document = results_document(report)
         if out is not None:
-            write_real_results(report, fidelity, isolated, out)
+            write_real_results(report, fidelity, out)
             from lsched.plots import render_plots
 
             render_plots(out)

@@ -26,7 +26,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +352,9 @@ class RealReport:
     runs: dict[tuple[str, int, int], list[RealQuery]]
     repeats: int
     time_scale: float
+    isolated: dict[tuple[str, float], tuple[float, ...]]
+    """(template, scale factor) → its latency alone with every thread, one sample per repeat
+    round, taken right before the round so that the speed factor sees the same engine."""
 
 
 def run_real(
@@ -385,11 +388,22 @@ def run_real(
     paths = {sf: ensure_database(suite, sf, progress) for sf in factors}
     sql = {sf: template_sql(suite, path) for sf, path in paths.items()}
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}
-    pools = {sf: _Pool(path, scenario.cluster.total_threads) for sf, path in paths.items()}
+    isolated: dict[tuple[str, float], list[float]] = {}
+    threads = scenario.cluster.total_threads
+    pools = {sf: _Pool(path, threads) for sf, path in paths.items()}
     try:
+        used = {
+            sf: sorted(
+                {q.template for qs in workloads.values() for q in qs if q.scale_factor == sf}
+            )
+            for sf in pools
+        }
         for sf, pool in pools.items():
-            _warm_up(pool, sql[sf], {q.template for qs in workloads.values() for q in qs})
+            _warm_up(pool, sql[sf], set(used[sf]))
         for repeat in range(repeats):
+            for sf, pool in pools.items():
+                for key, value in isolated_pass(pool, sql[sf], used[sf], threads, sf).items():
+                    isolated.setdefault(key, []).append(value)
             for seed in seeds:
                 for label, agent in built:
                     runs[label, seed, repeat] = run_workload(
@@ -406,7 +420,13 @@ def run_real(
         for pool in pools.values():
             pool.close()
     return RealReport(
-        scenario.name, tuple(seeds), tuple(label for label, _ in built), runs, repeats, time_scale
+        scenario.name,
+        tuple(seeds),
+        tuple(label for label, _ in built),
+        runs,
+        repeats,
+        time_scale,
+        {key: tuple(values) for key, values in isolated.items()},
     )
 
 
@@ -431,71 +451,61 @@ def median_run(report: RealReport, agent: str, seed: int) -> list[RealQuery]:
     return repeats[(len(repeats) - 1) // 2]
 
 
-def measure_isolated(
-    scenario: Scenario,
-    workloads: dict[int, Sequence[QuerySpec]],
-    repeats: int = 3,
-    progress: Callable[[str], None] | None = None,
-) -> dict[tuple[str, float], tuple[float, ...]]:
-    """Each (template, scale factor) of the workloads alone on the engine with every thread,
-    default parameters, `repeats` runs after a warm-up: the real side of the speed factor."""
-    pairs = sorted({(q.template, q.scale_factor) for qs in workloads.values() for q in qs})
-    suite = _suite_of(pairs[0][0])
-    threads = scenario.cluster.total_threads
-    out: dict[tuple[str, float], tuple[float, ...]] = {}
-    for sf in sorted({sf for _, sf in pairs}):
-        path = ensure_database(suite, sf, progress)
-        sql = template_sql(suite, path)
-        pool = _Pool(path, 1)
-        try:
-            names = [t for t, f in pairs if f == sf]
-            runs: dict[str, list[float]] = {n: [] for n in names}
-            for attempt in range(repeats + 1):
-                for name in names:
-                    pool.submit(0, sql[name], threads, DEFAULT_TIMEOUT_S)
-                    done = None
-                    while done is None:
-                        done = pool.poll(1.0)
-                    _, start, end, error = done
-                    if error:
-                        raise RealEngineError(f"{name} at scale factor {sf:g} failed: {error}")
-                    if attempt:  # the first pass warms the caches up
-                        runs[name].append(end - start)
-        finally:
-            pool.close()
-        out.update({(n, sf): tuple(v) for n, v in runs.items()})
+def isolated_pass(
+    pool: _Pool, sql: dict[str, str], templates: Sequence[str], threads: int, scale_factor: float
+) -> dict[tuple[str, float], float]:
+    """Each template once, alone on the engine with `threads` threads and default parameters:
+    one sample of the real side of the speed factor."""
+    out = {}
+    for name in templates:
+        pool.submit(-1, sql[name], threads, DEFAULT_TIMEOUT_S)
+        done = None
+        while done is None:
+            done = pool.poll(1.0)
+        _, start, end, error = done
+        if error:
+            raise RealEngineError(f"{name} at scale factor {scale_factor:g} failed: {error}")
+        out[name, scale_factor] = end - start
     return out
 
 
 def fidelity_report(
-    report: RealReport,
-    scenario: Scenario,
-    agents: Sequence[AgentChoice],
-    isolated: dict[tuple[str, float], tuple[float, ...]],
+    report: RealReport, scenario: Scenario, agents: Sequence[AgentChoice]
 ) -> dict[str, Any]:
-    """The simulator's prediction beside the real runs: per agent mean and p95 latency and
-    their error after one global speed factor (median real / simulated isolated latency of the
-    workload's templates), each pair's ratio of mean latencies, and the noise floor (the
-    spread of the repeats' mean latencies)."""
-    from lsched.runner import simulate_one
+    """The simulator's prediction beside the real runs.
+
+    The speed factor is the median over the workload's templates of real (median of the
+    rounds' isolated runs) over simulated isolated latency: how much slower DuckDB runs now
+    than when it was calibrated. The prediction simulates each seed with every query's work
+    times that factor (the same agents, decisions and execution noise), so queueing is
+    predicted at the load the engine really saw; scaling latencies afterwards would not. Then:
+    per agent mean and p95 latency predicted and real (median of the repeats) and their error,
+    each pair's ratio of mean latencies, and the noise floor (the widest spread of an agent's
+    repeats' mean latencies)."""
+    from lsched.runner import build_agent
     from lsched.workloads.fidelity import simulated_latency_s
+    from sim.engine import simulate
 
     library = scenario.templates
-    speeds = [
+    speed = statistics.median(
         statistics.median(runs) / simulated_latency_s(library[t], sf, scenario.cluster)
-        for (t, sf), runs in isolated.items()
-    ]
-    speed = statistics.median(speeds)
+        for (t, sf), runs in report.isolated.items()
+    )
     per_agent: dict[str, Any] = {}
     parity: list[dict[str, Any]] = []
     for choice in agents:
         label = choice.label
-        query_form = AgentChoice(choice.name, {"decisions": "query", **dict(choice.options)})
+        agent = build_agent(
+            scenario, AgentChoice(choice.name, {"decisions": "query", **dict(choice.options)})
+        )
         predicted_means, predicted_p95 = [], []
         real_means, real_p95, spreads = [], [], []
         for seed in report.seeds:
-            simulated = simulate_one(scenario, query_form, seed)
-            latencies = [q.latency_s * speed for q in simulated.queries]
+            slowed = [_slower(q, speed) for q in scenario.queries(seed)]
+            simulated = simulate(
+                slowed, scenario.cluster, agent, scenario.execution_rng(seed), record_tasks=False
+            )
+            latencies = [q.latency_s for q in simulated.queries]
             predicted_means.append(mean(latencies))
             predicted_p95.append(_percentile(latencies, 95))
             repeats = [
@@ -513,7 +523,7 @@ def fidelity_report(
                         "seed": seed,
                         "query_id": q.query_id,
                         "template": q.template,
-                        "predicted_s": q.latency_s * speed,
+                        "predicted_s": q.latency_s,
                         "real_s": real[q.query_id].latency_s,
                     }
                 )
@@ -534,10 +544,9 @@ def fidelity_report(
     labels = [c.label for c in agents]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
-            predicted = (
-                per_agent[a]["predicted_mean_latency"] / per_agent[b]["predicted_mean_latency"]
-            )
-            real = per_agent[a]["real_mean_latency"] / per_agent[b]["real_mean_latency"]
+            first, second = per_agent[a], per_agent[b]
+            predicted = first["predicted_mean_latency"] / second["predicted_mean_latency"]
+            real = first["real_mean_latency"] / second["real_mean_latency"]
             pairs[f"{a} / {b}"] = {
                 "predicted_ratio": predicted,
                 "real_ratio": real,
@@ -556,6 +565,16 @@ def fidelity_report(
     }
 
 
+def _slower(query: QuerySpec, speed: float) -> QuerySpec:
+    """The query on an engine `speed` times slower: every pipeline's work (and its estimate,
+    which the optimizer would scale alike) times `speed`."""
+    pipelines = tuple(
+        replace(p, work_s=p.work_s * speed, est_work_s=p.est_work_s * speed)
+        for p in query.pipelines
+    )
+    return replace(query, pipelines=pipelines)
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
@@ -564,10 +583,9 @@ FIDELITY_FILE = "fidelity.json"
 PARITY_PLOT = "parity.png"
 
 
-def results_document(
-    report: RealReport, isolated: dict[tuple[str, float], tuple[float, ...]]
-) -> dict[str, Any]:
+def results_document(report: RealReport) -> dict[str, Any]:
     """`lsched run`'s results.json from the real runs (each seed's median repeat)."""
+    isolated = report.isolated
     agents = {}
     for label in report.agents:
         per_seed = [median_run(report, label, seed) for seed in report.seeds]
@@ -616,12 +634,7 @@ def _utilization(run: Sequence[RealQuery], report: RealReport) -> float:
     return busy / (span * max(workers, 1)) if span > 0 else 0.0
 
 
-def write_real_results(
-    report: RealReport,
-    fidelity: dict[str, Any],
-    isolated: dict[tuple[str, float], tuple[float, ...]],
-    out: Path,
-) -> list[Path]:
+def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) -> list[Path]:
     """results.json, queries/tasks CSVs per agent and seed (the median repeat; a task row per
     query, its worker slot as the thread), fidelity.json and the parity plot; results.json
     last, so a folder that has it has everything."""
@@ -637,6 +650,7 @@ def write_real_results(
     )
     from lsched.plots import parity_figure, png_bytes
 
+    isolated = report.isolated
     written = []
     for label in report.agents:
         for seed in report.seeds:
@@ -668,5 +682,5 @@ def write_real_results(
     written.append(write_json(out / FIDELITY_FILE, fidelity))
     figure = parity_figure(fidelity["queries"], f"{report.scenario}: simulator vs DuckDB")
     written.append(atomic_write_bytes(out / PARITY_PLOT, png_bytes(figure)))
-    written.append(write_json(out / RESULTS_FILE, results_document(report, isolated)))
+    written.append(write_json(out / RESULTS_FILE, results_document(report)))
     return written
