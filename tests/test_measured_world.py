@@ -273,3 +273,20 @@ def test_a_trace_replays_templates_exactly_and_names_an_unknown_one(tmp_path: Pa
     trace.write_text("arrival_s,template,scale_factor\n0,tpch-q99,1\n")
     with pytest.raises(ScenarioError, match=r"row 2: column template: unknown template 'tpch-q99'"):
         scenario_from_document(document, "replay.yaml", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (5, r"toy-q1\.parameter_work: must be a list"),
+        ([1.0, 0.0], r"toy-q1\.parameter_work\[1\]: must be within 0.01..100"),
+        ([1.0, "x"], r"toy-q1\.parameter_work\[1\]: must be a number"),
+    ],
+)
+def test_bad_parameter_draws_name_the_field(tmp_path: Path, value: object, problem: str) -> None:
+    data = _toy_file()
+    data["templates"]["toy-q1"]["parameter_work"] = value
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(TemplateError, match=problem):
+        load_template_file(path)

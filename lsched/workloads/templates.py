@@ -432,9 +432,11 @@ class _Checker:
             for i, v in enumerate(latency)
         )
         draws = obj.get("parameter_work", [])
+        if not isinstance(draws, list):
+            raise self.fail(f"{field}.parameter_work", "must be a list of relative works")
         parameter_work = (
-            self.numbers(draws, f"{field}.parameter_work", len(draws) or 1, *PARAMETER_WORK_RANGE)
-            if draws != []
+            self.numbers(draws, f"{field}.parameter_work", len(draws), *PARAMETER_WORK_RANGE)
+            if draws
             else ()
         )
         return QueryTemplate(
