@@ -151,7 +151,13 @@ def real(
             import duckdb  # noqa: F401
         except ModuleNotFoundError:
             raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
-        from lsched.real import fidelity_report, results_document, run_real, write_real_results
+        from lsched.real import (
+            QUERY_LEVEL_AGENTS,
+            fidelity_report,
+            results_document,
+            run_real,
+            write_real_results,
+        )
         from lsched.runner import _choices, seed_range
         from lsched.scenario import load_scenario
 
@@ -162,6 +168,8 @@ def real(
             raise ValueError("--repeats must be >= 1, --time-scale and --timeout-s > 0")
         seed_list = seed_range(seeds, seed_start, loaded)
         choices = _choices(loaded, _csv_list(agents))
+        if agents is None:  # the scenario's list: the agents that can steer DuckDB
+            choices = [c for c in choices if c.name in QUERY_LEVEL_AGENTS] or choices
         total = sum(len(loaded.queries(s)) for s in seed_list) * len(choices) * repeats
         console = _console()
         show = console.is_terminal and sys.stdout.isatty() and not json_output

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from agents.context import AgentOptionError
+from agents.query_level import QUERY_FORMS
 from lsched.errors import LschedError
 from lsched.scenario import AgentChoice, Scenario
 from lsched.workloads import calibrate
@@ -314,6 +315,10 @@ def run_workload(
 
 
 # --------------------------------------------------------------------------- agents
+QUERY_LEVEL_AGENTS = frozenset({*QUERY_FORMS, "tuned"})
+"""Registered agents with a query-level form (`lsched real` keeps these of a scenario's list)."""
+
+
 def query_level_agent(scenario: Scenario, choice: AgentChoice) -> QueryLevel:
     """The agent's query-level form (an entry without `decisions` gets `decisions: query`)."""
     from lsched.runner import build_agent
