@@ -28,7 +28,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
 from lsched.workloads.generate import check_templates, check_trace, generate_workload
-from lsched.workloads.spec import WorkloadError, WorkloadModel, WorkloadSpec, format_loc
+from lsched.workloads.spec import (
+    WorkloadError,
+    WorkloadModel,
+    WorkloadSpec,
+    format_loc,
+    number_or_word,
+)
 from lsched.workloads.templates import QueryTemplate, TemplateError, load_library
 from lsched.workloads.trace import TraceError
 from sim.model import ClusterConfig, FaultConfig, QuerySpec
@@ -60,6 +66,9 @@ class _Strict(BaseModel):
 _FAULTS = FaultConfig()
 
 
+OverheadSetting = Annotated[float | Literal["measured"], number_or_word(MEASURED)]
+
+
 class ClusterModel(_Strict):
     """The `cluster:` section; meanings are those of sim.model.ClusterConfig. A field left out
     takes the engine preset's value (lsched.engines)."""
@@ -70,7 +79,9 @@ class ClusterModel(_Strict):
     memory_per_node_gb: float | None = Field(None, gt=0)
     moving_delay_s: float | None = Field(None, ge=0)
     warmup_s: float | None = Field(None, ge=0)
-    parallel_overhead: Annotated[float, Field(ge=0)] | Literal["measured"] | None = None
+    parallel_overhead: Annotated[float | Literal["measured"], number_or_word(MEASURED)] | None = (
+        None
+    )
     """A number for every pipeline (0: linear scaling; 0.02 was the model before measured
     scalability), or `measured`: each pipeline's own serial fraction."""
     spill_factor: float | None = Field(None, ge=1)

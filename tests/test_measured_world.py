@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +291,21 @@ def test_bad_parameter_draws_name_the_field(tmp_path: Path, value: object, probl
     path.write_text(json.dumps(data))
     with pytest.raises(TemplateError, match=problem):
         load_template_file(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("cluster", "parallel_overhead", "fast", "must be a number >= 0 or 'measured'"),
+        ("cluster", "parallel_overhead", -1, "must be a finite number >= 0 or 'measured'"),
+        ("workload", "estimate_error", "exact", "must be a number >= 0 or 'measured' or 'auto'"),
+        ("cluster", "engine", "oracle", "Input should be 'spark' or 'duckdb'"),
+    ],
+)
+def test_measured_world_settings_refuse_bad_values_in_one_line(
+    section: str, key: str, value: object, problem: str
+) -> None:
+    document = _document()
+    document.setdefault(section, {})[key] = value
+    with pytest.raises(ScenarioError, match=f"test.yaml: {section}.{key}: {re.escape(problem)}"):
+        scenario_from_document(document, "test.yaml")

@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from lsched.errors import LschedError
@@ -59,7 +67,26 @@ measured estimate ratio), times lognormal(0, estimate_noise)."""
 AUTO = "auto"
 """The default: measured estimates where a template has them, else the synthetic σ."""
 EstimateError = float | Literal["measured", "auto"]
-NonNegative = Annotated[float, Field(ge=0)]
+
+
+def number_or_word(*words: str) -> BeforeValidator:
+    """A field that takes a number >= 0 or one of `words`, with one message for both (a plain
+    union would report the problem once per member, under pydantic's member names)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value in words:
+            return value
+        choices = " or ".join(repr(w) for w in words)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number >= 0 or {choices}")
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"must be a finite number >= 0 or {choices}")
+        return value
+
+    return BeforeValidator(check)
+
+
+EstimateSetting = Annotated[float | Literal["measured", "auto"], number_or_word(MEASURED, AUTO)]
 
 
 class WorkloadError(LschedError):
@@ -247,7 +274,7 @@ class StreamModel(_Model):
     scale_factors: list[ScaleFactorModel] = Field(
         default_factory=lambda: [ScaleFactorModel(value=1.0)], min_length=1
     )
-    estimate_error: NonNegative | Literal["measured", "auto"] | None = None
+    estimate_error: EstimateSetting | None = None
     """σ of a synthetic lognormal estimate error, `measured` or `auto`; defaults to the
     workload's `estimate_error`."""
     estimate_noise: float | None = Field(None, ge=0)
@@ -347,7 +374,7 @@ class WorkloadModel(_Model):
     """Stop after this many arrivals (all streams together)."""
     duration_s: float | None = Field(None, gt=0)
     """Stop at this horizon: only arrivals before it are generated."""
-    estimate_error: NonNegative | Literal["measured", "auto"] = AUTO
+    estimate_error: EstimateSetting = AUTO
     """How the optimizer errs: `auto` (measured where a template has it, else lognormal with
     σ = DEFAULT_ESTIMATE_ERROR), `measured` (an error for a template without), or a number σ
     for the synthetic lognormal on every template (the model before measured estimates)."""
