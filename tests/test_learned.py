@@ -368,3 +368,23 @@ def test_a_policy_for_older_inputs_asks_for_retraining_not_a_shape_mismatch(
     context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
     with pytest.raises(CheckpointError, match=r"v1\.pt: input_version: .*version 1.*retrain"):
         lsched_agent(context, checkpoint=path)
+
+
+def test_the_shipped_policy_loads_and_schedules_a_scenario(tmp_path: Path) -> None:
+    """`make demo` runs the shipped policy: a feature or checkpoint change that breaks it must
+    fail the tests, not only the demo."""
+    from lsched.runner import run_scenario
+    from lsched.scenario import load_scenario
+
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        "name: small\n"
+        "cluster: {nodes: 2, threads_per_node: 4, moving_delay_s: 0.5, warmup_s: 0.1}\n"
+        "workload:\n  queries: 20\n  streams:\n    - name: adhoc\n"
+        "      arrivals: {process: poisson, rate_per_s: 0.5}\n"
+        "      mix: 'tpch-*'\n      work_multiplier: 60\n"
+    )
+    report = run_scenario(load_scenario(path), ["lsched", "fifo"], seeds=1)
+    shipped = report.agents["lsched"]
+    assert shipped.queries == 20
+    assert 0 < shipped.mean_latency_s <= report.agents["fifo"].mean_latency_s * 1.5
