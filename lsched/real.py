@@ -488,12 +488,12 @@ def fidelity_report(
     each pair's ratio of mean latencies, and the noise floor (the widest spread of an agent's
     repeats' mean latencies)."""
     from lsched.runner import build_agent
-    from lsched.workloads.fidelity import simulated_latency_s
+    from lsched.workloads.scalability import isolated_latency_s
     from sim.engine import simulate
 
     library = scenario.templates
     speed = statistics.median(
-        statistics.median(runs) / simulated_latency_s(library[t], sf, scenario.cluster)
+        statistics.median(runs) / isolated_latency_s(library[t], sf, scenario.cluster)
         for (t, sf), runs in report.isolated.items()
     )
     per_agent: dict[str, Any] = {}

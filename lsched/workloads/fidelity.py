@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.heuristics import Fifo
 from lsched.engines import engine_preset
 from lsched.workloads import calibrate
+from lsched.workloads.scalability import isolated_latency_s
 from lsched.workloads.templates import QueryTemplate
-from sim import ClusterConfig, simulate
+from sim import ClusterConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +37,6 @@ class QueryFidelity:
 def duckdb_cluster() -> ClusterConfig:
     """The `engine: duckdb` preset as a cluster."""
     return ClusterConfig(**engine_preset("duckdb").settings)
-
-
-def simulated_latency_s(
-    template: QueryTemplate, scale_factor: float, cluster: ClusterConfig, seed: int = 0
-) -> float:
-    """The template (default parameters, no estimate error) alone on `cluster`, run by the
-    engine-like rule: every free thread to the first ready pipeline in plan order."""
-    rng = np.random.default_rng(seed)
-    query = template.instantiate(0, 0.0, scale_factor, "fidelity", 0.0, rng)
-    result = simulate([query], cluster, Fifo(), rng, record_tasks=False)
-    return result.queries[0].latency_s
 
 
 def measure_real_s(
@@ -80,7 +69,7 @@ def compare(
 ) -> tuple[list[QueryFidelity], float]:
     """Per-query pairs and the global speed factor (median real / simulated)."""
     rows = [
-        QueryFidelity(name, tuple(runs), simulated_latency_s(library[name], scale_factor, cluster))
+        QueryFidelity(name, tuple(runs), isolated_latency_s(library[name], scale_factor, cluster))
         for name, runs in real_s.items()
     ]
     speed = statistics.median(r.real_median_s / r.simulated_s for r in rows)

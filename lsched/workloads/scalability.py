@@ -139,18 +139,27 @@ def pipeline_shape(template: QueryTemplate, model: Mapping[str, float], sf: floa
 def isolated_latency_s(
     template: QueryTemplate,
     scale_factor: float,
-    fractions: Sequence[float],
-    threads: int,
-    warmup_s: float,
+    cluster: ClusterConfig,
+    fractions: Sequence[float] | None = None,
+    seed: int = 0,
 ) -> float:
-    """The simulator's latency of the template alone on one node of `threads` threads, with
-    the given per-pipeline serial fractions and no other cost than warm-up."""
-    query = template.instantiate(0, 0.0, scale_factor, "calibration", 0.0, np.random.default_rng(0))
-    pipelines = tuple(
-        replace(p, serial_fraction=min(1.0, max(0.0, float(f))))
-        for p, f in zip(query.pipelines, fractions, strict=True)
-    )
-    cluster = ClusterConfig(
+    """The simulator's latency of the template (default parameters, exact estimates) alone on
+    `cluster`, run by the engine rule: every free thread to the first ready pipeline in plan
+    order. `fractions` replaces the pipelines' serial fractions (calibration searches them)."""
+    query = template.instantiate(0, 0.0, scale_factor, "isolated", 0.0, np.random.default_rng(0))
+    if fractions is not None:
+        pipelines = tuple(
+            replace(p, serial_fraction=min(1.0, max(0.0, float(f))))
+            for p, f in zip(query.pipelines, fractions, strict=True)
+        )
+        query = replace(query, pipelines=pipelines)
+    result = simulate([query], cluster, Fifo(), np.random.default_rng(seed), record_tasks=False)
+    return result.queries[0].latency_s
+
+
+def _calibration_cluster(threads: int, warmup_s: float) -> ClusterConfig:
+    """One node of `threads` threads whose only cost is warm-up: what calibration fits under."""
+    return ClusterConfig(
         nodes=1,
         threads_per_node=threads,
         moving_delay_s=0.0,
@@ -158,14 +167,6 @@ def isolated_latency_s(
         parallel_overhead=None,
         task_skew=0.0,
     )
-    result = simulate(
-        [replace(query, pipelines=pipelines)],
-        cluster,
-        Fifo(),
-        np.random.default_rng(0),
-        record_tasks=False,
-    )
-    return result.queries[0].latency_s
 
 
 def fit_query_fraction(
@@ -183,11 +184,13 @@ def fit_query_fraction(
     positive = shape[shape > 0]
     high = min(1.0 / float(positive.min()), 1e3) if len(positive) else 1.0
 
+    clusters = {k: _calibration_cluster(k, warmup_s) for k in counts}
+
     def error(level: float) -> float:
         fractions = np.minimum(level * shape, 1.0)
         total = 0.0
         for k in counts:
-            simulated = isolated_latency_s(template, scale_factor, fractions, k, warmup_s)
+            simulated = isolated_latency_s(template, scale_factor, clusters[k], fractions)
             total += math.log(simulated / measured_s[k]) ** 2
         return total
 
