@@ -212,7 +212,12 @@ class _RealObservation:
         self.active: dict[int, QueryView] = {}
         self.completed: list[CompletedQuery] = []
         self.arrivals_so_far = 0
-        self.free_threads = cluster.total_threads
+        self.granted: dict[int, int] = {}
+        """Started query id → its threads."""
+
+    @property
+    def free_threads(self) -> int:
+        return self.cluster.total_threads - sum(self.granted.values())
 
     @property
     def queries(self):
@@ -240,7 +245,7 @@ def run_workload(
     obs = _RealObservation(cluster)
     pending = sorted(queries, key=lambda q: (q.arrival_s, q.query_id))
     specs = {q.query_id: q for q in queries}
-    granted: dict[int, int] = {}
+    granted = obs.granted
     slots: dict[int, int] = {}
     done: list[RealQuery] = []
     position = 0
@@ -261,7 +266,6 @@ def run_workload(
             for choice in admit(policy, obs, waiting, granted, cluster.total_threads):
                 spec = specs[choice.query_id]
                 granted[choice.query_id] = choice.threads
-                obs.free_threads -= choice.threads
                 text = calibrate.parameter_sql(
                     spec.template, sql[spec.scale_factor][spec.template], spec.parameter_draw
                 )
@@ -282,7 +286,6 @@ def run_workload(
             query_id, start, end, error = finished
             spec = specs[query_id]
             threads = granted.pop(query_id)
-            obs.free_threads += threads
             view = obs.active.pop(query_id)
             record = RealQuery(
                 query_id,
