@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from lsched.documents import load_mapping
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
 from lsched.workloads.generate import check_templates, check_trace, generate_workload
@@ -314,28 +314,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 
 def _load_file(path: Path) -> Scenario:
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ScenarioError(source, "", error.strerror or str(error)) from None
-    except UnicodeDecodeError:
-        raise ScenarioError(source, "", "not a UTF-8 text file") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ScenarioError(source, *_yaml_problem(error)) from None
-    if not isinstance(document, dict):
-        kind = "an empty file" if document is None else f"a {type(document).__name__}"
-        raise ScenarioError(source, "", f"expected a mapping of sections, got {kind}")
-    return scenario_from_document(document, source, path.resolve().parent)
-
-
-def _yaml_problem(error: yaml.YAMLError) -> tuple[str, str]:
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error)
-    return where, f"invalid YAML: {problem}"
+    document = load_mapping(path, error=ScenarioError)
+    return scenario_from_document(document, str(path), path.resolve().parent)
 
 
 def scenario_from_document(

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
-from lsched.errors import LschedError, ScenarioError
+from lsched.documents import load_mapping
+from lsched.errors import InputError, LschedError, ScenarioError
 from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
 from lsched.plots import png_bytes
 from lsched.runner import RunFigures, run_one
@@ -71,19 +71,8 @@ _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
 _Z_975 = 1.959964
 
 
-class SweepError(LschedError):
+class SweepError(InputError):
     """A sweep file or output folder that cannot be used: "FILE: field.path: problem"."""
-
-    def __init__(self, source: str | Path, field: str, problem: str) -> None:
-        self.source = str(source)
-        self.field = field
-        self.problem = " ".join(str(problem).split())
-        where = f"{source}: {field}: " if field else f"{source}: "
-        super().__init__(where + self.problem)
-
-    def __reduce__(self) -> tuple[type[SweepError], tuple[str, str, str]]:
-        """Rebuilt from its parts, so it survives the trip back from a worker process."""
-        return type(self), (self.source, self.field, self.problem)
 
 
 # --------------------------------------------------------------------------- file schema
@@ -268,22 +257,7 @@ class SweepReport:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; every problem is one SweepError line."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise SweepError(source, "", error.strerror or str(error)) from None
-    except UnicodeDecodeError:
-        raise SweepError(source, "", "not a UTF-8 text file") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise SweepError(source, where, f"invalid YAML: {problem}") from None
-    if not isinstance(document, dict):
-        kind = "an empty file" if document is None else f"a {type(document).__name__}"
-        raise SweepError(source, "", f"expected a mapping of sections, got {kind}")
+    document = load_mapping(path, error=SweepError)
     try:
         model = SweepModel.model_validate(document)
     except ValidationError as error:

@@ -28,9 +28,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -40,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from lsched.documents import MAX_TEMPLATE_FILE_BYTES, parse_json, read_text
+from lsched.errors import InputError
+from lsched.io import atomic_write_text
 from sim.model import PipelineSpec, QuerySpec
 
 BUNDLED_SUITES = ("tpch", "ssb", "tpcds")
@@ -59,8 +60,8 @@ OPERATORS = frozenset(
 """Every pipeline-breaker name a template may use; schedulers may one-hot encode them."""
 
 
-class TemplateError(ValueError):
-    """A template file that cannot be used; the message names the file and the field."""
+class TemplateError(InputError):
+    """A template file that cannot be used: "FILE: field.path: problem"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +192,9 @@ class QueryTemplate:
         if measured_estimates:
             if not self.has_measured_estimates:
                 raise TemplateError(
-                    f"templates.{self.name}: estimate_ratio: no measured estimates "
-                    "(set estimate_error to a number for a synthetic error)"
+                    f"templates.{self.name}",
+                    "estimate_ratio",
+                    "no measured estimates (set estimate_error to a number for a synthetic error)",
                 )
             errors = errors * np.array(self.estimate_ratios(scale_factor))
         fractions = self.serial_fractions(scale_factor * work_multiplier)
@@ -288,7 +290,7 @@ class _Checker:
         self.source = source
 
     def fail(self, field: str, problem: str) -> TemplateError:
-        return TemplateError(f"{self.source}: {field}: {problem}")
+        return TemplateError(self.source, field, problem)
 
     def number(
         self, value: Any, field: str, *, minimum: float | None = None, strict: bool
@@ -537,33 +539,13 @@ def parse_template_set(data: Any, source: str) -> TemplateSet:
     return _Checker(source).template_set(data)
 
 
-def _reject_duplicate_keys(source: str):
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise TemplateError(f"{source}: {key}: duplicate key")
-            out[key] = value
-        return out
-
-    return hook
-
-
 def _parse_text(text: str, source: str) -> TemplateSet:
-    try:
-        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys(source))
-    except json.JSONDecodeError as exc:
-        raise TemplateError(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
-    return parse_template_set(data, source)
+    return parse_template_set(parse_json(text, source, TemplateError), source)
 
 
 def load_template_file(path: Path) -> TemplateSet:
     """Read and validate one template file (a user's own or a bundled one)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    text = read_text(path, max_bytes=MAX_TEMPLATE_FILE_BYTES, error=TemplateError)
     return _parse_text(text, str(path))
 
 
@@ -572,13 +554,13 @@ def bundled_template_set(suite: str) -> TemplateSet:
     """The templates shipped with lsched for "tpch", "ssb" or "tpcds" (read once, cached)."""
     if suite not in BUNDLED_SUITES:
         raise TemplateError(
-            f"bundled templates: suite: unknown suite {suite!r}; one of {list(BUNDLED_SUITES)}"
+            "bundled templates", "suite", f"unknown suite {suite!r}; one of {list(BUNDLED_SUITES)}"
         )
     resource = resources.files("lsched.workloads") / "templates" / f"{suite}.json"
     try:
         text = resource.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TemplateError(f"{resource}: cannot read bundled templates: {exc}") from exc
+        raise TemplateError(str(resource), "", f"cannot read bundled templates: {exc}") from exc
     return _parse_text(text, f"lsched/workloads/templates/{suite}.json")
 
 
@@ -612,7 +594,7 @@ def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
         for name, template in template_set.templates.items():
             if name in library:
                 raise TemplateError(
-                    f"{source}: templates.{name}: duplicate template name (also in {origin[name]})"
+                    source, f"templates.{name}", f"duplicate template name (also in {origin[name]})"
                 )
             library[name] = (
                 template if model is None else with_modelled_scalability(template, model)
@@ -635,7 +617,7 @@ def select_templates(
             (name for name in library if fnmatch.fnmatchcase(name, pattern)), key=natural_key
         )
         if not matches:
-            raise TemplateError(f"templates: pattern {pattern!r}: matches no template")
+            raise TemplateError("templates", f"pattern {pattern!r}", "matches no template")
         for name in matches:
             chosen.setdefault(name, library[name])
     return list(chosen.values())
@@ -763,15 +745,5 @@ def write_template_file(template_set: TemplateSet, path: Path) -> TemplateSet:
     lines.append("}")
     text = "\n".join(lines) + "\n"
     written = _parse_text(text, str(path))  # never write a file the loader would reject
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a template file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     return written

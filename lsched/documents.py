@@ -1,0 +1,239 @@
+"""The one reader of user documents: scenario and sweep files (YAML) and template files (JSON).
+
+A document is refused, as one `InputError` naming the file (and the line where there is one),
+before it can cost much: larger than `MAX_DOCUMENT_BYTES`, not UTF-8, nested deeper than
+`MAX_DEPTH`, or expanding (YAML aliases counted at their full size) to more than `MAX_NODES`
+values. A key written twice in one mapping is an error, not "the last one wins". YAML is read
+safely (no Python tags) and, as in YAML 1.2, `1e-9` is a number, not the string "1e-9".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsched.errors import InputError
+
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Largest scenario or sweep file read (1 MiB; the bundled ones are under 3 kB)."""
+MAX_TEMPLATE_FILE_BYTES = 16 << 20
+"""Largest template file read (16 MiB; the bundled TPC-DS file is under 200 kB)."""
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings (the bundled files nest 6 deep)."""
+MAX_NODES = 200_000
+"""Most values a document may hold once YAML aliases are expanded (a bundled template file
+holds under 20,000): an alias bomb is refused before it is built."""
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
+_FLOAT = re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$""")
+"""Floats YAML 1.1 reads as strings (an exponent without a dot, `1e9`, `5e-3`)."""
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
+    """Safe loading that refuses a key repeated within one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeConstructor names the problem
+                continue
+            if duplicate:
+                mark = key_node.start_mark
+                raise _Refused(f"line {mark.line + 1}", f"duplicate key {key!r}")
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+class _Refused(Exception):
+    """A document refused before or while it is built: where, and why."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+
+
+def read_text(
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    error: type[InputError] = InputError,
+    source: str | None = None,
+) -> str:
+    """The file's text, refused (as `error`) when missing, too large or not UTF-8."""
+    source = str(path) if source is None else source
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as problem:
+        raise error(source, "", problem.strerror or str(problem)) from None
+    if len(data) > max_bytes:
+        raise error(
+            source,
+            "",
+            f"larger than {max_bytes} bytes (lsched.documents.MAX_DOCUMENT_BYTES and "
+            "MAX_TEMPLATE_FILE_BYTES bound what is read)",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise error(
+            source, "", f"not a UTF-8 text file (byte {problem.start} is not UTF-8)"
+        ) from None
+
+
+def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Any:
+    """The YAML document in `text`, within the depth and size limits, keys unique."""
+    try:
+        _check_shape(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no Python tags
+    except _Refused as problem:
+        raise error(source, problem.where, problem.problem) from None
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        detail = getattr(problem, "problem", None) or str(problem)
+        raise error(source, where, f"invalid YAML: {detail}") from None
+    except RecursionError:
+        raise error(source, "", f"nested deeper than {MAX_DEPTH} levels") from None
+
+
+def _check_shape(text: str) -> None:
+    """Walk the parse events (no objects built): depth and expanded size within limits."""
+    depth = 0
+    total = 0
+    anchors: dict[str, int] = {}
+    open_counts: list[tuple[str | None, int]] = []
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            size = anchors.get(event.anchor or "", 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor:
+                anchors[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise _Refused(
+                    f"line {mark.line + 1}",
+                    f"nested deeper than {MAX_DEPTH} levels (lsched.documents.MAX_DEPTH)",
+                )
+            open_counts.append((event.anchor, total))
+            total += 1
+            continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, started = open_counts.pop()
+            if anchor:
+                anchors[anchor] = total - started
+            continue
+        else:
+            continue
+        total += size
+        if total > MAX_NODES:
+            mark = event.start_mark
+            raise _Refused(
+                f"line {mark.line + 1}",
+                f"more than {MAX_NODES} values once aliases are expanded "
+                "(lsched.documents.MAX_NODES)",
+            )
+
+
+def parse_json(text: str, source: str, error: type[InputError] = InputError) -> Any:
+    """The JSON document in `text`, within the depth and size limits, keys unique."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise _Refused(key, "duplicate key")
+            out[key] = value
+        return out
+
+    problem = _json_shape_problem(text)
+    if problem:
+        raise error(source, "", problem)
+    try:
+        return json.loads(text, object_pairs_hook=unique, parse_constant=_no_constant)
+    except _Refused as duplicate:
+        raise error(source, duplicate.where, duplicate.problem) from None
+    except json.JSONDecodeError as bad:
+        raise error(source, f"line {bad.lineno}", f"invalid JSON: {bad.msg}") from None
+    except ValueError as bad:  # NaN or Infinity
+        raise error(source, "", f"invalid JSON: {bad}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_shape_problem(text: str) -> str:
+    """Depth and count of JSON values, from the brackets and separators outside strings."""
+    depth = 0
+    values = 0
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            values += 1
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels (lsched.documents.MAX_DEPTH)"
+        elif char in "]}":
+            depth -= 1
+        elif char == ",":
+            values += 1
+            if values > MAX_NODES:
+                return f"more than {MAX_NODES} values (lsched.documents.MAX_NODES)"
+    return ""
+
+
+def load_mapping(
+    path: str | Path,
+    *,
+    error: type[InputError] = InputError,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    parse: Callable[[str, str, type[InputError]], Any] = parse_yaml,
+) -> dict[str, Any]:
+    """Read and parse a document whose top level must be a mapping of sections."""
+    source = str(path)
+    document = parse(read_text(path, max_bytes=max_bytes, error=error), source, error)
+    if not isinstance(document, dict):
+        kind = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise error(source, "", f"expected a mapping of sections, got {kind}")
+    return document
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_NODES",
+    "MAX_TEMPLATE_FILE_BYTES",
+    "load_mapping",
+    "parse_json",
+    "parse_yaml",
+    "read_text",
+]
