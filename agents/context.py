@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.scalability import ScalabilityPrior
 from sim.model import ClusterConfig, QuerySpec
 
 
@@ -42,6 +43,9 @@ class AgentContext:
     """For agents that randomise (random); an agent spawns its own child stream from it."""
     oracle: bool = False
     """Whether the scenario shows true work to schedulers (heuristics ignore it)."""
+    scalability: ScalabilityPrior | None = None
+    """The database's operator-type scalability model (agents.theory reads it); None: agents
+    fall back to their `serial_fraction` option or agents.scalability's default."""
 
     def execution_rng_for(self, seed: int) -> np.random.Generator:
         """The execution-noise generator of one training seed."""

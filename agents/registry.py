@@ -26,7 +26,9 @@ from agents.heuristics import (
     Srpt,
     WeightedFair,
 )
+from agents.predictor import PredictedSrpt
 from agents.query_level import QUERY_FORMS, QUERY_KNOB_NAMES, QueryKnobs
+from agents.theory import HeSrpt, LeastParallelizableFirst, Serpt
 from agents.tuned import TUNING_OPTIONS, Tuned, TuningBudget
 from sim.interface import Scheduler
 from sim.query_level import QueryLevel
@@ -45,9 +47,10 @@ def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
     own = [
         option
         for option in inspect.signature(cls.__init__).parameters
-        if option not in ("self", "knobs", "rng")
+        if option not in ("self", "knobs", "rng", "scalability")
     ]
     takes_rng = "rng" in inspect.signature(cls.__init__).parameters
+    takes_scalability = "scalability" in inspect.signature(cls.__init__).parameters
 
     def factory(context: AgentContext, **options: Any) -> Scheduler:
         decisions = options.pop("decisions", "pipeline")
@@ -69,6 +72,8 @@ def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
         extra = {k: v for k, v in options.items() if k not in KNOB_NAMES}
         if takes_rng:
             extra["rng"] = context.rng.spawn(1)[0]
+        if takes_scalability:
+            extra["scalability"] = context.scalability
         return cls(knobs=knobs, **extra)
 
     return factory
@@ -94,6 +99,10 @@ AGENTS: dict[str, AgentFactory] = {
     "wfair": _heuristic(WeightedFair, "wfair"),
     "cpf": _heuristic(CriticalPathFirst, "cpf"),
     "random": _heuristic(RandomPick, "random"),
+    "hesrpt": _heuristic(HeSrpt, "hesrpt"),
+    "lpf": _heuristic(LeastParallelizableFirst, "lpf"),
+    "serpt": _heuristic(Serpt, "serpt"),
+    "predicted_srpt": _heuristic(PredictedSrpt, "predicted_srpt"),
     "tuned": _tuned,
 }
 """Every agent by name; `register` adds to it."""

@@ -24,17 +24,31 @@ from agents.heuristics import (
     Srpt,
     WeightedFair,
 )
+from agents.predictor import PredictedSrpt
 from agents.query_level import QUERY_FORMS, QueryKnobs
+from agents.scalability import ScalabilityPrior
+from agents.theory import DEFAULT_MARGINAL_SPEEDUP, HeSrpt, LeastParallelizableFirst, Serpt
 from sim.engine import simulate
 from sim.interface import Decision, Observation
 from sim.model import ClusterConfig, QuerySpec
 from sim.query_level import QueryLevel
 from sim.results import SimResult
 
-Family = Literal["fifo", "sjf", "srpt", "fair", "weighted_fair", "cpf"]
+Family = Literal[
+    "fifo",
+    "sjf",
+    "srpt",
+    "fair",
+    "weighted_fair",
+    "cpf",
+    "hesrpt",
+    "lpf",
+    "serpt",
+    "predicted_srpt",
+]
 Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown"]
 FAMILIES: tuple[str, ...] = get_args(Family)
-PRIORITY_FAMILIES = frozenset({"fifo", "sjf", "srpt", "cpf"})
+PRIORITY_FAMILIES = frozenset({"fifo", "sjf", "srpt", "cpf", "lpf", "serpt", "predicted_srpt"})
 """Families that hand the best pipeline every thread up to a cap (agents.heuristics)."""
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
@@ -47,7 +61,18 @@ class TuningBudget:
     candidates on 4 seeds) tunes a 200-query scenario (about 50,000 tasks) in 10-25 s on one core.
     """
 
-    families: tuple[str, ...] = ("fair", "weighted_fair", "srpt", "sjf")
+    families: tuple[str, ...] = (
+        "fair",
+        "weighted_fair",
+        "srpt",
+        "sjf",
+        "hesrpt",
+        "serpt",
+        "lpf",
+        "predicted_srpt",
+    )
+    """The theory baselines (heSRPT, SERPT, LPF: agents.theory) and SRPT behind the query-log
+    predictor (agents.predictor) are searched with their default options."""
     parallelism_fractions: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     """max_parallelism candidates as fractions of all threads; 1.0 is every family's default."""
     weight_exponents: tuple[float, ...] = (0.5, 1.0)
@@ -56,6 +81,10 @@ class TuningBudget:
     """Priority families (fifo, sjf, srpt, cpf) also try each cap with Knobs.adaptive_parallelism
     at these factors (empty: fixed caps only). On tpch-streaming SRPT with a load-adaptive cap
     is 7.9% below the best fixed cap (benchmarks/bench_headroom.py)."""
+    marginal_speedups: tuple[float, ...] = (0.5, 0.7)
+    """lpf and serpt: each fixed cap also with `min_marginal_speedup` at each of these (a
+    pipeline stops taking threads when the next adds less speedup). On tpch-streaming (seeds
+    0–2) SERPT was 44.1 / 39.5 / 35.9 s at 0.3 / 0.5 / 0.7."""
     seeds: int = 4
     """How many of the context's training seeds to simulate each candidate on. Two were too few
     on heavy-tailed workloads: on etl-burst and tpch-streaming they picked caps that were 11% and
@@ -73,6 +102,7 @@ class TuningBudget:
         object.__setattr__(self, "parallelism_fractions", tuple(self.parallelism_fractions))
         object.__setattr__(self, "weight_exponents", tuple(self.weight_exponents))
         object.__setattr__(self, "adaptive_factors", tuple(self.adaptive_factors))
+        object.__setattr__(self, "marginal_speedups", tuple(self.marginal_speedups))
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise AgentOptionError(
@@ -95,6 +125,13 @@ class TuningBudget:
         ):
             raise AgentOptionError(
                 f"option adaptive_factors: need numbers > 0 (got {self.adaptive_factors!r})"
+            )
+        if not all(
+            isinstance(m, int | float) and not isinstance(m, bool) and m > 0
+            for m in self.marginal_speedups
+        ):
+            raise AgentOptionError(
+                f"option marginal_speedups: need numbers > 0 (got {self.marginal_speedups!r})"
             )
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise AgentOptionError(f"option seeds: must be an integer >= 1 (got {self.seeds!r})")
@@ -127,10 +164,13 @@ class Candidate:
     adaptive_parallelism: float | None = None
     """Priority families only: Knobs.adaptive_parallelism."""
     max_concurrent_queries: int | None = None
+    min_marginal_speedup: float | None = None
+    """lpf and serpt only: their option of that name (None: the rule's default)."""
     query_level: bool = False
     """Build the family's query-level form (agents.query_level) instead."""
 
-    def build(self) -> Heuristic | QueryLevel:
+    def build(self, scalability: ScalabilityPrior | None = None) -> Heuristic | QueryLevel:
+        """The scheduler; the theory families read the database's scalability model."""
         if self.query_level:
             knobs = QueryKnobs(max_concurrent_queries=self.max_concurrent_queries)
             return QueryLevel(QUERY_FORMS[self.family](knobs))
@@ -139,6 +179,11 @@ class Candidate:
         )
         if self.family == "weighted_fair":
             return WeightedFair(knobs, class_weights=dict(self.class_weights))
+        if self.family in _SCALABLE:
+            options = {}
+            if self.min_marginal_speedup is not None:
+                options["min_marginal_speedup"] = self.min_marginal_speedup
+            return _SCALABLE[self.family](knobs, scalability=scalability, **options)
         return _PLAIN[self.family](knobs)
 
     def describe(self) -> str:
@@ -151,6 +196,8 @@ class Candidate:
             parts.append(f"max_parallelism={self.max_parallelism}")
         if self.adaptive_parallelism is not None:
             parts.append(f"adaptive_parallelism={self.adaptive_parallelism:g}")
+        if self.min_marginal_speedup is not None:
+            parts.append(f"min_marginal_speedup={self.min_marginal_speedup:g}")
         if self.class_weights:
             weights = ", ".join(f"{name}: {weight:g}" for name, weight in self.class_weights)
             parts.append(f"class_weights={{{weights}}}")
@@ -163,6 +210,12 @@ _PLAIN: dict[str, type[Heuristic]] = {
     "srpt": Srpt,
     "fair": Fair,
     "cpf": CriticalPathFirst,
+    "predicted_srpt": PredictedSrpt,
+}
+_SCALABLE: dict[str, type[HeSrpt] | type[LeastParallelizableFirst] | type[Serpt]] = {
+    "hesrpt": HeSrpt,
+    "lpf": LeastParallelizableFirst,
+    "serpt": Serpt,
 }
 
 
@@ -223,6 +276,7 @@ class Tuned:
                 context.train_seeds,
                 context.execution_rng,
                 context.oracle,
+                context.scalability,
                 self.budget,
             )
             choice = _recall(key)
@@ -234,7 +288,7 @@ class Tuned:
         return choice
 
     def reset(self, cluster: ClusterConfig) -> None:
-        self._active = self.tune(cluster).best.build()
+        self._active = self.tune(cluster).best.build(self.context.scalability)
         self._active.reset(cluster)
 
     def decide(self, obs: Observation) -> Decision:
@@ -266,7 +320,7 @@ class Tuned:
                     simulate(
                         queries,
                         cluster,
-                        candidate.build(),
+                        candidate.build(self.context.scalability),
                         self.context.execution_rng_for(seed),
                         oracle=self.context.oracle,
                     ),
@@ -344,6 +398,12 @@ def candidates(
             grid.append(Candidate(family, cap))
             if family == "weighted_fair":
                 grid.extend(Candidate(family, cap, weights) for weights in weightings)
+            if family in ("lpf", "serpt"):
+                grid.extend(
+                    Candidate(family, cap, min_marginal_speedup=margin)
+                    for margin in budget.marginal_speedups
+                    if margin != DEFAULT_MARGINAL_SPEEDUP
+                )
             if family in PRIORITY_FAMILIES:
                 grid.extend(
                     Candidate(family, cap, adaptive_parallelism=factor)

@@ -29,6 +29,7 @@ from lsched.io import (
     write_json,
 )
 from lsched.scenario import AgentChoice, Scenario, load_scenario
+from lsched.workloads.scalability import scalability_prior
 from sim.engine import simulate
 from sim.interface import Scheduler
 from sim.model import QuerySpec
@@ -146,6 +147,7 @@ def agent_context(scenario: Scenario) -> AgentContext:
         execution_rng=scenario.execution_rng,
         rng=scenario.agent_rng(),
         oracle=scenario.oracle,
+        scalability=scalability_prior(scenario.workload),
     )
 
 

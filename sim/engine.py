@@ -36,6 +36,7 @@ class _Run:
 
     __slots__ = (
         "charged_gb",
+        "cpu_s",
         "durations",
         "lost",
         "overhead",
@@ -57,6 +58,8 @@ class _Run:
         self.threads_on: list[int] = []
         self.charged_gb: list[float] = []
         self.lost: set[int] = set()
+        self.cpu_s = 0.0
+        """Thread-seconds its task attempts ran (lost ones too): the query log's CPU time."""
 
 
 class _Thread:
@@ -381,6 +384,7 @@ class Simulation:
         view = run.view
         now = self._env.now
         self._busy_s += now - thread.started_s
+        run.cpu_s += now - thread.started_s
         if self._record_tasks:
             row = (view.query_id, view.index, thread.task, thread.node, thread.index)
             self._trace.append((*row, thread.started_s, now))
@@ -431,8 +435,9 @@ class Simulation:
         if all(p.is_finished for p in pipelines):
             now = self._env.now
             del self.active_queries[query.query_id]
+            cpu_s = 0.0
             for p in pipelines:
-                del self._runs[p.query_id, p.index]
+                cpu_s += self._runs.pop((p.query_id, p.index)).cpu_s
             self._finish[query.query_id] = now
             self.completed.append(
                 CompletedQuery(
@@ -443,6 +448,7 @@ class Simulation:
                     query.arrival_s,
                     now,
                     query.est_work_s,
+                    cpu_s,
                 )
             )
             self._unfinished -= 1
@@ -470,6 +476,7 @@ class Simulation:
             if run is not None:
                 view = run.view
                 self._busy_s += now - thread.started_s
+                run.cpu_s += now - thread.started_s
                 row = (view.query_id, view.index, thread.task, node, thread.index)
                 self._lost.append((*row, thread.started_s, now))
                 run.lost.add(thread.task)

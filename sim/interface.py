@@ -8,6 +8,7 @@ simulator: read them during `decide`, copy what you want to keep, never mutate t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -198,6 +199,9 @@ class CompletedQuery:
     arrival_s: float
     finish_s: float
     est_work_s: float
+    cpu_s: float = math.nan
+    """Thread-seconds its tasks ran, as a query log's CPU time records it once the query is
+    done (NaN where the engine does not report it): what a runtime predictor learns from."""
 
     @property
     def latency_s(self) -> float:

@@ -29,7 +29,9 @@ from importlib import resources
 import numpy as np
 
 from agents.heuristics import Fifo
-from lsched.workloads.templates import QueryTemplate
+from agents.scalability import ScalabilityPrior
+from lsched.workloads.spec import WorkloadSpec
+from lsched.workloads.templates import SCALABILITY_MODEL_SUITE, QueryTemplate, bundled_template_set
 from sim import ClusterConfig, simulate
 
 THREAD_SCALING_CSV = "duckdb_tpch_thread_scaling.csv"
@@ -210,3 +212,19 @@ def fit_query_fraction(
     best = (low + top) / 2.0
     # the ends of the bracket are never evaluated by the search: keep one if it is better
     return min((0.0, best, high), key=error)
+
+
+def scalability_prior(workload: WorkloadSpec) -> ScalabilityPrior:
+    """What a database knows of its pipelines' scalability on this workload: the bundled
+    operator-type model (`SCALABILITY_MODEL_SUITE`) at the data size the workload runs, its
+    query class's `work_multiplier` (its streams' median for the others; 1 for a trace alone)
+    times a query's scale factor."""
+    model = bundled_template_set(SCALABILITY_MODEL_SUITE).scalability_model
+    assert model is not None, "the bundled TPC-H file carries the operator model"
+    multipliers = [stream.work_multiplier for stream in workload.streams]
+    multiplier = float(np.median(multipliers)) if multipliers else 1.0
+    by_class: dict[str, set[float]] = {}
+    for stream in workload.streams:
+        by_class.setdefault(stream.query_class, set()).add(stream.work_multiplier)
+    classes = {name: values.pop() for name, values in by_class.items() if len(values) == 1}
+    return ScalabilityPrior(model.scale_factors, dict(model.by_operator), multiplier, classes)
