@@ -6,8 +6,9 @@ discovering one from random play — the 2-core budget allows only ~100 iteratio
 loads a trained policy instead (fine-tuning it, e.g. the shipped one on a user's workload).
 Then one iteration, read top to bottom:
 1. For each of `workloads_per_iteration` groups, draw a training workload (a seed from the
-   scenario's training range, never an evaluation seed) and an episode horizon (the arrival
-   time of query K, K growing with the curriculum).
+   scenario's training range, never an evaluation seed) and an episode of K queries, K growing
+   with the curriculum: it ends at the K-th arrival, or once all K finish when they arrive at
+   once (`episode_end`).
 2. Roll the current policy out `rollouts_per_workload` times on that workload, each with its own
    sampling draws (`rollout_group`, in a worker process). By default the rollouts also share
    the execution noise (every task's duration): common random numbers, so what differs between
@@ -105,6 +106,12 @@ class TrainConfig:
     curriculum_end_queries: int = 200
     """... growing linearly to this at `curriculum_iterations` (capped by the workload's size)."""
     curriculum_iterations: int = 30
+    episode_end: str = "auto"
+    """Where an episode of K queries ends: "arrival" at the K-th query's arrival (later
+    arrivals left out), "finish" once the first K queries have all finished, "auto" "finish"
+    when those K arrive at once (batch scenarios: the K-th arrival is t = 0, so the episode
+    would end before its first decision, and tpch-batch trained on nothing) and "arrival"
+    otherwise."""
     horizon_jitter: float = 0.3
     """Each group's K is drawn uniformly within ±this fraction of the curriculum's K, so the
     policy never learns one fixed episode end."""
@@ -202,6 +209,22 @@ class RolloutTask:
     workload_features: bool = True
     learn_batch_decisions: int = 512
     guide: str | None = None
+    episode_end: str = "auto"
+    """TrainConfig.episode_end."""
+
+
+EPISODE_ENDS = ("auto", "arrival", "finish")
+"""How an episode of K queries ends (TrainConfig.episode_end)."""
+
+
+def episode_drains(episode_end: str, first_arrivals_s: np.ndarray) -> bool:
+    """Whether an episode over queries arriving at `first_arrivals_s` (the first K, sorted)
+    runs until they all finish rather than ending at the K-th arrival: always for "finish",
+    never for "arrival", and for "auto" when all K arrive at once (a batch), where the K-th
+    arrival would end the episode before its first decision."""
+    if episode_end == "auto":
+        return len(first_arrivals_s) > 0 and first_arrivals_s[-1] <= first_arrivals_s[0]
+    return episode_end == "finish"
 
 
 @dataclass(frozen=True)
@@ -250,16 +273,19 @@ def rollout_group(task: RolloutTask) -> RolloutResult:
     arrivals = np.sort(np.array([q.arrival_s for q in queries], dtype=float))
     count = min(task.horizon_queries, len(arrivals))
     horizon_s = float(arrivals[count - 1]) if count else 0.0
-    # Queries that arrive after the horizon would never be seen: leave them out of the sim.
-    kept = [q for q in queries if q.arrival_s <= horizon_s]
+    drain = episode_drains(task.episode_end, arrivals[:count])
+    if drain:  # the first K queries, run until every one of them has finished
+        kept = sorted(queries, key=lambda q: (q.arrival_s, q.query_id))[:count]
+        arrivals = arrivals[:count]
+        horizon_s = math.inf
+    else:  # queries that arrive after the horizon would never be seen: leave them out
+        kept = [q for q in queries if q.arrival_s <= horizon_s]
     policy = Policy(task.policy)
     policy.load_state_dict(task.weights)
     policy.eval()
 
     records: list[Recorder] = []
-    curves: list[tuple[np.ndarray, np.ndarray]] = []
-    latencies: list[float] = []
-    finished: list[int] = []
+    completions = []
     for execution_seed, sample_seed in zip(task.execution_seeds, task.sample_seeds, strict=True):
         recorder = Recorder()
         scheduler = LearnedScheduler(
@@ -282,12 +308,19 @@ def rollout_group(task: RolloutTask) -> RolloutResult:
         while observation is not None and observation.now_s < horizon_s:
             simulation.apply(scheduler.decide(observation))
             observation = simulation.advance()
-        done = [c for c in simulation.completed if c.finish_s <= horizon_s]
+        completions.append(simulation.completed)
+        records.append(recorder)
+    if drain:  # the group's common end: every rollout has emptied the system by then
+        horizon_s = max((c.finish_s for done in completions for c in done), default=0.0)
+    curves: list[tuple[np.ndarray, np.ndarray]] = []
+    latencies: list[float] = []
+    finished: list[int] = []
+    for completed in completions:
+        done = [c for c in completed if c.finish_s <= horizon_s]
         finishes = np.array([c.finish_s for c in done], dtype=float)
         curves.append((arrivals[:count], finishes))
         latencies.append(float(np.mean([c.latency_s for c in done])) if done else 0.0)
         finished.append(len(done))
-        records.append(recorder)
 
     totals = [time_in_system_s(horizon_s, a, f) for a, f in curves]
     advantages = []
@@ -748,6 +781,7 @@ def _check_config(config: TrainConfig) -> None:
         "entropy_start": config.entropy_start > 0,
         "entropy_end": config.entropy_end > 0,
         "horizon_jitter": 0 <= config.horizon_jitter < 1,
+        "episode_end": config.episode_end in EPISODE_ENDS,
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
@@ -806,6 +840,7 @@ def _iteration_tasks(
                 workload_features=config.workload_features,
                 learn_batch_decisions=config.learn_batch_decisions,
                 guide=config.guide,
+                episode_end=config.episode_end,
             )
         )
     return tasks

@@ -17,13 +17,14 @@ from agents.learned.agent import feature_sizes
 from agents.learned.checkpoint import load_checkpoint
 from agents.learned.factory import lsched_agent
 from agents.learned.policy import Policy, PolicyConfig
-from lsched.scenario import load_scenario
+from lsched.scenario import bundled_scenarios, load_scenario
 from lsched.train import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     RolloutTask,
     TrainConfig,
     _iteration_tasks,
+    episode_drains,
     integral_in_system,
     return_to_go,
     rollout_group,
@@ -294,3 +295,52 @@ def test_schedules_decay_entropy_and_grow_the_episode() -> None:
     assert config.entropy_weight(5) == pytest.approx(0.01 * 0.1**0.5)
     assert config.entropy_weight(50) == pytest.approx(0.001)
     assert [config.horizon_queries(i) for i in (0, 5, 10, 99)] == [20, 70, 120, 120]
+
+
+@pytest.mark.parametrize("name", sorted(bundled_scenarios()))
+def test_every_bundled_scenarios_rollouts_make_decisions(name: str) -> None:
+    """An episode at the shortest horizon the default curriculum draws makes decisions and
+    finishes queries on every bundled scenario (tpch-batch's used to end at t = 0, empty)."""
+    defaults = TrainConfig()
+    shortest = max(1, int(defaults.curriculum_start_queries * (1 - defaults.horizon_jitter)))
+    config = _small_policy_config()
+    torch.manual_seed(0)
+    offset = load_scenario(name).train_seed_offset
+    task = RolloutTask(
+        weights=Policy(config).state_dict(),
+        policy=config,
+        scenario=name,
+        workload_seed=offset + 1000,
+        execution_seeds=(offset + 1000,) * 2,
+        sample_seeds=((0, 0, 0, 0), (0, 0, 0, 1)),
+        horizon_queries=shortest,
+        entropy_weight=defaults.entropy_start,
+        episode_end=defaults.episode_end,
+    )
+    result = rollout_group(task)
+    assert result.decisions > 0
+    assert result.finished > 0
+
+
+def test_a_batch_episode_runs_its_first_k_queries_to_the_end() -> None:
+    arrivals_at_once = np.zeros(5)
+    assert episode_drains("auto", arrivals_at_once)
+    assert not episode_drains("auto", np.array([0.0, 1.0, 2.0]))
+    assert not episode_drains("arrival", arrivals_at_once)
+    assert episode_drains("finish", np.array([0.0, 1.0]))
+    config = _small_policy_config()
+    torch.manual_seed(0)
+    offset = load_scenario("tpch-batch").train_seed_offset
+    task = RolloutTask(
+        weights=Policy(config).state_dict(),
+        policy=config,
+        scenario="tpch-batch",
+        workload_seed=offset + 1000,
+        execution_seeds=(offset + 1000,) * 2,
+        sample_seeds=((0, 0, 0, 0), (0, 0, 0, 1)),
+        horizon_queries=8,
+        entropy_weight=0.0,
+    )
+    result = rollout_group(task)
+    assert result.queries == 8 and result.finished == 8  # all of them, and no others
+    assert result.horizon_s > 0
