@@ -329,20 +329,46 @@ def plot(
     folder: Annotated[
         Path, typer.Argument(help="A folder `lsched run`, `lsched sweep` or `lsched train` wrote.")
     ],
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="A,B[,C...]: agents to compare, A the baseline (default: the scenario's best "
+            "baseline and the learned policy, or the runner-up)."
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="START,END in seconds: zoom the Gantt charts and the timeline."),
+    ] = None,
 ) -> None:
     """Re-render the plots of a results, sweep or training folder from the files in it."""
     with _user_errors():
         from lsched.plots import METRICS_FILE, render_learning_curve, render_plots
         from lsched.sweep import JSON_FILE, plot_sweep
 
-        if (folder / JSON_FILE).exists():
+        results_only = compare is not None or window is not None
+        if (folder / JSON_FILE).exists() and not results_only:
             paths = plot_sweep(folder)
-        elif (folder / METRICS_FILE).exists():
+        elif (folder / METRICS_FILE).exists() and not results_only:
             paths = render_learning_curve(folder)
         else:
-            paths = render_plots(folder)
+            paths = render_plots(folder, _csv_list(compare), _window(window))
         for path in paths:
             typer.echo(str(path))
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    """--window START,END as seconds, START < END."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        start, end = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--window: {text!r} is not START,END in seconds") from None
+    if not 0 <= start < end < float("inf"):
+        raise ValueError(f"--window: {text!r}: need 0 <= START < END")
+    return start, end
 
 
 @app.command()

@@ -69,6 +69,8 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------- results folder
 RESULTS_FILE = "results.json"
+SCENARIO_FILE = "scenario.yaml"
+"""The scenario document a run used, beside results.json (folders before it lack it)."""
 QUERY_COLUMNS = (
     "query_id",
     "template",

@@ -7,24 +7,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from lsched.cli import app
 from lsched.errors import ResultsError
 from lsched.io import read_csv
-from lsched.plots import comparison_figure, gantt_figure, read_results, render_plots
+from lsched.plots import (
+    comparison_figure,
+    default_comparison,
+    folder_plots,
+    learning_curve_figure,
+    read_results,
+    render_plots,
+)
+from lsched.plots.data import pair_queries, read_queries, read_tasks
+from lsched.plots.paired import ALL_QUERIES, ratio_bars
+from lsched.plots.timeline import time_average
 from lsched.runner import run_scenario, write_results
 from lsched.scenario import load_scenario
+from lsched.sweep import confidence_halfwidth
 
 SMALL = """\
 name: small
-cluster: {nodes: 1, threads_per_node: 4, moving_delay_s: 0.5, warmup_s: 0.1}
+description: Two small streams on two nodes, for the plot tests.
+cluster: {nodes: 2, threads_per_node: 3, moving_delay_s: 0.5, warmup_s: 0.1}
 workload:
-  queries: 12
+  queries: 24
   streams:
     - name: adhoc
       arrivals: {process: poisson, rate_per_s: 0.2}
       mix: "ssb-*"
       work_multiplier: 60
-agents: [srpt, fifo]
+    - name: report
+      arrivals: {process: poisson, rate_per_s: 0.1}
+      mix: "tpch-q1"
+      work_multiplier: 30
+agents: [srpt, fifo, fair]
 """
 
 
@@ -40,39 +58,205 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def plots_by_name(folder: Path, *args: object, **kwargs: object) -> dict[str, object]:
+    return {p.name: p.figure for p in folder_plots(folder, *args, **kwargs)}
+
+
+def best(folder: Path) -> list[str]:
+    """Agents by mean latency in results.json, best first."""
+    agents = json.loads((folder / "results.json").read_text())["agents"]
+    return sorted(agents, key=lambda a: agents[a]["mean_latency"])
+
+
 def test_render_writes_every_plot_as_a_real_png(results: Path) -> None:
+    first, second, _ = best(results)
     written = render_plots(results)
-    names = {p.name for p in written}
-    assert names == {"gantt-srpt.png", "gantt-fifo.png", "latency-cdf.png", "comparison.png"}
+    pair = f"{first}-vs-{second}"
+    assert {p.name for p in written} == {
+        "comparison.png",
+        "latency-cdf.png",
+        f"paired-{pair}.png",
+        f"timeline-{pair}.png",
+        f"gantt-{pair}.png",
+        "gantt-srpt.png",
+        "gantt-fifo.png",
+        "gantt-fair.png",
+    }
     for path in written:
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, path.name
+    assert not list(results.glob(".*.tmp"))
 
 
-def test_the_gantt_chart_has_one_bar_per_task_on_its_thread(results: Path) -> None:
-    rows = read_csv(results / "tasks-srpt-seed0.csv")
-    tasks = {
-        key: np.array([float(r[key]) for r in rows])
-        for key in ("query_id", "thread", "start_s", "end_s")
+def test_plots_are_deterministic(results: Path) -> None:
+    first = {p.name: p.read_bytes() for p in render_plots(results)}
+    again = {p.name: p.read_bytes() for p in render_plots(results)}
+    assert first == again
+
+
+def test_default_comparison_is_the_best_baseline_against_the_learned_policy(
+    results: Path,
+) -> None:
+    folder = read_results(results)
+    ranked = best(results)
+    assert default_comparison(folder) == (ranked[0], ranked[1])
+    assert default_comparison(folder, baseline=ranked[2]) == (ranked[2], ranked[0])
+    learned = type(folder)(
+        folder.folder,
+        folder.scenario,
+        folder.seeds,
+        (*folder.agents, "lsched"),
+        folder.lower_bound_mean_latency_s,
+        {**folder.figures, "lsched": {"mean_latency": 0.5}},
+    )
+    assert default_comparison(learned) == (ranked[0], "lsched")  # the best *baseline*
+    with pytest.raises(ResultsError, match="--baseline: no agent 'nope'"):
+        default_comparison(folder, baseline="nope")
+
+
+def test_paired_points_are_the_latencies_of_the_per_query_csvs(results: Path) -> None:
+    figure = plots_by_name(results, ["fifo", "srpt"])["paired-fifo-vs-srpt.png"]
+    scatter = figure.axes[0]
+    assert "fifo" in scatter.get_xlabel() and "srpt" in scatter.get_ylabel()
+    assert scatter.get_xscale() == scatter.get_yscale() == "log"
+    templates = set()
+    expected = set()
+    for seed in (0, 1):
+        fifo = {r["query_id"]: r for r in read_csv(results / f"queries-fifo-seed{seed}.csv")}
+        for row in read_csv(results / f"queries-srpt-seed{seed}.csv"):
+            expected.add((float(fifo[row["query_id"]]["latency_s"]), float(row["latency_s"])))
+            templates.add(row["template"])
+    series = scatter.collections
+    assert len(series) == len(templates)  # one series per template
+    assert sorted(s.get_label() for s in series) == sorted(templates)
+    points = {tuple(p) for s in series for p in s.get_offsets().tolist()}
+    assert points == expected
+    assert len(points) == 48  # 24 queries × 2 seeds
+
+
+def test_ratio_bars_are_per_seed_ratios_of_mean_latency_with_their_interval(
+    results: Path,
+) -> None:
+    pairs = pair_queries(results, "fifo", "srpt", (0, 1))
+    bars = {b.label: b for b in ratio_bars(pairs)}
+    by_template: dict[str, list[float]] = {}
+    for seed in (0, 1):
+        fifo = {r["query_id"]: r for r in read_csv(results / f"queries-fifo-seed{seed}.csv")}
+        groups: dict[str, tuple[list[float], list[float]]] = {}
+        for row in read_csv(results / f"queries-srpt-seed{seed}.csv"):
+            a, b = groups.setdefault(row["template"], ([], []))
+            a.append(float(fifo[row["query_id"]]["latency_s"]))
+            b.append(float(row["latency_s"]))
+        for template, (a, b) in groups.items():
+            by_template.setdefault(template, []).append(np.mean(b) / np.mean(a))
+    for template, ratios in by_template.items():
+        assert bars[template].ratio == pytest.approx(np.mean(ratios))
+        assert bars[template].ci95 == pytest.approx(confidence_halfwidth(ratios))
+    assert {"class adhoc", "class report", ALL_QUERIES} <= set(bars)
+    figure = plots_by_name(results, ["fifo", "srpt"])["paired-fifo-vs-srpt.png"]
+    drawn = [p.get_x() + p.get_width() for p in figure.axes[1].patches]  # bars start at 1
+    assert drawn == pytest.approx([b.ratio for b in ratio_bars(pairs)])
+    templates = [b.ratio for b in ratio_bars(pairs)][-len(by_template) :]
+    assert templates == sorted(templates)  # largest gain first
+
+
+def test_the_timeline_obeys_littles_law_and_counts_busy_threads(results: Path) -> None:
+    figure = plots_by_name(results, ["fifo", "fair"])["timeline-fifo-vs-fair.png"]
+    system, waiting, busy, arrivals = figure.axes
+    assert [ax.get_ylabel() for ax in (system, busy, arrivals)] == [
+        "queries in system",
+        "threads busy",
+        "arrivals / s",
+    ]
+    assert "waiting" in waiting.get_ylabel()
+    assert [line.get_label() for line in system.get_lines()] == ["fifo", "fair"]
+    assert len(busy.get_lines()) == 3  # two agents and the thread count
+    start, end = system.get_xlim()
+    for number, agent in enumerate(("fifo", "fair")):
+        queries = read_queries(results, agent, 0)
+        tasks = read_tasks(results, agent, 0)
+        in_system = system.get_lines()[number].get_ydata()
+        # Area under "queries in system" = the sum of latencies (Little's law).
+        assert in_system.mean() * (end - start) == pytest.approx(queries.latency_s.sum())
+        running = busy.get_lines()[number].get_ydata()
+        assert running.mean() * (end - start) == pytest.approx((tasks.end_s - tasks.start_s).sum())
+        assert busy.get_lines()[number].get_ydata().max() <= 6 + 1e-9
+    heights = [p.get_height() * p.get_width() for p in arrivals.patches]
+    assert sum(heights) == pytest.approx(24)  # every query arrives once
+
+
+def test_time_average_is_the_exact_mean_count_in_each_bin() -> None:
+    starts, ends = np.array([0.0, 1.0, 1.5]), np.array([2.0, 3.0, 1.75])
+    averages = time_average(starts, ends, np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
+    assert averages == pytest.approx([1.0, 2.25, 1.0, 0.0])
+
+
+def test_the_side_by_side_gantt_shares_time_and_colours_and_marks_nodes(results: Path) -> None:
+    figure = plots_by_name(results, ["fifo", "fair"])["gantt-fifo-vs-fair.png"]
+    panels = [ax for ax in figure.axes if ax.get_title(loc="left")]
+    assert [ax.get_title(loc="left") for ax in panels] == ["fifo", "fair"]
+    assert panels[0].get_xlim() == panels[1].get_xlim()
+    arrival = {}
+    for row in read_csv(results / "queries-fifo-seed0.csv"):
+        arrival[int(row["query_id"])] = float(row["arrival_s"])
+    colour_of: dict[int, tuple[float, ...]] = {}
+    for ax, agent in zip(panels, ("fifo", "fair"), strict=True):
+        rows = read_csv(results / f"tasks-{agent}-seed0.csv")
+        bars = ax.collections[0]
+        assert len(bars.get_paths()) == len(rows)
+        for path, colour, row in zip(bars.get_paths(), bars.get_facecolors(), rows, strict=True):
+            xs, ys = path.vertices[:, 0], path.vertices[:, 1]
+            assert xs.min() == pytest.approx(float(row["start_s"]))
+            assert xs.max() == pytest.approx(float(row["end_s"]))
+            assert (ys.min() + ys.max()) / 2 == pytest.approx(int(row["thread"]))
+            assert 0.5 < ys.max() - ys.min() < 1.0  # a bar stays within its thread's row
+            # A query has one colour under every agent.
+            assert colour_of.setdefault(int(row["query_id"]), tuple(colour)) == tuple(colour)
+        boundaries = [line.get_ydata()[0] for line in ax.get_lines()]
+        assert boundaries == [2.5]  # 2 nodes × 3 threads
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["node 0", "node 1"]
+    late, early = max(arrival, key=arrival.get), min(arrival, key=arrival.get)
+    assert colour_of[late] != colour_of[early]
+
+
+def test_a_window_zooms_the_gantt_charts_and_the_timeline(results: Path) -> None:
+    plots = plots_by_name(results, ["fifo", "fair"], (10.0, 40.0))
+    assert plots["gantt-fifo-vs-fair.png"].axes[0].get_xlim() == (10.0, 40.0)
+    assert plots["gantt-srpt.png"].axes[0].get_xlim() == (10.0, 40.0)
+    assert plots["timeline-fifo-vs-fair.png"].axes[0].get_xlim() == (10.0, 40.0)
+    with pytest.raises(ValueError, match="--window"):
+        folder_plots(results, window=(40.0, 10.0))
+
+
+def test_comparison_bars_are_means_over_seeds_best_first_relative_to_the_best() -> None:
+    per_seed = {
+        "a": [np.array([1.0, 3.0]), np.array([3.0, 5.0])],
+        "b": [np.array([2.0])] * 2,
+        "c": [np.array([200.0])] * 2,
     }
-    figure = gantt_figure(tasks, "srpt")
-    bars = figure.axes[0].collections[0].get_paths()
-    assert len(bars) == len(rows)
-    first = bars[0].vertices
-    assert first[:, 0].min() == pytest.approx(tasks["start_s"][0])
-    assert first[:, 0].max() == pytest.approx(tasks["end_s"][0])
-    low, high = first[:, 1].min(), first[:, 1].max()
-    assert (low + high) / 2 == pytest.approx(tasks["thread"][0])
-    assert 0.5 < high - low < 1.0  # a bar stays within its thread's row
-
-
-def test_comparison_bars_are_the_mean_over_seeds_with_their_spread(results: Path) -> None:
-    per_seed = {"a": [np.array([1.0, 3.0]), np.array([5.0, 7.0])], "b": [np.array([2.0])] * 2}
     figure = comparison_figure(per_seed, lower_bound_s=0.5, scenario="x")
-    heights = [bar.get_height() for bar in figure.axes[0].patches]
-    assert heights == pytest.approx([4.0, 2.0])
-    document = json.loads((results / "results.json").read_text())
-    assert read_results(results).agents == tuple(document["agents"])
+    mean = figure.axes[0]
+    assert [t.get_text() for t in mean.get_yticklabels()] == ["b", "a", "c"]
+    assert [bar.get_width() for bar in mean.patches] == pytest.approx([2.0, 3.0, 200.0])
+    assert mean.get_xscale() == "log" and "mean latency" in mean.get_xlabel()
+    labels = [t.get_text() for t in mean.texts]
+    assert labels[0].endswith("best") and labels[1].endswith("+50.0%")
+    assert labels[2].endswith("×100.0")
+    (bound,) = [line for line in mean.get_lines() if line.get_label().startswith("lower bound")]
+    assert list(bound.get_xdata()) == [0.5, 0.5]
+    assert "p95" in figure.axes[1].get_xlabel()
+
+
+def test_the_learning_curve_shows_validation_beside_the_best_baseline() -> None:
+    records = [{"iteration": i, "rollout_mean_latency_s": 10.0 - i / 10} for i in range(1, 13)] + [
+        {"iteration": i, "eval": {"s1": {"mean_latency_s": 9 - i / 4, "best_baseline_s": 8.0}}}
+        for i in (0, 4, 8)
+    ]
+    validation = learning_curve_figure(records, "run").axes[1]
+    policy, level = validation.get_lines()
+    assert list(policy.get_ydata()) == [9.0, 8.0, 7.0]
+    assert list(level.get_ydata()) == [8.0, 8.0]
+    assert [policy.get_label(), level.get_label()] == ["s1: policy", "s1: best baseline"]
 
 
 def test_a_folder_without_results_or_with_a_missing_csv_fails_clearly(
@@ -89,9 +273,41 @@ def test_a_folder_without_results_or_with_a_missing_csv_fails_clearly(
     assert not list(tmp_path.glob("*.png"))
 
 
+def test_lsched_plot_compares_any_pair_and_refuses_bad_options(
+    tmp_path: Path, results: Path
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["plot", str(results), "--compare", "fair,srpt,fifo"])
+    assert result.exit_code == 0, result.output
+    assert (results / "paired-fair-vs-srpt.png").exists()
+    assert (results / "paired-fair-vs-fifo.png").exists()
+    assert (results / "gantt-fair-vs-srpt-vs-fifo.png").exists()
+    for args, message in (
+        (["--compare", "fair,nope"], "error: --compare: no agent 'nope' in"),
+        (["--compare", "fair"], "error: --compare: fair: name two or more different agents"),
+        (["--window", "5"], "error: --window: '5' is not START,END in seconds"),
+        (["--window", "9,3"], "error: --window: '9,3': need 0 <= START < END"),
+    ):
+        result = runner.invoke(app, ["plot", str(results), *args])
+        assert result.exit_code == 2, args
+        assert result.output.startswith(message), result.output
+        assert len(result.output.strip().splitlines()) == 1
+    # A folder from an older run that lacks a file names it, without a traceback.
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in results.iterdir():
+        if path.name != "tasks-fair-seed0.csv":
+            (old / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in old.glob("*.png")}
+    result = runner.invoke(app, ["plot", str(old)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {old / 'tasks-fair-seed0.csv'}: no such file"
+    assert {p.name: p.read_bytes() for p in old.glob("*.png")} == before  # nothing half-written
+
+
 def test_agent_labels_that_are_not_file_names_are_made_safe(tmp_path: Path) -> None:
     path = tmp_path / "odd.yaml"
-    path.write_text(SMALL.replace(", fifo]", ", {name: fifo, max_parallelism: 2}]"))
+    path.write_text(SMALL.replace(", fair]", ", {name: fifo, max_parallelism: 2}]"))
     scenario = load_scenario(path)
     report = run_scenario(scenario, seeds=1, keep_results=True)
     write_results(report, scenario, tmp_path / "out")
