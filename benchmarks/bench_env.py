@@ -1,7 +1,7 @@
 """Environment steps per second under a random masked policy, on one CPU core.
 
-The policy draws a legal slot (WAIT included) uniformly from the action mask and a parallelism
-index uniformly, so it exercises every path of `step`: applying a decision, advancing the
+The policy draws a legal slot (WAIT included) and a thread choice uniformly from the action
+mask, so it exercises every path of `step`: applying a decision, advancing the
 simulator, encoding features, the reward and the mask. Episodes are reset with seeds 0, 1, ...
 until `--steps` steps have run; the time of resets is included. Prints one JSON line.
 Usage: python benchmarks/bench_env.py [--scenario tpch-streaming] [--steps 20000]
@@ -27,15 +27,16 @@ def main() -> None:
 
     env = QuerySchedulingEnv(args.scenario)
     rng = np.random.default_rng(args.seed)
-    levels = len(env.parallelism_limits)
     choices = env.slots + 1
     steps = episodes = 0
     in_system = 0
     start = time.perf_counter()
     env.reset(seed=args.seed)
     while steps < args.steps:
-        legal = np.flatnonzero(env.action_masks()[:choices])
-        action = np.array([legal[rng.integers(len(legal))], rng.integers(levels)])
+        mask = env.action_masks()
+        legal = np.flatnonzero(mask[:choices])
+        threads = np.flatnonzero(mask[choices:])
+        action = np.array([legal[rng.integers(len(legal))], threads[rng.integers(len(threads))]])
         _, _, terminated, truncated, _ = env.step(action)
         steps += 1
         in_system += env._features.num_queries
@@ -55,6 +56,7 @@ def main() -> None:
                 "mean_queries_in_system": round(in_system / steps, 1),
                 "wall_s": round(elapsed_s, 2),
                 "slots": env.slots,
+                "observation_values": env.observation_values,
             }
         )
     )

@@ -109,9 +109,11 @@ class SimulationModel(_Strict):
 
 
 class EnvModel(_Strict):
-    max_queries: int = Field(128, ge=1)
-    max_pipelines_per_query: int = Field(64, ge=1)
+    max_queries: int | None = Field(None, ge=1)
+    max_pipelines_per_query: int | None = Field(None, ge=1)
     parallelism_levels: int = Field(8, ge=1)
+    observation_budget: int = Field(50_000, ge=1)
+    window_margin: float = Field(1.5, ge=1.0, allow_inf_nan=False)
 
 
 def _agent_item(value: Any) -> Any:
@@ -150,14 +152,25 @@ class ScenarioModel(_Strict):
 # --------------------------------------------------------------------------- plain data
 @dataclass(frozen=True, slots=True)
 class EnvLimits:
-    """Sizes of the Gymnasium environment's fixed-shape observation and action spaces."""
+    """Sizes of the Gymnasium environment's fixed-shape observation and action spaces.
 
-    max_queries: int = 128
-    """Queries visible at once; more wait outside the observation (oldest first are shown)."""
-    max_pipelines_per_query: int = 64
-    """Pipelines per query in the observation; larger plans are truncated."""
+    None means "sized from the scenario" (lsched.env.sizing): the largest plan among the
+    workload's templates, and a window of queries that fits the scenario's load within
+    `observation_budget` values.
+    """
+
+    max_queries: int | None = None
+    """The query window: the oldest this many queries in the system are observed and
+    schedulable; younger ones wait outside it and enter as room frees."""
+    max_pipelines_per_query: int | None = None
+    """Pipelines per query in the observation; a larger plan is an error naming this knob."""
     parallelism_levels: int = 8
-    """Discrete parallelism limits an action chooses from (spread over 1..total threads)."""
+    """Thread counts an action chooses from with `parallelism="levels"`."""
+    observation_budget: int = 50_000
+    """Most values a sized observation may hold; the window shrinks to fit (small enough
+    for an MLP policy: SB3's default MultiInputPolicy then has about 1M parameters)."""
+    window_margin: float = 1.5
+    """Window = this × the peak number of queries in the system under `fair` on seed 0."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,13 +210,19 @@ class Simulation:
             self._start_task(thread)
         return len(chosen)
 
-    def result(self) -> SimResult:
-        """Metrics of the finished run."""
-        if self._unfinished:
+    def result(self, *, partial: bool = False) -> SimResult:
+        """Metrics of the finished run.
+
+        `partial=True` (a run cut short, e.g. an env episode truncated) reports the queries
+        that finished and counts the others in `unfinished`; the lower bound then covers the
+        finished queries only.
+        """
+        if self._unfinished and not partial:
             raise RuntimeError(f"{self._unfinished} queries have not finished")
         total_threads = self.cluster.total_threads
         records = []
-        for query_id, spec in sorted(self._specs.items()):
+        finished = {q: spec for q, spec in self._specs.items() if q in self._finish}
+        for query_id, spec in sorted(finished.items()):
             isolated = isolated_latency_s(spec, self._durations[query_id], total_threads)
             finish = self._finish[query_id]
             latency = finish - spec.arrival_s
@@ -236,7 +242,7 @@ class Simulation:
                     slowdown=latency / isolated,
                 )
             )
-        specs = list(self._specs.values())
+        specs = list(finished.values())
         fluid = fluid_srpt_mean_latency_s(
             [q.arrival_s for q in specs],
             [sum(float(d.sum()) for d in self._durations[q.query_id]) for q in specs],
@@ -252,6 +258,7 @@ class Simulation:
             decisions=self._decisions,
             busy_thread_s=self._busy_s,
             lower_bound=LowerBound(mean_isolated_s=mean_isolated, fluid_srpt_s=fluid),
+            unfinished=len(self._specs) - len(finished),
         )
 
     # ------------------------------------------------------------- decisions

@@ -80,6 +80,8 @@ class SimResult:
     busy_thread_s: float
     """Thread-seconds spent on tasks, lost attempts included."""
     lower_bound: LowerBound
+    unfinished: int = 0
+    """Queries that had not finished when a partial result was taken (0 for a full run)."""
 
     def latencies_s(self) -> np.ndarray:
         return np.array([q.latency_s for q in self.queries])

@@ -95,7 +95,7 @@ def test_faults_oracle_and_env_limits_are_read(tmp_path: Path) -> None:
     assert scenario.cluster.faults.repair_time_s == 30
     assert scenario.oracle
     assert scenario.env == EnvLimits(
-        max_queries=16, max_pipelines_per_query=64, parallelism_levels=4
+        max_queries=16, max_pipelines_per_query=None, parallelism_levels=4
     )
 
 

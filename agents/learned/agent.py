@@ -118,9 +118,9 @@ def limits_of(env_limits: Any) -> ObservationLimits:
     """The agent's limits for a scenario's `env` section: at least as large, never smaller."""
     default = ObservationLimits()
     return ObservationLimits(
-        max_queries=max(int(env_limits.max_queries), default.max_queries),
+        max_queries=max(int(env_limits.max_queries or 0), default.max_queries),
         max_pipelines_per_query=max(
-            int(env_limits.max_pipelines_per_query), default.max_pipelines_per_query
+            int(env_limits.max_pipelines_per_query or 0), default.max_pipelines_per_query
         ),
         parallelism_levels=int(env_limits.parallelism_levels),
     )

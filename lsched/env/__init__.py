@@ -13,7 +13,13 @@ from lsched.env.rewards import (
     Reward,
     SlowdownReward,
 )
-from lsched.env.wrappers import EDGE_FEATURES, NODE_FEATURES, GraphObservation
+from lsched.env.wrappers import (
+    EDGE_FEATURES,
+    NODE_FEATURES,
+    FlatObservation,
+    GraphObservation,
+    graph_instance,
+)
 
 __all__ = [
     "DEFAULT_REWARD_SCALE",
@@ -22,11 +28,13 @@ __all__ = [
     "NODE_FEATURES",
     "REWARDS",
     "DeadlineReward",
+    "FlatObservation",
     "GraphObservation",
     "InvalidActionError",
     "LatencyReward",
     "QuerySchedulingEnv",
     "Reward",
     "SlowdownReward",
+    "graph_instance",
     "register_env",
 ]

@@ -1,28 +1,47 @@
 """`QuerySchedulingEnv`: the simulator as a Gymnasium environment, one step per decision.
 
-A step is one scheduling decision: the action names a pipeline slot and a parallelism limit
-(or WAIT); the simulator carries it out and runs until the next decision point. Observations
-are the padded arrays of `agents.features.encode` (sizes from the scenario's `env:` section)
-plus the flat `action_mask`, so any sim `Scheduler` can also be driven through the env with
-`sim_observation` and `decision_to_action` and reproduce `sim.simulate` exactly.
+A step is one scheduling decision: the action names a pipeline slot and how many more
+threads to give it (or WAIT); the simulator carries it out and runs until the next decision
+point. Any sim `Scheduler` can also be driven through the env with `sim_observation` and
+`decision_to_action` and reproduces `sim.simulate` exactly.
 
-Action: `MultiDiscrete([slots + 1, parallelism])`. Slot `q * max_pipelines_per_query + p` is
-pipeline p of the q-th oldest query in the system; slot `slots` (the last) is WAIT. With the
-default `parallelism="exact"` index i sets the limit i + 1 (1..total threads), so every
-heuristic's limit is expressible; `parallelism="levels"` uses the scenario's
-`env.parallelism_levels` limits, ceil(total · (i + 1) / levels). As in the simulator, a
-decision whose limit does not exceed the threads the pipeline already holds binds nothing and
-ends the round like WAIT; the mask cannot say so (its two parts are independent), so it only
-marks legal slots (WAIT is illegal when it would leave the cluster idle for good) and allows
-every parallelism index.
+**Spaces.** The observation is a Dict of flat Boxes (the arrays of `agents.features.encode`,
+flattened; `observation_shapes` and `unflatten` give them back their shapes), which SB3's
+MultiInputPolicy and checker, VecNormalize, RLlib and TorchRL take without conversion.
+Sizes come from the scenario (lsched.env.sizing): the largest plan among the workload's
+templates, and a window of the oldest queries that fits the load, within 50,000 values.
+Queries beyond the window wait outside it and enter as older ones finish; `waiting` says how
+many (over the window size), and an episode never ends because the window is full.
 
-A workload that outgrows the padding raises ScenarioError naming the knob to raise
-(`env.max_queries`, `env.max_pipelines_per_query`); nothing is silently dropped.
+**Actions.** `MultiDiscrete([slots + 1, choices])`. Slot `q * max_pipelines_per_query + p` is
+pipeline p of the q-th oldest query; slot `slots` (the last) is WAIT. The second part is how
+many threads to add: choice i adds `extra_threads[i]` (with the default
+`parallelism="exact"`, i + 1; with `"levels"`, ceil(total · (i + 1) / levels)), so the
+pipeline's limit becomes its threads + that, at most the cluster. Adding is what makes every
+masked action effective: a limit at or below what a pipeline holds binds nothing, and such
+actions are simply not in the space.
+
+**Mask** (`action_masks()`, and `action_mask` in the observation): the slot part marks the
+schedulable pipelines and WAIT (illegal only when it would leave the cluster idle for good);
+the thread part marks the choices that add no more than the free threads (a larger one
+binds exactly the same threads). Every offered pair binds at least one thread.
+
+**Invalid actions.** An action outside the space (a float, a wrong shape, an index out of
+range) always raises InvalidActionError. An in-space action the mask does not offer is
+handled by `invalid_action`:
+- `"penalty"` (the default): the step's reward is lowered by `invalid_penalty` and the action
+  is carried out as WAIT (time moves on), or nothing happens where WAIT is illegal;
+  `info["invalid_action"]` is True. This default is what lets gymnasium's and SB3's checkers
+  (which step random actions) and learners without masks run unchanged;
+- `"raise"`: the strict mode for debugging an agent: InvalidActionError saying why.
+A choice that adds more threads than are free is not offered but is legal (it binds the free
+ones); that is how heuristics' limits reach the env unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import islice
 from math import ceil
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,17 +52,16 @@ from gymnasium import spaces
 
 from agents.features import (
     FEATURE_SCHEMA_VERSION,
-    GLOBAL_FEATURES,
     OPERATORS,
-    PIPELINE_FEATURES,
-    QUERY_FEATURES,
     FeatureConfig,
     FeatureLimitError,
     FeatureState,
     class_vocabulary,
     encode,
+    observation_shapes,
 )
 from lsched.env.rewards import REWARDS, Reward
+from lsched.env.sizing import sized_limits
 from lsched.errors import LschedError, ScenarioError
 from lsched.scenario import load_scenario
 from sim.engine import Simulation
@@ -56,9 +74,14 @@ VOCABULARY_SEED = 0
 SEED_SPACE = 2**31
 """Unseeded resets draw the episode's workload seed from [train_seed_offset, + SEED_SPACE)."""
 
+FEATURE_KEYS = ("pipelines", "queries", "global")
+"""Float features (near [0, 1]); the other keys are 0/1 masks or small integer ids."""
 MASK_KEYS = ("pipeline_mask", "schedulable", "adjacency", "query_mask")
+ID_KEYS = ("operator", "query_class")
 FEATURE_BOUND = 1e9
 """Bounds of the float feature boxes: features sit near [0, 1], this only keeps spaces finite."""
+INVALID_ACTIONS = ("penalty", "raise")
+PARALLELISM = ("exact", "levels")
 
 
 class ScenarioLike(Protocol):
@@ -86,16 +109,17 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     Options: `scenario` (bundled name, file path or Scenario), `overrides` (dotted settings for
     `Scenario.with_overrides`), `reward` ("latency", "slowdown", "deadline"; see
     lsched.env.rewards) and `reward_scale` (None: the reward's default, 0.01 per query-second
-    for latency and slowdown, 1 per miss for deadline), `invalid_action` ("raise", or
-    "penalty": nothing happens and the step's reward is `-invalid_penalty`), `episode_time_s`
-    / `episode_queries` (truncate at the first decision once simulated time or finished
-    queries reach them), `parallelism` ("exact" or "levels") and `features` (normalisation
-    scales; default: agents.features' with the scenario's query classes).
+    for latency and slowdown, 1 per miss for deadline), `invalid_action` ("penalty" or
+    "raise", see the module doc) with `invalid_penalty`, `episode_time_s` / `episode_queries`
+    (truncate at the first decision once simulated time or finished queries reach them),
+    `parallelism` ("exact" or "levels") and `features` (normalisation scales; default:
+    agents.features' with the scenario's query classes).
 
     `terminated` when every query has finished; `info` has the simulated time `sim_time_s`,
     the queries finished since the last step `completed` (CompletedQuery records), the
-    `action_mask` and the `episode_seed`. Helpers for driving a sim Scheduler:
-    `sim_observation`, `decision_to_action`, `action_to_decision`, `wait_slot`, `result()`.
+    `action_mask`, the `episode_seed`, how many queries wait outside the window `waiting` and
+    `invalid_action`. Helpers for driving a sim Scheduler: `sim_observation`,
+    `decision_to_action`, `action_to_decision`, `wait_slot`, `result()`.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
@@ -107,7 +131,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         overrides: Mapping[str, Any] | None = None,
         reward: str = "latency",
         reward_scale: float | None = None,
-        invalid_action: Literal["raise", "penalty"] = "raise",
+        invalid_action: Literal["penalty", "raise"] = "penalty",
         invalid_penalty: float = 1.0,
         episode_time_s: float | None = None,
         episode_queries: int | None = None,
@@ -120,16 +144,9 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             scenario = scenario.with_overrides(overrides)  # type: ignore[attr-defined]
         self.scenario = scenario
         self._source = str(getattr(scenario, "source", scenario.name))
-        if reward not in REWARDS:
-            raise LschedError(f"env option reward: unknown {reward!r}; known: {', '.join(REWARDS)}")
-        if invalid_action not in ("raise", "penalty"):
-            raise LschedError(
-                f"env option invalid_action: must be 'raise' or 'penalty' (got {invalid_action!r})"
-            )
-        if parallelism not in ("exact", "levels"):
-            raise LschedError(
-                f"env option parallelism: must be 'exact' or 'levels' (got {parallelism!r})"
-            )
+        _check_choice("reward", reward, tuple(REWARDS))
+        _check_choice("invalid_action", invalid_action, INVALID_ACTIONS)
+        _check_choice("parallelism", parallelism, PARALLELISM)
         self.reward_name = reward
         self._reward: Reward = (
             REWARDS[reward]() if reward_scale is None else REWARDS[reward](reward_scale)
@@ -140,20 +157,19 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.episode_queries = episode_queries
 
         self.cluster: ClusterConfig = scenario.cluster
-        self.limits = scenario.env
+        self.total_threads = total = self.cluster.total_threads
+        if parallelism == "exact":
+            self.extra_threads: tuple[int, ...] = tuple(range(1, total + 1))
+        else:
+            levels = min(int(scenario.env.parallelism_levels), total)
+            self.extra_threads = tuple(ceil((i + 1) * total / levels) for i in range(levels))
+        """Choice i of an action's second part adds this many threads."""
+        self.limits = sized_limits(scenario, len(self.extra_threads))
         self.max_queries = int(self.limits.max_queries)
         self.max_pipelines = int(self.limits.max_pipelines_per_query)
         self.slots = self.max_queries * self.max_pipelines
         self.wait_slot = self.slots
         """Action slot meaning WAIT."""
-        total = self.cluster.total_threads
-        if parallelism == "exact":
-            self.parallelism_limits = tuple(range(1, total + 1))
-        else:
-            levels = min(int(self.limits.parallelism_levels), total)
-            self.parallelism_limits = tuple(ceil((i + 1) * total / levels) for i in range(levels))
-        """Parallelism index -> the limit it sets."""
-        self._limit_index = {limit: i for i, limit in enumerate(self.parallelism_limits)}
 
         if features is None:
             classes = class_vocabulary(q.query_class for q in scenario.queries(VOCABULARY_SEED))
@@ -162,14 +178,17 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.feature_schema_version = FEATURE_SCHEMA_VERSION
         self._features = FeatureState(self.limits, features)
 
-        self.action_space = spaces.MultiDiscrete([self.slots + 1, len(self.parallelism_limits)])
+        self.observation_shapes = {**observation_shapes(self.limits), "waiting": (1,)}
+        """The shape of each observation key before flattening (see `unflatten`)."""
+        self.action_space = spaces.MultiDiscrete([self.slots + 1, len(self.extra_threads)])
         self.observation_space = _observation_space(
-            self.max_queries, self.max_pipelines, len(features.query_classes), self.mask_size
+            self.observation_shapes, len(features.query_classes), self.mask_size
         )
         self._sim: Simulation | None = None
         self._obs: dict[str, np.ndarray] = {}
         self._mask = np.zeros(self.mask_size, np.int8)
         self._workload_size = 0
+        self._waiting = 0
         self._t_s = 0.0
         self._completed_seen = 0
         self._terminal = False
@@ -177,8 +196,14 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @property
     def mask_size(self) -> int:
-        """Length of the flat action mask: slot mask (incl. WAIT) then parallelism mask."""
-        return self.slots + 1 + len(self.parallelism_limits)
+        """Length of the flat action mask: slot mask (incl. WAIT) then thread choices."""
+        return self.slots + 1 + len(self.extra_threads)
+
+    @property
+    def observation_values(self) -> int:
+        """Values in one observation, every key counted."""
+        shapes = self.observation_shapes.values()
+        return int(sum(np.prod(shape) for shape in shapes)) + self.mask_size
 
     # ----------------------------------------------------------------- gym API
     def reset(
@@ -220,7 +245,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._terminal = False
         self._sim.advance()
         obs = self._observe(terminal=False)
-        return obs, self._info(())
+        return obs, self._info((), invalid=False)
 
     def step(
         self, action: np.ndarray
@@ -228,13 +253,15 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         sim = self._sim
         if sim is None or self._terminal:
             raise gym.error.ResetNeeded("call reset() before step(): no episode is running")
-        decision = self._decision(action)
-        if decision is None:  # invalid, in penalty mode: nothing happens
-            obs = self._obs = {key: array.copy() for key, array in self._obs.items()}
-            self._mask = obs["action_mask"]
-            info = self._info(())
-            info["invalid_action"] = True
-            return obs, -self.invalid_penalty, False, False, info
+        slot, choice = self._parse(action)
+        problem = self._problem(slot)
+        if problem and self.invalid_action == "raise":
+            raise InvalidActionError(problem)
+        if problem and not self._mask[self.wait_slot]:
+            # Not even WAIT is legal: nothing happens (time cannot move on).
+            obs = {key: array.copy() for key, array in self._obs.items()}
+            return obs, -self.invalid_penalty, False, False, self._info((), invalid=True)
+        decision = WAIT if problem else self._to_decision(slot, choice)
         sim.apply(decision)
         terminal = sim.advance() is None
         self._terminal = terminal
@@ -243,24 +270,20 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         completed = sim.completed
         new = tuple(completed[self._completed_seen :])
         self._completed_seen = len(completed)
-        count = self._features.num_queries
-        reward = self._reward(
-            t0_s,
-            t1_s,
-            self._features.query_ids[:count],
-            self._features.arrival_s[:count],
-            new,
-        )
+        ids, arrivals = self._in_system()
+        reward = self._reward(t0_s, t1_s, ids, arrivals, new)
+        if problem:
+            reward -= self.invalid_penalty
         self._t_s = t1_s
         truncated = not terminal and (
             (self.episode_time_s is not None and t1_s >= self.episode_time_s)
             or (self.episode_queries is not None and len(completed) >= self.episode_queries)
         )
-        return obs, reward, terminal, truncated, self._info(new)
+        return obs, reward, terminal, truncated, self._info(new, invalid=bool(problem))
 
     def action_masks(self) -> np.ndarray:
-        """The flat mask MaskablePPO reads: legal slots (WAIT last), then parallelism indices."""
-        return self._mask
+        """The flat mask MaskablePPO reads: legal slots (WAIT last), then thread choices."""
+        return self._mask.copy()
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -277,8 +300,22 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self._sim
 
     def result(self) -> SimResult:
-        """Metrics of the finished episode (as `sim.simulate` returns them)."""
-        return self.simulation.result()
+        """Metrics of the episode's finished queries (as `sim.simulate` returns them).
+
+        After a truncation (TimeLimit, `episode_time_s`, `episode_queries`) the queries still
+        running are left out and counted in `unfinished`.
+        """
+        return self.simulation.result(partial=True)
+
+    def unflatten(self, observation: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The observation's arrays in their structured shapes (views, not copies):
+        pipelines[q, p, feature], adjacency[q, child, parent], and so on."""
+        return {
+            key: np.asarray(array).reshape(self.observation_shapes[key])
+            if key in self.observation_shapes
+            else np.asarray(array)
+            for key, array in observation.items()
+        }
 
     def decision_to_action(self, decision: Decision) -> np.ndarray:
         """The action that carries out `decision` in the current state."""
@@ -289,50 +326,55 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             row = self._features.row_ids.index(query_id)
         except ValueError:
             raise InvalidActionError(
-                f"decision names query {query_id}, which is not in the system"
+                f"decision names query {query_id}, which is not in the observation window"
             ) from None
-        level = self._limit_index.get(int(decision.limit))
-        if level is None:
+        view = self.simulation.schedulable.get(decision.pipeline)
+        if view is None:
+            raise InvalidActionError(f"pipeline {decision.pipeline} is not schedulable now")
+        limit = int(decision.limit)
+        if limit <= view.threads:
             raise InvalidActionError(
-                f"parallelism limit {decision.limit!r} is not one of this env's limits "
-                f"{self.parallelism_limits}"
+                f"decision sets limit {limit} on pipeline {decision.pipeline}, which holds "
+                f"{view.threads} threads: it binds nothing, and the env has no such action"
             )
-        return np.array([row * self.max_pipelines + index, level], dtype=np.int64)
+        for choice, extra in enumerate(self.extra_threads):
+            if min(view.threads + extra, self.total_threads) == limit:
+                return np.array([row * self.max_pipelines + index, choice], dtype=np.int64)
+        raise InvalidActionError(
+            f"limit {limit} for a pipeline holding {view.threads} threads is not reachable by "
+            f"adding one of {self.extra_threads}"
+        )
 
     def action_to_decision(self, action: np.ndarray) -> Decision:
         """The Decision an action stands for; raises InvalidActionError if it is illegal now."""
-        slot, level = self._parse(action)
-        problem = self._problem(slot, level)
+        slot, choice = self._parse(action)
+        problem = self._problem(slot)
         if problem:
             raise InvalidActionError(problem)
-        return self._to_decision(slot, level)
+        return self._to_decision(slot, choice)
 
     # ----------------------------------------------------------------- internals
-    def _decision(self, action: np.ndarray) -> Decision | None:
-        slot, level = self._parse(action)
-        problem = self._problem(slot, level)
-        if problem:
-            if self.invalid_action == "raise":
-                raise InvalidActionError(problem)
-            return None
-        return self._to_decision(slot, level)
-
-    def _parse(self, action: np.ndarray) -> tuple[int, int]:
-        try:
-            slot, level = (int(value) for value in np.asarray(action).reshape(-1))
-        except (TypeError, ValueError):
+    def _parse(self, action: Any) -> tuple[int, int]:
+        """(slot, choice) of an action of the space; anything else raises."""
+        array = np.asarray(action)
+        integral = array.dtype.kind in "iu" or (
+            array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.rint(array))))
+        )
+        if array.size != 2 or not integral:
             raise InvalidActionError(
-                f"action {action!r} must be a pair (slot, parallelism index)"
-            ) from None
-        return slot, level
-
-    def _problem(self, slot: int, level: int) -> str:
-        """Why (slot, level) is illegal now, or "" when it is legal."""
+                f"action {action!r} must be two integers (slot, thread choice) from "
+                f"{self.action_space}"
+            )
+        slot, choice = (int(value) for value in array.reshape(-1))
         if not 0 <= slot <= self.wait_slot:
-            return f"action slot {slot} is out of range 0..{self.wait_slot}"
-        if not 0 <= level < len(self.parallelism_limits):
-            top = len(self.parallelism_limits) - 1
-            return f"parallelism index {level} is out of range 0..{top}"
+            raise InvalidActionError(f"action slot {slot} is out of range 0..{self.wait_slot}")
+        if not 0 <= choice < len(self.extra_threads):
+            top = len(self.extra_threads) - 1
+            raise InvalidActionError(f"thread choice {choice} is out of range 0..{top}")
+        return slot, choice
+
+    def _problem(self, slot: int) -> str:
+        """Why `slot` is not a legal target now, or "" when it is."""
         if self._mask[slot]:
             return ""
         if slot == self.wait_slot:
@@ -343,7 +385,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         row, index = divmod(slot, self.max_pipelines)
         count = self._features.num_queries
         if row >= count:
-            return f"action slot {slot}: row {row} holds no query ({count} in the system)"
+            return f"action slot {slot}: row {row} holds no query ({count} in the window)"
         query_id = self._features.row_ids[row]
         if not self._features.pipeline_mask[row, index]:
             return f"action slot {slot}: query {query_id} has no pipeline {index}"
@@ -352,71 +394,107 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "(not ready, finished, or every task started)"
         )
 
-    def _to_decision(self, slot: int, level: int) -> Decision:
+    def _to_decision(self, slot: int, choice: int) -> Decision:
         if slot == self.wait_slot:
             return WAIT
         row, index = divmod(slot, self.max_pipelines)
-        return Decision((self._features.row_ids[row], index), self.parallelism_limits[level])
+        ref = (self._features.row_ids[row], index)
+        threads = self.simulation.schedulable[ref].threads
+        return Decision(ref, min(threads + self.extra_threads[choice], self.total_threads))
 
     def _observe(self, terminal: bool) -> dict[str, np.ndarray]:
         sim = self._sim
         assert sim is not None
+        view: Any = sim.observation
+        in_system = len(sim.active_queries)
+        self._waiting = max(0, in_system - self.max_queries)
+        if self._waiting:
+            view = _Window(view, self.max_queries)
         try:
-            arrays = encode(sim.observation, self.limits, self._features)
+            arrays = encode(view, self.limits, self._features)
         except FeatureLimitError as error:
             raise ScenarioError(self._source, error.knob, error.problem) from None
-        obs = {
-            "pipelines": arrays["pipelines"].copy(),
-            "queries": arrays["queries"].copy(),
-            "global": arrays["global"].copy(),
-            "operator": arrays["operator"].copy(),
-            "query_class": arrays["query_class"].copy(),
-        }
+        obs = {key: arrays[key].reshape(-1).copy() for key in FEATURE_KEYS}
+        for key in ID_KEYS:
+            obs[key] = arrays[key].reshape(-1).astype(np.int32)
         for key in MASK_KEYS:  # bool and int8 share a layout: a plain copy converts
-            obs[key] = arrays[key].view(np.int8).copy()
-        mask = np.ones(self.mask_size, np.int8)
-        mask[: self.slots] = obs["schedulable"].reshape(-1)
+            obs[key] = arrays[key].reshape(-1).view(np.int8).copy()
+        obs["waiting"] = np.array([self._waiting / self.max_queries], np.float32)
+        mask = np.zeros(self.mask_size, np.int8)
+        mask[: self.slots] = obs["schedulable"]
         # WAIT is illegal only when it would leave the cluster idle for good.
-        idle = sim.free_threads == self.cluster.total_threads
+        idle = sim.free_threads == self.total_threads
         mask[self.wait_slot] = terminal or not (idle and sim.arrivals_so_far == self._workload_size)
+        # A choice is offered while it adds no more than the free threads: beyond that it
+        # binds the same threads as the last one offered.
+        free = sim.free_threads
+        extra = self.extra_threads
+        mask[self.slots + 1 :] = [i == 0 or extra[i - 1] < free for i in range(len(extra))]
         obs["action_mask"] = mask
-        self._mask = mask
-        # Holding the last observation until the next is built also keeps its ~1 MB of arrays
-        # from going back to the OS and faulting in again every step.
-        self._obs = obs
+        self._mask = mask.copy()
+        self._obs = {key: array.copy() for key, array in obs.items()}
         return obs
 
-    def _info(self, completed: tuple[CompletedQuery, ...]) -> dict[str, Any]:
+    def _in_system(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and arrival times of every query in the system, those outside the window too
+        (their waiting costs like any other)."""
+        features = self._features
+        count = features.num_queries
+        if not self._waiting:
+            return features.query_ids[:count], features.arrival_s[:count]
+        queries = list(self.simulation.active_queries.values())
+        ids = np.fromiter((q.query_id for q in queries), np.int64, len(queries))
+        arrivals = np.fromiter((q.arrival_s for q in queries), float, len(queries))
+        return ids, arrivals
+
+    def _info(self, completed: tuple[CompletedQuery, ...], *, invalid: bool) -> dict[str, Any]:
         sim = self._sim
         assert sim is not None
         return {
             "sim_time_s": sim.now_s,
             "completed": completed,
-            "action_mask": self._mask,
+            "action_mask": self._mask.copy(),
             "episode_seed": self.episode_seed,
+            "waiting": self._waiting,
+            "invalid_action": invalid,
         }
+
+
+class _Window:
+    """The live observation, showing only the oldest `size` queries in the system."""
+
+    __slots__ = ("_observation", "queries")
+
+    def __init__(self, observation: Observation, size: int) -> None:
+        self._observation = observation
+        self.queries = list(islice(observation.queries, size))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._observation, name)
+
+
+def _check_choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise LschedError(
+            f"env option {option}: {value!r} is not one of {', '.join(map(repr, allowed))}"
+        )
 
 
 def _observation_space(
-    max_queries: int, max_pipelines: int, classes: int, mask_size: int
+    shapes: Mapping[str, tuple[int, ...]], classes: int, mask_size: int
 ) -> spaces.Dict:
-    qp = (max_queries, max_pipelines)
-    unbounded = np.float32(FEATURE_BOUND)
-    return spaces.Dict(
-        {
-            "pipelines": spaces.Box(
-                -unbounded, unbounded, (*qp, len(PIPELINE_FEATURES)), np.float32
-            ),
-            "pipeline_mask": spaces.MultiBinary(list(qp)),
-            "schedulable": spaces.MultiBinary(list(qp)),
-            "adjacency": spaces.MultiBinary([*qp, max_pipelines]),
-            "operator": spaces.Box(0, len(OPERATORS) - 1, qp, np.int32),
-            "queries": spaces.Box(
-                -unbounded, unbounded, (max_queries, len(QUERY_FEATURES)), np.float32
-            ),
-            "query_mask": spaces.MultiBinary(max_queries),
-            "query_class": spaces.Box(0, classes, (max_queries,), np.int32),
-            "global": spaces.Box(-unbounded, unbounded, (len(GLOBAL_FEATURES),), np.float32),
-            "action_mask": spaces.MultiBinary(mask_size),
-        }
-    )
+    """Flat Boxes only: every library's policies and wrappers take these unconverted."""
+
+    def size(key: str) -> tuple[int]:
+        return (int(np.prod(shapes[key])),)
+
+    bound = np.float32(FEATURE_BOUND)
+    boxes: dict[str, spaces.Space[Any]] = {
+        key: spaces.Box(-bound, bound, size(key), np.float32) for key in FEATURE_KEYS
+    }
+    boxes.update({key: spaces.Box(0, 1, size(key), np.int8) for key in MASK_KEYS})
+    boxes["operator"] = spaces.Box(0, len(OPERATORS) - 1, size("operator"), np.int32)
+    boxes["query_class"] = spaces.Box(0, classes, size("query_class"), np.int32)
+    boxes["waiting"] = spaces.Box(0, bound, (1,), np.float32)
+    boxes["action_mask"] = spaces.Box(0, 1, (mask_size,), np.int8)
+    return spaces.Dict(boxes)

@@ -108,6 +108,20 @@ def _resolve(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> list[_
     return streams
 
 
+def workload_templates(
+    spec: WorkloadSpec, library: Mapping[str, QueryTemplate]
+) -> tuple[QueryTemplate, ...]:
+    """Every template the workload can draw: its streams' choices, or the whole library when
+    a trace is replayed (trace records map to any template of a similar shape)."""
+    if spec.trace is not None:
+        return tuple(library.values())
+    chosen: dict[str, QueryTemplate] = {}
+    for stream in _resolve(spec, library):
+        for template in (*stream.fixed, *(t for share in stream.shares for t in share)):
+            chosen[template.name] = template
+    return tuple(chosen.values())
+
+
 def _measured_estimates(stream: StreamSpec, template: QueryTemplate) -> bool:
     """Whether a query of `template` in `stream` gets the optimizer's measured estimates."""
     if stream.estimate_error == MEASURED:
