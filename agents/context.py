@@ -8,11 +8,12 @@ to draw training workloads and execution noise on seeds the runner keeps apart f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from agents.scalability import ScalabilityPrior
+from sim.budget import Budget
 from sim.model import ClusterConfig, QuerySpec
 
 
@@ -43,6 +44,8 @@ class AgentContext:
     """For agents that randomise (random); an agent spawns its own child stream from it."""
     oracle: bool = False
     """Whether the scenario shows true work to schedulers (heuristics ignore it)."""
+    budget: Budget = field(default_factory=Budget)
+    """Bounds on each simulation an agent runs to tune or train (the scenario's budget)."""
     scalability: ScalabilityPrior | None = None
     """The database's operator-type scalability model (agents.theory reads it); None: agents
     fall back to their `serial_fraction` option or agents.scalability's default."""

@@ -14,12 +14,13 @@ threads are handed out.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,13 +50,19 @@ class Knobs:
 
     def __post_init__(self) -> None:
         if self.max_parallelism is not None and (
-            not isinstance(self.max_parallelism, int) or self.max_parallelism < 1
+            isinstance(self.max_parallelism, bool)
+            or not isinstance(self.max_parallelism, int)
+            or self.max_parallelism < 1
         ):
             raise AgentOptionError(
                 f"option max_parallelism: must be an integer >= 1 or null "
                 f"(got {self.max_parallelism!r})"
             )
-        if not isinstance(self.min_parallelism, int) or self.min_parallelism < 1:
+        if (
+            isinstance(self.min_parallelism, bool)
+            or not isinstance(self.min_parallelism, int)
+            or self.min_parallelism < 1
+        ):
             raise AgentOptionError(
                 f"option min_parallelism: must be an integer >= 1 (got {self.min_parallelism!r})"
             )
@@ -67,10 +74,10 @@ class Knobs:
         if self.adaptive_parallelism is not None and (
             isinstance(self.adaptive_parallelism, bool)
             or not isinstance(self.adaptive_parallelism, int | float)
-            or not self.adaptive_parallelism > 0
+            or not 0 < self.adaptive_parallelism < math.inf
         ):
             raise AgentOptionError(
-                f"option adaptive_parallelism: must be a number > 0 or null "
+                f"option adaptive_parallelism: must be a finite number > 0 or null "
                 f"(got {self.adaptive_parallelism!r})"
             )
         if self.max_concurrent_queries is not None and (
@@ -89,11 +96,29 @@ class Knobs:
 
 
 KNOB_NAMES = frozenset(Knobs.__dataclass_fields__)
-"""Option names every heuristic accepts."""
+"""Every shared knob; each heuristic accepts those of them it reads (`Heuristic.knobs_read`)."""
+PRIORITY_KNOBS = frozenset(
+    {"max_parallelism", "min_parallelism", "adaptive_parallelism", "max_concurrent_queries"}
+)
+"""What a priority rule reads (min_parallelism floors the adaptive cap)."""
+SHARE_KNOBS = frozenset(
+    {"max_parallelism", "min_parallelism", "work_conserving", "max_concurrent_queries"}
+)
+"""What a share rule reads."""
 
 
 class Heuristic:
-    """Shared bookkeeping: the parallelism caps for the cluster and per-query cached keys."""
+    """Shared bookkeeping: the parallelism caps for the cluster and per-query cached keys.
+
+    Every subclass declares `knobs_read`, the `Knobs` fields its decisions read; the registry
+    refuses any other knob for it (one line listing the options it takes), so a knob can never
+    be set and silently ignored.
+    """
+
+    knobs_read: ClassVar[frozenset[str]]
+    """The Knobs fields this rule reads (a subset of KNOB_NAMES)."""
+    tunable: ClassVar[bool] = True
+    """Whether `tuned` may search this family (agents.families.FAMILIES)."""
 
     def __init__(self, knobs: Knobs | None = None) -> None:
         self.knobs = knobs or Knobs()
@@ -145,6 +170,8 @@ def load_share(factor: float, threads: int, queries_in_system: int) -> int:
 
 class _PriorityRule(Heuristic, ABC):
     """Every free thread, up to `max_parallelism`, to the pipeline with the smallest key."""
+
+    knobs_read = PRIORITY_KNOBS
 
     def decide(self, obs: Observation) -> Decision:
         self._forget_finished(obs)
@@ -239,6 +266,8 @@ class WeightedFair(Heuristic):
     oldest on ties, its ready pipelines in plan order.
     """
 
+    knobs_read = SHARE_KNOBS
+
     def __init__(
         self,
         knobs: Knobs | None = None,
@@ -247,11 +276,26 @@ class WeightedFair(Heuristic):
         use_priority: bool = True,
     ) -> None:
         super().__init__(knobs)
+        if class_weights is not None and not isinstance(class_weights, Mapping):
+            raise AgentOptionError(
+                f"option class_weights: must be a mapping of query class to weight "
+                f"(got {class_weights!r})"
+            )
+        if not isinstance(use_priority, bool):
+            raise AgentOptionError(
+                f"option use_priority: must be true or false (got {use_priority!r})"
+            )
         weights = dict(class_weights or {})
         for name, weight in [*weights.items(), ("<default_weight>", default_weight)]:
-            if not isinstance(weight, int | float) or not weight > 0:
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not 0 < weight < math.inf
+            ):
                 field = "default_weight" if name == "<default_weight>" else f"class_weights.{name}"
-                raise AgentOptionError(f"option {field}: must be a number > 0 (got {weight!r})")
+                raise AgentOptionError(
+                    f"option {field}: must be a finite number > 0 (got {weight!r})"
+                )
         self.class_weights: Mapping[str, float] = MappingProxyType(weights)
         self.default_weight = float(default_weight)
         self.use_priority = use_priority
@@ -333,10 +377,17 @@ class RandomPick(Heuristic):
     same object draws the same stream whatever ran before it.
     """
 
+    knobs_read = frozenset({"max_parallelism", "min_parallelism", "max_concurrent_queries"})
+    tunable = False
+
     def __init__(
         self, rng: np.random.Generator, knobs: Knobs | None = None, random_limit: bool = False
     ) -> None:
         super().__init__(knobs)
+        if not isinstance(random_limit, bool):
+            raise AgentOptionError(
+                f"option random_limit: must be true or false (got {random_limit!r})"
+            )
         self.random_limit = random_limit
         """Draw the limit uniformly in [min_parallelism, max_parallelism] instead of the cap."""
         self._rng = rng

@@ -14,21 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.context import AgentContext, AgentError, AgentOptionError, UnknownAgentError
-from agents.heuristics import (
-    KNOB_NAMES,
-    CriticalPathFirst,
-    Fair,
-    Fifo,
-    Heuristic,
-    Knobs,
-    RandomPick,
-    Sjf,
-    Srpt,
-    WeightedFair,
-)
-from agents.predictor import PredictedSrpt
+from agents.families import HEURISTICS
+from agents.heuristics import KNOB_NAMES, Heuristic, Knobs
 from agents.query_level import QUERY_FORMS, QUERY_KNOB_NAMES, QueryKnobs
-from agents.theory import HeSrpt, LeastParallelizableFirst, Serpt
 from agents.tuned import TUNING_OPTIONS, Tuned, TuningBudget
 from sim.interface import Scheduler
 from sim.query_level import QueryLevel
@@ -67,7 +55,7 @@ def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
                 )
             _check_options(options, sorted(QUERY_KNOB_NAMES))
             return QueryLevel(form(QueryKnobs(**options)))
-        _check_options(options, [*sorted(KNOB_NAMES), *own, "decisions"])
+        _check_options(options, [*sorted(cls.knobs_read), *own, "decisions"])
         knobs = Knobs(**{k: v for k, v in options.items() if k in KNOB_NAMES})
         extra = {k: v for k, v in options.items() if k not in KNOB_NAMES}
         if takes_rng:
@@ -85,24 +73,15 @@ def _tuned(context: AgentContext, **options: Any) -> Scheduler:
 
 
 def _check_options(options: dict[str, Any], known: list[str]) -> None:
+    """Refuse an option the agent does not read, listing the ones it takes."""
     for name in options:
         if name not in known:
-            raise AgentOptionError(f"unknown option {name!r}; known options: {', '.join(known)}")
+            takes = ", ".join(known) if known else "none"
+            raise AgentOptionError(f"unknown option {name!r}; it takes: {takes}")
 
 
 AGENTS: dict[str, AgentFactory] = {
-    "fifo": _heuristic(Fifo, "fifo"),
-    "sjf": _heuristic(Sjf, "sjf"),
-    "srpt": _heuristic(Srpt, "srpt"),
-    "fair": _heuristic(Fair, "fair"),
-    "weighted_fair": _heuristic(WeightedFair, "weighted_fair"),
-    "wfair": _heuristic(WeightedFair, "wfair"),
-    "cpf": _heuristic(CriticalPathFirst, "cpf"),
-    "random": _heuristic(RandomPick, "random"),
-    "hesrpt": _heuristic(HeSrpt, "hesrpt"),
-    "lpf": _heuristic(LeastParallelizableFirst, "lpf"),
-    "serpt": _heuristic(Serpt, "serpt"),
-    "predicted_srpt": _heuristic(PredictedSrpt, "predicted_srpt"),
+    **{name: _heuristic(cls, name) for name, cls in HEURISTICS.items()},
     "tuned": _tuned,
 }
 """Every agent by name; `register` adds to it."""

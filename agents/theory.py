@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from agents.context import AgentOptionError
-from agents.heuristics import Heuristic, Knobs, _PriorityRule, load_share
+from agents.heuristics import SHARE_KNOBS, Heuristic, Knobs, _PriorityRule, load_share
 from agents.scalability import (
     DEFAULT_SERIAL_FRACTION,
     ScalabilityPrior,
@@ -216,6 +216,8 @@ class HeSrpt(Heuristic):
     a query arrives or finishes (between those, heSRPT keeps the ranks). Threads no query's
     share claims go to the smallest queries when `work_conserving` is on.
     """
+
+    knobs_read = SHARE_KNOBS
 
     def __init__(
         self,

@@ -7,6 +7,8 @@ schedules as the best. The evaluation seeds are never seen: the runner keeps the
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -14,42 +16,18 @@ from typing import Literal, get_args
 import numpy as np
 
 from agents.context import AgentContext, AgentOptionError
-from agents.heuristics import (
-    CriticalPathFirst,
-    Fair,
-    Fifo,
-    Heuristic,
-    Knobs,
-    Sjf,
-    Srpt,
-    WeightedFair,
-)
-from agents.predictor import PredictedSrpt
+from agents.families import FAMILIES, HEURISTICS, PRIORITY_FAMILIES
+from agents.heuristics import Heuristic, Knobs
 from agents.query_level import QUERY_FORMS, QueryKnobs
 from agents.scalability import ScalabilityPrior
-from agents.theory import DEFAULT_MARGINAL_SPEEDUP, HeSrpt, LeastParallelizableFirst, Serpt
+from agents.theory import DEFAULT_MARGINAL_SPEEDUP
 from sim.engine import simulate
 from sim.interface import Decision, Observation
 from sim.model import ClusterConfig, QuerySpec
 from sim.query_level import QueryLevel
 from sim.results import SimResult
 
-Family = Literal[
-    "fifo",
-    "sjf",
-    "srpt",
-    "fair",
-    "weighted_fair",
-    "cpf",
-    "hesrpt",
-    "lpf",
-    "serpt",
-    "predicted_srpt",
-]
 Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown"]
-FAMILIES: tuple[str, ...] = get_args(Family)
-PRIORITY_FAMILIES = frozenset({"fifo", "sjf", "srpt", "cpf", "lpf", "serpt", "predicted_srpt"})
-"""Families that hand the best pipeline every thread up to a cap (agents.heuristics)."""
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
@@ -98,6 +76,16 @@ class TuningBudget:
     what `lsched real` can carry out on DuckDB."""
 
     def __post_init__(self) -> None:
+        for name in (
+            "families",
+            "parallelism_fractions",
+            "weight_exponents",
+            "adaptive_factors",
+            "marginal_speedups",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple):
+                raise AgentOptionError(f"option {name}: must be a list (got {value!r})")
         object.__setattr__(self, "families", tuple(self.families))
         object.__setattr__(self, "parallelism_fractions", tuple(self.parallelism_fractions))
         object.__setattr__(self, "weight_exponents", tuple(self.weight_exponents))
@@ -109,20 +97,18 @@ class TuningBudget:
                 f"option families: {unknown or 'empty'} not among {', '.join(FAMILIES)}"
             )
         if not self.parallelism_fractions or not all(
-            isinstance(f, int | float) and 0 < f <= 1 for f in self.parallelism_fractions
+            _number(f) and 0 < f <= 1 for f in self.parallelism_fractions
         ):
             raise AgentOptionError(
                 f"option parallelism_fractions: need numbers in (0, 1] "
                 f"(got {self.parallelism_fractions!r})"
             )
-        if not all(isinstance(e, int | float) and e > 0 for e in self.weight_exponents):
+        if not all(_number(e) and 0 < e < 1e3 for e in self.weight_exponents):
             raise AgentOptionError(
-                f"option weight_exponents: need numbers > 0 (got {self.weight_exponents!r})"
+                f"option weight_exponents: need numbers in (0, 1000) "
+                f"(got {self.weight_exponents!r})"
             )
-        if not all(
-            isinstance(f, int | float) and not isinstance(f, bool) and f > 0
-            for f in self.adaptive_factors
-        ):
+        if not all(_number(f) and 0 < f < math.inf for f in self.adaptive_factors):
             raise AgentOptionError(
                 f"option adaptive_factors: need numbers > 0 (got {self.adaptive_factors!r})"
             )
@@ -133,10 +119,12 @@ class TuningBudget:
             raise AgentOptionError(
                 f"option marginal_speedups: need numbers > 0 (got {self.marginal_speedups!r})"
             )
-        if not isinstance(self.seeds, int) or self.seeds < 1:
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise AgentOptionError(f"option seeds: must be an integer >= 1 (got {self.seeds!r})")
         if self.max_queries is not None and (
-            not isinstance(self.max_queries, int) or self.max_queries < 1
+            isinstance(self.max_queries, bool)
+            or not isinstance(self.max_queries, int)
+            or self.max_queries < 1
         ):
             raise AgentOptionError(
                 f"option max_queries: must be an integer >= 1 or null (got {self.max_queries!r})"
@@ -150,6 +138,11 @@ class TuningBudget:
 
 
 TUNING_OPTIONS = frozenset(TuningBudget.__dataclass_fields__)
+
+
+def _number(value: object) -> bool:
+    """A real number, not a bool (YAML's true is no parallelism fraction)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +170,15 @@ class Candidate:
         knobs = Knobs(
             max_parallelism=self.max_parallelism, adaptive_parallelism=self.adaptive_parallelism
         )
-        if self.family == "weighted_fair":
-            return WeightedFair(knobs, class_weights=dict(self.class_weights))
-        if self.family in _SCALABLE:
+        cls = HEURISTICS[self.family]
+        if self.class_weights:
+            return cls(knobs, class_weights=dict(self.class_weights))  # type: ignore[call-arg]
+        if "scalability" in inspect.signature(cls.__init__).parameters:
             options = {}
             if self.min_marginal_speedup is not None:
                 options["min_marginal_speedup"] = self.min_marginal_speedup
-            return _SCALABLE[self.family](knobs, scalability=scalability, **options)
-        return _PLAIN[self.family](knobs)
+            return cls(knobs, scalability=scalability, **options)  # type: ignore[call-arg]
+        return cls(knobs)
 
     def describe(self) -> str:
         parts = [self.family]
@@ -202,21 +196,6 @@ class Candidate:
             weights = ", ".join(f"{name}: {weight:g}" for name, weight in self.class_weights)
             parts.append(f"class_weights={{{weights}}}")
         return " ".join(parts)
-
-
-_PLAIN: dict[str, type[Heuristic]] = {
-    "fifo": Fifo,
-    "sjf": Sjf,
-    "srpt": Srpt,
-    "fair": Fair,
-    "cpf": CriticalPathFirst,
-    "predicted_srpt": PredictedSrpt,
-}
-_SCALABLE: dict[str, type[HeSrpt] | type[LeastParallelizableFirst] | type[Serpt]] = {
-    "hesrpt": HeSrpt,
-    "lpf": LeastParallelizableFirst,
-    "serpt": Serpt,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +238,11 @@ class Tuned:
             raise AgentOptionError("context.train_seeds: tuning needs at least one training seed")
         self.context = context
         self.budget = budget or TuningBudget()
+        if self.budget.seeds > len(context.train_seeds):
+            raise AgentOptionError(
+                f"option seeds: {self.budget.seeds} is more than the "
+                f"{len(context.train_seeds)} training seeds available"
+            )
         self._choices: dict[ClusterConfig, TunedChoice] = {}
         self._active: Heuristic | QueryLevel | None = None
         self.chosen: TunedChoice | None = None
@@ -323,6 +307,7 @@ class Tuned:
                         candidate.build(self.context.scalability),
                         self.context.execution_rng_for(seed),
                         oracle=self.context.oracle,
+                        budget=self.context.budget,
                     ),
                     budget.objective,
                 )

@@ -538,6 +538,7 @@ def scenarios() -> None:
         table.add_column("description")
         for name in bundled_scenarios():
             table.add_row(name, load_scenario(name).description)
+        scenario.check_size(queries)
         _console().print(table)
 
 

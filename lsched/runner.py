@@ -28,11 +28,12 @@ from lsched.io import (
     write_csv,
     write_json,
 )
-from lsched.scenario import AgentChoice, Scenario, load_scenario
+from lsched.scenario import AgentChoice, Scenario, budget_error, load_scenario
 from lsched.workloads.scalability import scalability_prior
 from sim.engine import simulate
 from sim.interface import Scheduler
 from sim.model import QuerySpec
+from sim.budget import BudgetExceeded
 from sim.results import SimResult
 
 TUNING_SEEDS = 4
@@ -150,6 +151,7 @@ def agent_context(scenario: Scenario) -> AgentContext:
         scalability=scalability_prior(scenario.workload),
     )
 
+        budget=scenario.budget,
 
 def build_agent(scenario: Scenario, agent: AgentChoice | str) -> Scheduler:
     """The scheduler of one agent on this scenario, built once per Scenario object and reused.
@@ -183,14 +185,19 @@ def check_agents(scenario: Scenario, agents: Sequence[AgentChoice] | None = None
 
 
 def simulate_one(scenario: Scenario, agent: AgentChoice | str, seed: int) -> SimResult:
-    """Simulate seed `seed` of the scenario under one agent."""
-    return simulate(
-        scenario.queries(seed),
-        scenario.cluster,
-        build_agent(scenario, agent),
-        scenario.execution_rng(seed),
-        oracle=scenario.oracle,
-    )
+    """Simulate seed `seed` of the scenario under one agent, within the scenario's budget
+    (a refusal is a ScenarioError naming the knob)."""
+    try:
+        return simulate(
+            scenario.queries(seed),
+            scenario.cluster,
+            build_agent(scenario, agent),
+            scenario.execution_rng(seed),
+            oracle=scenario.oracle,
+            budget=scenario.budget,
+        )
+    except BudgetExceeded as error:
+        raise budget_error(scenario.source, error) from None
 
 
 def figures(result: SimResult, scenario: str, agent: str, seed: int, wall_s: float) -> RunFigures:

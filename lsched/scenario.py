@@ -16,18 +16,18 @@ from __future__ import annotations
 import copy
 import difflib
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from lsched.documents import load_mapping
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
-from lsched.workloads.generate import check_templates, check_trace, generate_workload
+from lsched.workloads.generate import check_size, check_templates, check_trace, generate_workload
 from lsched.workloads.spec import (
     WorkloadError,
     WorkloadModel,
@@ -37,7 +37,9 @@ from lsched.workloads.spec import (
 )
 from lsched.workloads.templates import QueryTemplate, TemplateError, load_library
 from lsched.workloads.trace import TraceError
-from sim.model import ClusterConfig, FaultConfig, QuerySpec
+from sim.budget import Budget, BudgetExceeded
+from sim.budget import check_size as check_run_size
+from sim.model import CLUSTER_BOUNDS, FAULT_BOUNDS, Bound, ClusterConfig, FaultConfig, QuerySpec
 
 WORKLOAD_STREAM = 0
 """SeedSequence key of the workload stream: `default_rng([seed, WORKLOAD_STREAM])`."""
@@ -60,33 +62,20 @@ _BUNDLED_DIRS = (
 
 # --------------------------------------------------------------------------- file schema
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict at the boundary: no bool for a number, no "10" for 10, no infinite settings."""
 
-
-_FAULTS = FaultConfig()
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 OverheadSetting = Annotated[float | Literal["measured"], number_or_word(MEASURED)]
 
 
-class ClusterModel(_Strict):
-    """The `cluster:` section; meanings are those of sim.model.ClusterConfig. A field left out
-    takes the engine preset's value (lsched.engines)."""
+def _ranged(bound: Bound, default: Any = None) -> Any:
+    return Field(default, **bound.field_constraints())
 
+
+class _ClusterBase(_Strict):
     engine: Literal["spark", "duckdb"] = DEFAULT_ENGINE
-    nodes: int | None = Field(None, ge=1)
-    threads_per_node: int | None = Field(None, ge=1)
-    memory_per_node_gb: float | None = Field(None, gt=0)
-    moving_delay_s: float | None = Field(None, ge=0)
-    warmup_s: float | None = Field(None, ge=0)
-    parallel_overhead: Annotated[float | Literal["measured"], number_or_word(MEASURED)] | None = (
-        None
-    )
-    """A number for every pipeline (0: linear scaling; 0.02 was the model before measured
-    scalability), or `measured`: each pipeline's own serial fraction."""
-    spill_factor: float | None = Field(None, ge=1)
-    task_skew: float | None = Field(None, ge=0)
-    interference: float | None = Field(None, ge=0)
 
     def to_config(self, faults: FaultConfig) -> ClusterConfig:
         settings = dict(engine_preset(self.engine).settings)
@@ -96,16 +85,51 @@ class ClusterModel(_Strict):
         return ClusterConfig(**settings, faults=faults)
 
 
-class FaultsModel(_Strict):
-    mean_time_between_failures_s: float = Field(_FAULTS.mean_time_between_failures_s, ge=0)
-    """0 turns node failures off."""
-    repair_time_s: float = Field(_FAULTS.repair_time_s, ge=0)
+_CLUSTER_TYPES = get_type_hints(ClusterConfig)
+ClusterModel = create_model(  # type: ignore[call-overload]
+    "ClusterModel",
+    __base__=_ClusterBase,
+    __doc__="""The `cluster:` section, built from sim.model.ClusterConfig and CLUSTER_BOUNDS
+    (one schema): a field left out takes the engine preset's value (lsched.engines);
+    `parallel_overhead` also takes `measured` (each pipeline's own serial fraction).""",
+    **{
+        name: (_CLUSTER_TYPES[name] | None, _ranged(bound))
+        for name, bound in CLUSTER_BOUNDS.items()
+        if name != "parallel_overhead"
+    },
+    parallel_overhead=(OverheadSetting | None, None),  # number_or_word checks its range
+)
+
+
+_FAULTS = FaultConfig()
+FaultsModel = create_model(  # type: ignore[call-overload]
+    "FaultsModel",
+    __base__=_Strict,
+    __doc__="The `simulation.faults:` section (sim.model.FaultConfig; MTBF 0 turns faults off).",
+    **{
+        name: (float, _ranged(bound, getattr(_FAULTS, name)))
+        for name, bound in FAULT_BOUNDS.items()
+    },
+)
+
+
+_BUDGET = Budget()
+BudgetModel = create_model(  # type: ignore[call-overload]
+    "BudgetModel",
+    __base__=_Strict,
+    __doc__="The `simulation.budget:` section (sim.budget.Budget: one run's upper bounds).",
+    **{
+        name: (kind, Field(getattr(_BUDGET, name), gt=0))
+        for name, kind in get_type_hints(Budget).items()
+    },
+)
 
 
 class SimulationModel(_Strict):
     faults: FaultsModel = FaultsModel()
     oracle: bool = False
     """Let schedulers read true pipeline work (an upper-bound study, not a real database)."""
+    budget: BudgetModel = BudgetModel()
 
 
 class EnvModel(_Strict):
@@ -209,6 +233,9 @@ class Scenario:
     base_dir: Path | None = None
     """Folder relative paths in the file (template files, traces) are resolved against."""
     train_seed_offset: int = TRAIN_SEED_OFFSET
+    budget: Budget = field(default_factory=Budget)
+    """Upper bounds on one run (the file's `simulation.budget:`), checked before and while
+    every simulation of this scenario runs."""
     agent_cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     """Agents the runner built for this scenario, by label (built and tuned once, reset per
     run). Lives and dies with the scenario; never pickled, so workers build their own."""
@@ -219,6 +246,13 @@ class Scenario:
     def queries(self, seed: int) -> tuple[QuerySpec, ...]:
         """The workload of seed `seed`: the same queries for every agent."""
         return generate_workload(self.workload, self.templates, self.workload_rng(seed))
+
+    def check_size(self, queries: Sequence[QuerySpec]) -> None:
+        """Refuse (ScenarioError naming the budget knob) a draw too big to simulate."""
+        try:
+            check_run_size(queries, self.cluster, self.budget)
+        except BudgetExceeded as error:
+            raise budget_error(self.source, error) from None
 
     def workload_rng(self, seed: int) -> np.random.Generator:
         return np.random.default_rng([_check_seed(seed), WORKLOAD_STREAM])
@@ -261,6 +295,15 @@ class Scenario:
         except ScenarioError as error:
             source = f"{self.source} (with overrides)"
             raise ScenarioError(source, error.field, error.problem) from None
+
+
+def budget_error(source: str, error: BudgetExceeded) -> ScenarioError:
+    """A budget refusal as a scenario error naming the knob to raise."""
+    return ScenarioError(
+        source,
+        f"simulation.budget.{error.knob}",
+        f"{error.problem}; raise simulation.budget.{error.knob} if the run is meant to be this big",
+    )
 
 
 def _check_seed(seed: int) -> int:
@@ -353,6 +396,15 @@ def scenario_from_document(
     except (TraceError, OSError) as error:
         raise ScenarioError(source, "workload.trace.path", str(error)) from None
     cluster = model.cluster.to_config(FaultConfig(**model.simulation.faults.model_dump()))
+    budget = Budget(**model.simulation.budget.model_dump())
+    try:
+        check_size(workload, templates, budget)
+    except WorkloadError as error:
+        raise ScenarioError(source, "", f"workload.{error}") from None
+    try:
+        check_run_size((), cluster, budget)
+    except BudgetExceeded as error:
+        raise budget_error(source, error) from None
     return Scenario(
         name=model.name,
         description=model.description,
@@ -360,6 +412,7 @@ def scenario_from_document(
         workload=workload,
         templates=templates,
         oracle=model.simulation.oracle,
+        budget=budget,
         agents=tuple(AgentChoice(a.name, dict(a.model_extra or {})) for a in model.agents),
         env=EnvLimits(**model.env.model_dump()),
         source=source,

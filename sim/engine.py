@@ -17,6 +17,7 @@ import simpy
 from simpy.events import Timeout
 
 from sim.bounds import fluid_srpt_mean_latency_s, isolated_latency_s
+from sim.budget import Budget, BudgetExceeded, check_size
 from sim.interface import (
     CompletedQuery,
     Decision,
@@ -103,6 +104,7 @@ class Simulation:
         *,
         oracle: bool = False,
         record_tasks: bool = True,
+        budget: Budget | None = None,
     ) -> None:
         for query in queries:
             validate_query(query)
@@ -114,6 +116,9 @@ class Simulation:
         self._specs = {q.query_id: q for q in queries}
         self._env = simpy.Environment()
         self._rng = rng
+        self.budget = budget or Budget()
+        check_size(queries, cluster, self.budget)  # before anything is drawn or allocated
+        self._events = 0
         self._durations = _draw_durations(queries, cluster.task_skew, rng)
 
         # State read through Observation (see sim.interface.SimulationState).
@@ -175,10 +180,26 @@ class Simulation:
             elif not self._unfinished:
                 self.now_s = env.now
                 return None
+            self._events += 1
+            if self._events > self.budget.max_events or env.now > self.budget.max_sim_time_s:
+                raise self._over_budget()
             try:
                 env.step()
             except simpy.core.EmptySchedule:
                 raise RuntimeError("simulation stalled with unfinished queries") from None
+
+    def _over_budget(self) -> BudgetExceeded:
+        if self._events > self.budget.max_events:
+            return BudgetExceeded(
+                "max_events",
+                f"the run passed {self.budget.max_events} simulated events at "
+                f"{self._env.now:.6g} s with {self._unfinished} queries unfinished",
+            )
+        return BudgetExceeded(
+            "max_sim_time_s",
+            f"the run passed {self.budget.max_sim_time_s:g} simulated seconds with "
+            f"{self._unfinished} queries unfinished",
+        )
 
     def apply(self, decision: Decision) -> int:
         """Carry out a decision; returns the threads it bound. Invalid ones raise ValueError."""
@@ -545,9 +566,13 @@ def simulate(
     *,
     oracle: bool = False,
     record_tasks: bool = True,
+    budget: Budget | None = None,
 ) -> SimResult:
-    """Run a workload to completion under a scheduler (without a task trace if not recorded)."""
-    simulation = Simulation(queries, cluster, rng, oracle=oracle, record_tasks=record_tasks)
+    """Run a workload to completion under a scheduler (without a task trace if not recorded);
+    `budget` (default: sim.budget.Budget()) bounds its size, before and while it runs."""
+    simulation = Simulation(
+        queries, cluster, rng, oracle=oracle, record_tasks=record_tasks, budget=budget
+    )
     scheduler.reset(cluster)
     observation = simulation.advance()
     while observation is not None:

@@ -6,7 +6,37 @@ run on the same seed reads the same objects.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+MAX_TASK_SKEW = 4.0
+"""Largest `task_skew`: task durations are gamma with shape 1/skew², and beyond this the
+draws underflow to 0 often enough that a pipeline's tasks sum to nothing (bundled: 0.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The range a numeric setting may take; checked here and by the scenario schema."""
+
+    low: float
+    low_inclusive: bool = True
+    high: float | None = None
+    """Inclusive upper end; None: any finite number."""
+
+    def holds(self, value: float) -> bool:
+        """Within range and finite (no setting here means anything at infinity)."""
+        above = value >= self.low if self.low_inclusive else value > self.low
+        return above and math.isfinite(value) and (self.high is None or value <= self.high)
+
+    def field_constraints(self) -> dict[str, float]:
+        """The range as pydantic Field keywords (ge/gt/le)."""
+        low = {"ge": self.low} if self.low_inclusive else {"gt": self.low}
+        return low if self.high is None else {**low, "le": self.high}
+
+    def describe(self) -> str:
+        text = f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+        return text if self.high is None else f"{text} and <= {self.high:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +51,13 @@ class FaultConfig:
     @property
     def enabled(self) -> bool:
         return self.mean_time_between_failures_s > 0.0
+
+
+FAULT_BOUNDS: Mapping[str, Bound] = {
+    "mean_time_between_failures_s": Bound(0.0),
+    "repair_time_s": Bound(0.0),
+}
+"""The one statement of FaultConfig's ranges (scenario files validate against it too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,26 +89,38 @@ class ClusterConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
-        checks = {
-            "nodes": self.nodes >= 1,
-            "threads_per_node": self.threads_per_node >= 1,
-            "memory_per_node_gb": self.memory_per_node_gb > 0,
-            "moving_delay_s": self.moving_delay_s >= 0,
-            "warmup_s": self.warmup_s >= 0,
-            "parallel_overhead": self.parallel_overhead is None or self.parallel_overhead >= 0,
-            "spill_factor": self.spill_factor >= 1,
-            "task_skew": self.task_skew >= 0,
-            "interference": self.interference >= 0,
-            "faults.mean_time_between_failures_s": self.faults.mean_time_between_failures_s >= 0,
-            "faults.repair_time_s": self.faults.repair_time_s >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        settings = [(name, getattr(self, name), bound) for name, bound in CLUSTER_BOUNDS.items()]
+        settings += [
+            (f"faults.{name}", getattr(self.faults, name), bound)
+            for name, bound in FAULT_BOUNDS.items()
+        ]
+        bad = [
+            f"{name} (must be {bound.describe()})"
+            for name, value, bound in settings
+            if value is not None and not bound.holds(value)
+        ]
         if bad:
             raise ValueError(f"invalid cluster setting(s): {', '.join(bad)}")
 
     @property
     def total_threads(self) -> int:
         return self.nodes * self.threads_per_node
+
+
+CLUSTER_BOUNDS: Mapping[str, Bound] = {
+    "nodes": Bound(1),
+    "threads_per_node": Bound(1),
+    "memory_per_node_gb": Bound(0.0, low_inclusive=False),
+    "moving_delay_s": Bound(0.0),
+    "warmup_s": Bound(0.0),
+    "parallel_overhead": Bound(0.0),
+    "spill_factor": Bound(1.0),
+    "task_skew": Bound(0.0, high=MAX_TASK_SKEW),
+    "interference": Bound(0.0),
+}
+"""The one statement of ClusterConfig's ranges: `__post_init__` checks them and the scenario
+schema (lsched.scenario) is built from them. How large a cluster may be is a budget
+(sim.budget.Budget.max_threads), not a range."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,7 +120,7 @@ def test_training_seeds_never_meet_evaluation_seeds(small: Scenario) -> None:
 
 
 def test_overrides_revalidate_a_copy(small: Scenario) -> None:
-    bigger = small.with_overrides({"cluster.nodes": 4, "workload.queries": "7"})
+    bigger = small.with_overrides({"cluster.nodes": 4, "workload.queries": 7})
     assert bigger.cluster.total_threads == 16 and len(bigger.queries(0)) == 7
     assert small.cluster.nodes == 2 and len(small.queries(0)) == 20
     rate = bigger.with_overrides({"workload.streams.0.arrivals.rate_per_s": 2.0})
@@ -131,6 +131,8 @@ def test_overrides_revalidate_a_copy(small: Scenario) -> None:
         small.with_overrides({"cluster.nodez": 4})
     with pytest.raises(ScenarioError, match=r"cluster\.nodes: .*greater than or equal to 1"):
         small.with_overrides({"cluster.nodes": 0})
+    with pytest.raises(ScenarioError, match=r"workload\.queries: .*valid integer \(got '7'\)"):
+        small.with_overrides({"workload.queries": "7"})  # no silent string-to-number
     with pytest.raises(ScenarioError, match=r"workload\.streams\.5: no such list item"):
         small.with_overrides({"workload.streams.5.priority": 2})
 

@@ -56,6 +56,15 @@ class ArrivalProcess(Protocol):
         self, rng: np.random.Generator, horizon_s: float, max_count: int | None = None
     ) -> np.ndarray: ...
 
+    def expected_count(self, horizon_s: float) -> float:
+        """Mean number of arrivals in [0, horizon_s): what sizes a workload before drawing it."""
+        ...
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Mean random draws beyond the arrivals themselves to cover [0, horizon_s) (on/off
+        periods, overlapping groups): a drawing cost the budget bounds too."""
+        ...
+
 
 class _Process(ABC):
     """Shared behaviour: `times` is `arrivals` without the slots."""
@@ -73,6 +82,14 @@ class _Process(ABC):
     ) -> np.ndarray:
         """Sorted arrival times in [0, horizon_s), at most `max_count` of them."""
         return self.arrivals(rng, horizon_s, max_count).times_s
+
+    @abstractmethod
+    def expected_count(self, horizon_s: float) -> float:
+        """Mean number of arrivals in [0, horizon_s)."""
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Random draws beyond the arrivals to cover [0, horizon_s); none by default."""
+        return 0.0
 
 
 def _check_bounds(horizon_s: float, max_count: int | None) -> None:
@@ -141,6 +158,11 @@ class Batch(_Process):
             return _empty()
         return Arrivals(np.full(count, self.at_s), np.arange(count), np.zeros(count, np.int64))
 
+    def expected_count(self, horizon_s: float) -> float:
+        if self.at_s >= horizon_s:
+            return 0.0
+        return math.inf if self.count is None else float(self.count)
+
 
 @dataclass(frozen=True, slots=True)
 class Poisson(_Process):
@@ -162,6 +184,9 @@ class Poisson(_Process):
             count = rng.poisson(self.rate_per_s * horizon_s)
             times_s = np.sort(rng.uniform(0.0, horizon_s, size=count))
         return _finish(times_s, np.arange(len(times_s)), horizon_s, max_count)
+
+    def expected_count(self, horizon_s: float) -> float:
+        return self.rate_per_s * horizon_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +238,13 @@ class Bursty(_Process):
         times_s = np.concatenate(chunks) if chunks else np.zeros(0)
         return _finish(times_s, np.arange(len(times_s)), horizon_s, max_count)
 
+    def expected_count(self, horizon_s: float) -> float:
+        return self.mean_rate_per_s * horizon_s
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Two draws per on/off period."""
+        return 4.0 * horizon_s / (self.mean_on_s + self.mean_off_s)
+
 
 @dataclass(frozen=True, slots=True)
 class Diurnal(_Process):
@@ -263,6 +295,13 @@ class Diurnal(_Process):
         times_s = np.concatenate(chunks) if chunks else np.zeros(0)
         return _finish(times_s, np.arange(len(times_s)), horizon_s, max_count)
 
+    def expected_count(self, horizon_s: float) -> float:
+        return 0.5 * (self.base_rate_per_s + self.peak_rate_per_s) * horizon_s
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Thinning: candidates at the peak rate, of which the mean rate's share is kept."""
+        return 0.5 * (self.peak_rate_per_s - self.base_rate_per_s) * horizon_s
+
 
 @dataclass(frozen=True, slots=True)
 class Periodic(_Process):
@@ -296,6 +335,13 @@ class Periodic(_Process):
         delays_s = rng.uniform(0.0, self.jitter_s, size=len(nominal_s)) if self.jitter_s else 0.0
         slots = np.tile(np.arange(per_firing), firings)
         return _finish(nominal_s + delays_s, slots, horizon_s, max_count)
+
+    def expected_count(self, horizon_s: float) -> float:
+        return (self.count or 1) * _groups_before(self.offset_s, self.period_s, horizon_s)
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Firings whose jitter may still land among the first arrivals are drawn too."""
+        return (self.count or 1) * (self.jitter_s / self.period_s + 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +380,22 @@ class NightlyEtl(_Process):
         times_s = (starts_s[:, None] + offsets_s).ravel()
         slots = np.tile(np.arange(self.count), days)
         return _finish(times_s, slots, horizon_s, max_count)
+
+    def expected_count(self, horizon_s: float) -> float:
+        count = math.inf if self.count is None else self.count
+        return count * _groups_before(self.time_of_day_s, self.day_s, horizon_s)
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        """Bursts whose spread may still land among the first arrivals are drawn too."""
+        return (self.count or 1) * (self.spread_s / self.day_s + 1.0)
+
+
+def _groups_before(first_s: float, every_s: float, horizon_s: float) -> float:
+    """Groups (firings, nights) starting in [0, horizon_s)."""
+    if horizon_s <= first_s:
+        return 0.0
+    groups = (horizon_s - first_s) / every_s
+    return math.ceil(groups) if math.isfinite(groups) else math.inf
 
 
 def _group_count(
@@ -381,6 +443,16 @@ class Window(_Process):
         inner = self.process.arrivals(rng, stop_s - self.start_s, max_count)
         return Arrivals(inner.times_s + self.start_s, inner.slots, inner.sources)
 
+    def _inner_horizon_s(self, horizon_s: float) -> float:
+        stop_s = horizon_s if self.end_s is None else min(horizon_s, self.end_s)
+        return max(stop_s - self.start_s, 0.0)
+
+    def expected_count(self, horizon_s: float) -> float:
+        return self.process.expected_count(self._inner_horizon_s(horizon_s))
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        return self.process.draw_overhead(self._inner_horizon_s(horizon_s))
+
 
 @dataclass(frozen=True, slots=True)
 class Mixture(_Process):
@@ -402,6 +474,12 @@ class Mixture(_Process):
         _check_bounds(horizon_s, max_count)
         draws = [c.arrivals(rng, horizon_s, max_count) for c in self.components]
         return merge(draws, max_count)
+
+    def expected_count(self, horizon_s: float) -> float:
+        return sum(c.expected_count(horizon_s) for c in self.components)
+
+    def draw_overhead(self, horizon_s: float) -> float:
+        return sum(c.draw_overhead(horizon_s) for c in self.components)
 
 
 def merge(draws: Sequence[Arrivals], max_count: int | None = None) -> Arrivals:

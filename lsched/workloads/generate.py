@@ -34,6 +34,7 @@ from lsched.workloads.spec import (
 )
 from lsched.workloads.templates import QueryTemplate, TemplateError, select_templates
 from lsched.workloads.trace import TraceRecord, check_template_names, read_trace, replay_trace
+from sim.budget import Budget
 from sim.model import QuerySpec
 
 
@@ -180,6 +181,75 @@ def _merge(
         key=lambda q: q.arrival_s,
     )[: spec.queries]
     return tuple(replace(q, query_id=i) for i, q in enumerate(merged))
+
+
+DRAWS_PER_QUERY = 10.0
+"""A stream may draw at most this many random numbers per query its budget allows (on/off
+periods, thinning candidates, jittered firings) before it is refused as too costly to draw."""
+SHORTEST_HORIZON_S, LONGEST_HORIZON_S = 1e-12, 1e300
+"""The range searched for when a stream has sent enough queries (beyond it: never)."""
+
+
+def check_size(spec: WorkloadSpec, library: Mapping[str, QueryTemplate], budget: Budget) -> None:
+    """Refuse a workload that would exceed the budget before any of it is drawn (WorkloadError
+    naming the field): more queries than `max_queries`, arrivals needed past `max_sim_time_s`,
+    or a stream whose draw would cost more than DRAWS_PER_QUERY per allowed query."""
+    queries, duration_s = spec.queries, spec.duration_s
+    if queries is not None and queries > budget.max_queries:
+        raise WorkloadError(
+            f"queries: {queries} is more than the budget's {budget.max_queries} "
+            "(simulation.budget.max_queries)"
+        )
+    if not spec.streams:
+        return
+    processes = [stream.arrivals for stream in _resolve(spec, library)]
+    mixture = Mixture(tuple(processes))
+    limit_s = budget.max_sim_time_s
+    window_s = limit_s if duration_s is None else min(duration_s, limit_s)
+    expected = mixture.expected_count(window_s)
+    if queries is None and expected > budget.max_queries:
+        raise WorkloadError(
+            f"duration_s: the streams send about {expected:.3g} queries in {window_s:g} s, "
+            f"more than the budget's {budget.max_queries} (simulation.budget.max_queries)"
+        )
+    if queries is not None and expected < queries and (duration_s is None or duration_s > limit_s):
+        raise WorkloadError(
+            f"queries: the streams send about {expected:.3g} of the {queries} queries within "
+            f"{limit_s:g} simulated seconds (simulation.budget.max_sim_time_s)"
+        )
+    allowed = DRAWS_PER_QUERY * budget.max_queries
+    for i, process in enumerate(processes):
+        if duration_s is not None:
+            horizon_s = duration_s
+            if queries is not None:
+                horizon_s = min(horizon_s, _time_to_send(process, queries))
+        else:  # each stream draws its first `queries` arrivals, however long they take
+            horizon_s = _time_to_send(process, queries or 0)
+        cost = min(process.expected_count(horizon_s), queries or math.inf)
+        cost += process.draw_overhead(horizon_s)
+        if not cost <= allowed:
+            raise WorkloadError(
+                f"streams[{i}].arrivals: drawing its arrivals would take about {cost:.3g} "
+                f"random draws, more than {allowed:.3g} ({DRAWS_PER_QUERY:g} per query of "
+                "simulation.budget.max_queries): its rates or periods are out of scale"
+            )
+
+
+def _time_to_send(process: ArrivalProcess, count: int) -> float:
+    """When `process` has sent `count` arrivals on average (inf if it never does): a
+    bisection over the logarithm of time."""
+    low, high = SHORTEST_HORIZON_S, LONGEST_HORIZON_S
+    if process.expected_count(high) < count:
+        return math.inf
+    if process.expected_count(low) >= count:
+        return low
+    for _ in range(60):
+        middle = math.sqrt(low * high)
+        if process.expected_count(middle) >= count:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def check_trace(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> None:

@@ -67,9 +67,16 @@ measured estimate ratio), times lognormal(0, estimate_noise)."""
 AUTO = "auto"
 """The default: measured estimates where a template has them, else the synthetic σ."""
 EstimateError = float | Literal["measured", "auto"]
+MAX_ESTIMATE_SIGMA = 10.0
+"""Largest σ of an estimate error or noise (bundled: 1.5): lognormal factors of e^±60 are
+already meaningless, and far beyond, estimates overflow to infinity or vanish to 0."""
+MAX_WORK_MULTIPLIER = 1e6
+"""Largest `work_multiplier` (bundled: 850)."""
+MAX_PRIORITY = 1e6
+"""Largest `priority` (and smallest 1 / this): weights beyond overflow the share rules."""
 
 
-def number_or_word(*words: str) -> BeforeValidator:
+def number_or_word(*words: str, high: float | None = None) -> BeforeValidator:
     """A field that takes a number >= 0 or one of `words`, with one message for both (a plain
     union would report the problem once per member, under pydantic's member names)."""
 
@@ -81,12 +88,16 @@ def number_or_word(*words: str) -> BeforeValidator:
             raise ValueError(f"must be a number >= 0 or {choices}")
         if not value >= 0 or value == float("inf"):
             raise ValueError(f"must be a finite number >= 0 or {choices}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {high:g} or {choices}")
         return value
 
     return BeforeValidator(check)
 
 
-EstimateSetting = Annotated[float | Literal["measured", "auto"], number_or_word(MEASURED, AUTO)]
+EstimateSetting = Annotated[
+    float | Literal["measured", "auto"], number_or_word(MEASURED, AUTO, high=MAX_ESTIMATE_SIGMA)
+]
 
 
 class WorkloadError(LschedError):
@@ -97,7 +108,7 @@ class WorkloadError(LschedError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _fail(loc: tuple[str | int, ...], message: str, value: Any = None) -> ValidationError:
@@ -277,11 +288,11 @@ class StreamModel(_Model):
     estimate_error: EstimateSetting | None = None
     """σ of a synthetic lognormal estimate error, `measured` or `auto`; defaults to the
     workload's `estimate_error`."""
-    estimate_noise: float | None = Field(None, ge=0)
+    estimate_noise: float | None = Field(None, ge=0, le=MAX_ESTIMATE_SIGMA)
     """σ of per-instance noise on top of measured estimates; defaults to the workload's."""
-    priority: float = Field(1.0, gt=0)
+    priority: float = Field(1.0, ge=1 / MAX_PRIORITY, le=MAX_PRIORITY)
     deadline_s: float | None = Field(None, gt=0)
-    work_multiplier: float = Field(1.0, gt=0)
+    work_multiplier: float = Field(1.0, gt=0, le=MAX_WORK_MULTIPLIER)
     start_s: float = Field(0.0, ge=0)
     """The stream starts here; its process's clock (and time of day) is shifted by it."""
     end_s: float | None = Field(None, gt=0)
@@ -363,7 +374,7 @@ class TraceModel(_Model):
     max_records: int | None = Field(None, ge=1)
     instance_id: str | int | None = None
     """Keep one cluster of a multi-cluster log (Redset's instance_id)."""
-    estimate_error: float | None = Field(None, ge=0)
+    estimate_error: float | None = Field(None, ge=0, le=MAX_ESTIMATE_SIGMA)
     """σ of the optimizer's error for replayed queries; null: the workload's."""
 
 
@@ -378,7 +389,7 @@ class WorkloadModel(_Model):
     """How the optimizer errs: `auto` (measured where a template has it, else lognormal with
     σ = DEFAULT_ESTIMATE_ERROR), `measured` (an error for a template without), or a number σ
     for the synthetic lognormal on every template (the model before measured estimates)."""
-    estimate_noise: float = Field(0.0, ge=0)
+    estimate_noise: float = Field(0.0, ge=0, le=MAX_ESTIMATE_SIGMA)
     """σ of per-instance lognormal noise on top of measured estimates (0: the optimizer's
     error repeats exactly for a template at a scale factor, as DuckDB's does)."""
     parameters: Literal["measured", "default"] = "measured"
