@@ -372,6 +372,24 @@ def _window(text: str | None) -> tuple[float, float] | None:
 
 
 @app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A folder `lsched run --out` wrote.")],
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="The agent others are compared with (default: the best baseline)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="The HTML file to write (default: FOLDER/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page: results table, every plot, the scenario."""
+    with _user_errors():
+        from lsched.report import write_report
+
+        typer.echo(str(write_report(folder, baseline, out)))
+
+
+@app.command()
 def train(
     scenarios: Annotated[str, typer.Argument(help="Comma-separated scenarios to train on.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics, checkpoints and policy.pt.")],
@@ -520,6 +538,7 @@ def validate(
         scenario = load_scenario(file)
         check_agents(scenario)
         queries = scenario.queries(0)
+        scenario.check_size(queries)
         agents = ", ".join(a.label for a in scenario.agents)
         typer.echo(
             f"{file}: ok — scenario {scenario.name!r}, {scenario.cluster.total_threads} threads, "
@@ -538,7 +557,6 @@ def scenarios() -> None:
         table.add_column("description")
         for name in bundled_scenarios():
             table.add_row(name, load_scenario(name).description)
-        scenario.check_size(queries)
         _console().print(table)
 
 

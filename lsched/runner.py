@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from agents import AgentContext, AgentError, make_agent
 from lsched.errors import ScenarioError
@@ -21,7 +22,9 @@ from lsched.io import (
     DAG_COLUMNS,
     QUERY_COLUMNS,
     RESULTS_FILE,
+    SCENARIO_FILE,
     TASK_COLUMNS,
+    atomic_write_text,
     dag_file,
     queries_file,
     tasks_file,
@@ -30,10 +33,10 @@ from lsched.io import (
 )
 from lsched.scenario import AgentChoice, Scenario, budget_error, load_scenario
 from lsched.workloads.scalability import scalability_prior
+from sim.budget import BudgetExceeded
 from sim.engine import simulate
 from sim.interface import Scheduler
 from sim.model import QuerySpec
-from sim.budget import BudgetExceeded
 from sim.results import SimResult
 
 TUNING_SEEDS = 4
@@ -148,10 +151,10 @@ def agent_context(scenario: Scenario) -> AgentContext:
         execution_rng=scenario.execution_rng,
         rng=scenario.agent_rng(),
         oracle=scenario.oracle,
+        budget=scenario.budget,
         scalability=scalability_prior(scenario.workload),
     )
 
-        budget=scenario.budget,
 
 def build_agent(scenario: Scenario, agent: AgentChoice | str) -> Scheduler:
     """The scheduler of one agent on this scenario, built once per Scenario object and reused.
@@ -328,7 +331,8 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def write_results(report: ScenarioReport, scenario: Scenario, folder: str | Path) -> list[Path]:
-    """results.json plus per-run query/task CSVs and per-seed plan CSVs; returns the files.
+    """results.json plus per-run query/task CSVs, per-seed plan CSVs and the scenario document
+    (scenario.yaml); returns the files.
 
     Needs a report made with `keep_results=True`. Each file is written atomically, results.json
     last, so a folder with a results.json has all its CSVs.
@@ -347,8 +351,14 @@ def write_results(report: ScenarioReport, scenario: Scenario, folder: str | Path
             write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, _query_rows(result))
         )
         written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
+    written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario)))
     written.append(write_json(out / RESULTS_FILE, report.to_document()))
     return written
+
+
+def scenario_text(scenario: Scenario) -> str:
+    """The scenario document as run, as YAML: what `lsched report` shows and a rerun can load."""
+    return yaml.safe_dump(dict(scenario.document), sort_keys=False, allow_unicode=True)
 
 
 def _query_rows(result: SimResult) -> Iterable[tuple[object, ...]]:

@@ -1,0 +1,222 @@
+"""`lsched report DIR`: one self-contained HTML page for sharing a result.
+
+The page holds the results table (sortable by clicking a column), every overview plot of the
+folder and the scenario document, all drawn from the folder's files. It needs no network when
+viewed: the plots are embedded as data URLs, the script and style are inline, and a Content
+Security Policy forbids loading anything else. The same folder gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from lsched.errors import ResultsError
+from lsched.io import SCENARIO_FILE, atomic_write_text
+from lsched.plots import Plot, folder_plots, png_bytes
+from lsched.plots.data import ResultsFolder, default_comparison, read_results
+
+REPORT_FILE = "report.html"
+COLUMNS: Mapping[str, str] = {
+    "mean_latency": "mean (s)",
+    "p50_latency": "p50 (s)",
+    "p95_latency": "p95 (s)",
+    "p99_latency": "p99 (s)",
+    "mean_slowdown": "slowdown",
+    "makespan": "makespan (s)",
+    "utilization": "utilisation",
+    "queries": "queries",
+    "failed_queries": "failed",
+    "lost_tasks": "lost tasks",
+    "rerun_tasks": "re-run tasks",
+}
+"""Headers of the figures results.json holds per agent; other numeric figures keep their key."""
+VS_BASELINE = "vs_baseline"
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #1d1d1f; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+.meta { color: #555; }
+table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
+th, td { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th button { font: inherit; font-weight: 600; border: 0; background: none; cursor: pointer;
+            padding: 0; }
+th[aria-sort=ascending] button::after { content: " \\25B2"; }
+th[aria-sort=descending] button::after { content: " \\25BC"; }
+tr.best td { font-weight: 600; background: #e8f5f2; }
+tr.baseline td:first-child::after { content: " (baseline)"; color: #555; font-weight: 400; }
+figure { margin: 2rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; max-width: 60rem; }
+pre { background: #f6f6f6; padding: 1rem; overflow: auto; }
+"""
+
+SCRIPT = """
+"use strict";
+for (const table of document.querySelectorAll("table.sortable")) {
+  const headers = Array.from(table.tHead.rows[0].cells);
+  headers.forEach((header, column) => {
+    header.querySelector("button").addEventListener("click", () => {
+      const ascending = header.getAttribute("aria-sort") !== "ascending";
+      for (const other of headers) other.removeAttribute("aria-sort");
+      header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      const text = header.dataset.type === "text";
+      const key = (row) => {
+        const value = row.cells[column].dataset.value;
+        return text ? value : Number(value);
+      };
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows);
+      rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (ascending ? 1 : -1));
+      for (const row of rows) body.appendChild(row);
+    });
+  });
+}
+"""
+
+POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def write_report(
+    folder: str | Path, baseline: str | None = None, out: str | Path | None = None
+) -> Path:
+    """Draw the report of `folder` and write it (atomically) to `out` or FOLDER/report.html."""
+    page = report_html(folder, baseline)
+    return atomic_write_text(Path(out) if out is not None else Path(folder) / REPORT_FILE, page)
+
+
+def report_html(folder: str | Path, baseline: str | None = None) -> str:
+    """The report page of a results folder, compared against `baseline` (default: the best
+    agent that is not a learned policy)."""
+    results = read_results(folder)
+    compared = default_comparison(results, baseline)
+    plots = folder_plots(folder, compared or None, agent_gantts=False)
+    scenario = _scenario_document(Path(folder))
+    description = str(scenario.get("description", "")) if scenario else ""
+    reference = compared[0] if compared else None
+    title = f"{results.scenario} — lsched report"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{_text(title)}</h1>",
+        f'<p class="description">{_text(description)}</p>' if description else "",
+        f'<p class="meta">{_text(_summary(results, compared))}</p>',
+        "<h2>Results</h2>",
+        _table(results, reference),
+        '<p class="meta">Seed-averaged figures of results.json; click a column to sort. '
+        "The highlighted row has the lowest mean latency.</p>",
+        *(_figure(plot) for plot in plots),
+        "<h2>Scenario</h2>",
+        _scenario_section(scenario),
+        '<p class="meta">Drawn from the files of the results folder by <code>lsched report'
+        "</code>; <code>lsched plot DIR</code> writes the same plots as PNG files.</p>",
+        f"<script>{SCRIPT}</script>",
+        "</body></html>",
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def _summary(results: ResultsFolder, compared: Sequence[str]) -> str:
+    seeds = ", ".join(str(s) for s in results.seeds)
+    text = (
+        f"Seeds {seeds}; {len(results.agents)} agents; lower bound on mean latency "
+        f"{results.lower_bound_mean_latency_s:.3g} s."
+    )
+    if compared:
+        others = ", ".join(compared[1:])
+        text += f" Baseline: {compared[0]}; compared query by query with {others}."
+    return text
+
+
+def _table(results: ResultsFolder, reference: str | None) -> str:
+    keys = list(dict.fromkeys(k for values in results.figures.values() for k in values))
+    best = min(results.agents, key=lambda a: results.figures[a].get("mean_latency", float("inf")))
+    base_mean = results.figures.get(reference, {}).get("mean_latency") if reference else None
+    headers = ['<th data-type="text"><button type="button">agent</button></th>']
+    headers += [f'<th><button type="button">{_text(COLUMNS.get(k, k))}</button></th>' for k in keys]
+    if base_mean:
+        headers.append(f'<th><button type="button">vs {_text(reference)}</button></th>')
+    rows = []
+    for agent in results.agents:
+        figures = results.figures[agent]
+        cells = [f'<td data-value="{_text(agent)}">{_text(agent)}</td>']
+        for key in keys:
+            value = figures.get(key)
+            cells.append(
+                f'<td data-key="{key}" data-value="{json.dumps(value)}">{_format(key, value)}</td>'
+                if value is not None
+                else f'<td data-key="{key}" data-value="">—</td>'
+            )
+        if base_mean:
+            change = figures["mean_latency"] / base_mean - 1
+            cells.append(
+                f'<td data-key="{VS_BASELINE}" data-value="{json.dumps(change)}">'
+                f"{100 * change:+.1f}%</td>"
+            )
+        classes = [
+            name for name, on in (("best", agent == best), ("baseline", agent == reference)) if on
+        ]
+        row_class = f' class="{" ".join(classes)}"' if classes else ""
+        rows.append(f"<tr{row_class}>{''.join(cells)}</tr>")
+    return (
+        '<table class="sortable" id="results"><thead><tr>'
+        + "".join(headers)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _format(key: str, value: float) -> str:
+    if key == "utilization":
+        return f"{value:.0%}"
+    if key in ("queries", "failed_queries", "lost_tasks", "rerun_tasks"):
+        return f"{value:g}"
+    return f"{value:.2f}"
+
+
+def _figure(plot: Plot) -> str:
+    data = base64.b64encode(png_bytes(plot.figure)).decode("ascii")
+    return (
+        f'<figure id="{_text(plot.name.removesuffix(".png"))}">'
+        f'<img alt="{_text(plot.name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption><b>{_text(plot.name)}</b> — {_text(plot.caption)}</figcaption></figure>"
+    )
+
+
+def _scenario_document(folder: Path) -> dict | None:
+    """scenario.yaml of the folder, or None for a folder written before runs kept it."""
+    path = folder / SCENARIO_FILE
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ResultsError(f"{path}: cannot read the scenario ({error})") from None
+    if not isinstance(document, dict):
+        raise ResultsError(f"{path}: not a scenario document")
+    return document
+
+
+def _scenario_section(document: dict | None) -> str:
+    if document is None:
+        return (
+            f'<p class="meta">This folder has no {SCENARIO_FILE} (it was written before runs '
+            "kept the scenario).</p>"
+        )
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return f"<details open><summary>{SCENARIO_FILE}</summary><pre>{_text(text)}</pre></details>"
+
+
+def _text(value: object) -> str:
+    return html.escape(str(value), quote=True)
