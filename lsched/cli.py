@@ -401,7 +401,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
     settings: Annotated[
         list[str] | None,
-        typer.Option("--set", help="FIELD=VALUE of lsched.train.TrainConfig (repeatable)."),
+        typer.Option("--set", help="FIELD=VALUE of lsched.learn.TrainConfig (repeatable)."),
     ] = None,
     backend: Annotated[str, typer.Option(help="Where rollouts run: local or ray.")] = "local",
     address: Annotated[
@@ -411,8 +411,8 @@ def train(
     """Train the learned scheduler; then `lsched run S --agents lsched:OUT/policy.pt`."""
     with _user_errors():
         from lsched.backends import make_backend
-        from lsched.train import config_from_settings
-        from lsched.train import train as train_policy
+        from lsched.learn import config_from_settings
+        from lsched.learn import train as train_policy
 
         flags = [
             f"{k}={v}"

@@ -17,19 +17,19 @@ from agents.learned.agent import feature_sizes
 from agents.learned.checkpoint import load_checkpoint
 from agents.learned.factory import lsched_agent
 from agents.learned.policy import Policy, PolicyConfig
-from lsched.scenario import bundled_scenarios, load_scenario
-from lsched.train import (
+from lsched.learn import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     RolloutTask,
     TrainConfig,
-    _iteration_tasks,
     episode_drains,
     integral_in_system,
+    iteration_tasks,
     return_to_go,
     rollout_group,
     train,
 )
+from lsched.scenario import bundled_scenarios, load_scenario
 from sim import simulate
 
 TINY = """\
@@ -149,7 +149,7 @@ def test_iterations_share_execution_seeds_within_a_group_unless_asked_not_to(tin
     loaded = [load_scenario(tiny)]
 
     def seeds(config: TrainConfig) -> list[tuple[int, ...]]:
-        tasks = _iteration_tasks(config, [tiny], loaded, policy, policy_config, 3)
+        tasks = iteration_tasks(config, [tiny], loaded, policy, policy_config, 3)
         return [t.execution_seeds for t in tasks]
 
     shared = seeds(FAST)
@@ -267,7 +267,7 @@ def test_init_refuses_a_policy_this_run_could_not_continue(
 
 
 def test_settings_parse_from_the_command_line_form() -> None:
-    from lsched.train import TrainError, config_from_settings
+    from lsched.learn import TrainError, config_from_settings
 
     config = config_from_settings(["iterations=7", "imitate=fair", 'baselines=["fifo"]'])
     assert (config.iterations, config.imitate, config.baselines) == (7, "fair", ("fifo",))
@@ -344,3 +344,53 @@ def test_a_batch_episode_runs_its_first_k_queries_to_the_end() -> None:
     result = rollout_group(task)
     assert result.queries == 8 and result.finished == 8  # all of them, and no others
     assert result.horizon_s > 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("iterations=abc", "iterations must be an integer"),
+        ("workers=true", "workers must be an integer"),
+        ("learning_rate=-1", "learning_rate"),
+        ("time_limit_s=Infinity", "time_limit_s must be a number or null"),
+        ("hidden=100000", "hidden"),
+        ("episode_end=sometimes", "episode_end"),
+        ('baselines=["fifo", "nope"]', "baselines: unknown agent 'nope'"),
+        ("imitate=nope", "imitate: unknown agent 'nope'"),
+        ("baselines=fifo", "baselines must be a list of strings"),
+        ("rollout_seed_offset=10", "rollout_seed_offset"),
+    ],
+)
+def test_a_bad_setting_is_one_line_exit_2_and_nothing_written(
+    tiny: str, tmp_path: Path, setting: str, named: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from lsched.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", tiny, "--out", str(out), "--set", setting])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: train settings") and named in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not out.exists()
+
+
+def test_every_setting_is_a_documented_field() -> None:
+    """No hidden constants: each TrainConfig field has a docstring."""
+    import ast
+    import inspect
+    from itertools import pairwise
+
+    import lsched.learn.config as config_module
+
+    tree = ast.parse(inspect.getsource(config_module.TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    documented = {
+        node.target.id
+        for node, after in pairwise(body)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+    }
+    assert set(TrainConfig.__dataclass_fields__) == documented

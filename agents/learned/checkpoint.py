@@ -31,6 +31,14 @@ FORMAT = "lsched-policy"
 """The `format` entry that marks a file as ours."""
 FORMAT_VERSION = 1
 """Layout of the checkpoint dict itself (not of the features); bumped on incompatible change."""
+MAX_CHECKPOINT_BYTES = 256 * 2**20
+"""Largest file `read_document` reads (the shipped policy is 92 KB, a training checkpoint with
+its optimizer state a few times that): a bound before anything is read into memory."""
+MAX_NETWORK_SIZE = 4096
+"""Largest width, feature count, limit-level count or round count a checkpoint's
+`policy_config` may declare: checked before the network is built (allocated)."""
+_SIZE_FLOORS = {"limit_levels": 2, "rounds": 0}
+"""Smallest value of a `policy_config` entry (1 for the others)."""
 
 
 class CheckpointError(AgentError):
@@ -116,22 +124,14 @@ def load_checkpoint(
             f"{where}: input_version: trained on policy inputs version {inputs}, this lsched "
             f"builds version {expected_input_version}; retrain with `lsched train`"
         )
-    try:
-        config = PolicyConfig(**document["policy_config"])
-        info = CheckpointInfo(
-            feature_schema_version=int(version),  # type: ignore[arg-type]
-            policy_config=config,
-            observation_limits=dict(document["observation_limits"]),
-            scenarios=tuple(document["scenarios"]),
-            iterations=int(document["iterations"]),
-            git_revision=document.get("git_revision"),
-            extra=dict(document.get("extra") or {}),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: metadata: missing or malformed entry ({error})") from None
+    info = _checked_info(document, where)
+    config = info.policy_config
     weights = document.get("state_dict")
     if not isinstance(weights, dict) or document.get("weights_sha256") != weights_digest(weights):
         raise CheckpointError(f"{where}: state_dict: weights fail their checksum (corrupt file)")
+    for name, value in weights.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{where}: state_dict.{name}: non-finite weights (NaN or inf)")
     policy = Policy(config)
     try:
         policy.load_state_dict(document["state_dict"])
@@ -144,10 +144,78 @@ def load_checkpoint(
     return policy, info, document
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_info(document: Mapping[str, Any], where: str) -> CheckpointInfo:
+    """The metadata, every entry type-checked and the network's sizes bounded, before a
+    single weight is used or a tensor allocated."""
+
+    def fail(field: str, problem: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {field}: {problem}")
+
+    sizes = document.get("policy_config")
+    fields = PolicyConfig.__dataclass_fields__
+    if not isinstance(sizes, dict):
+        raise fail("policy_config", "missing or not a mapping")
+    unknown = sorted(set(map(str, sizes)) - set(fields))
+    missing = sorted(n for n in ("pipeline_features", "query_features", "global_features")
+                     if n not in sizes)  # fmt: skip
+    if unknown or missing:
+        raise fail("policy_config", f"unknown {unknown} / missing {missing} entries")
+    for name, value in sizes.items():
+        floor = _SIZE_FLOORS.get(name, 1)
+        if not _is_int(value) or not floor <= value <= MAX_NETWORK_SIZE:
+            raise fail(
+                f"policy_config.{name}",
+                f"must be an integer in {floor}..{MAX_NETWORK_SIZE} (got {value!r})",
+            )
+    version = document.get("feature_schema_version")
+    limits = document.get("observation_limits")
+    scenarios = document.get("scenarios")
+    checks = {
+        "feature_schema_version": (_is_int(version), "an integer"),
+        "observation_limits": (
+            isinstance(limits, dict)
+            and all(isinstance(k, str) and _is_int(v) and v >= 0 for k, v in limits.items()),
+            "a mapping of names to integers",
+        ),
+        "scenarios": (
+            isinstance(scenarios, list | tuple) and all(isinstance(n, str) for n in scenarios),
+            "a list of names",
+        ),
+        "iterations": (
+            _is_int(document.get("iterations")) and document["iterations"] >= 0,
+            "an integer >= 0",
+        ),
+        "git_revision": (isinstance(document.get("git_revision"), str | None), "text or null"),
+        "extra": (isinstance(document.get("extra", {}), dict | None), "a mapping"),
+    }
+    for field_name, (ok, kind) in checks.items():
+        if not ok:
+            raise fail(field_name, f"must be {kind} (got {document.get(field_name)!r:.80})")
+    return CheckpointInfo(
+        feature_schema_version=int(version),  # type: ignore[arg-type]
+        policy_config=PolicyConfig(**sizes),
+        observation_limits=dict(limits),  # type: ignore[arg-type]
+        scenarios=tuple(scenarios),  # type: ignore[arg-type]
+        iterations=int(document["iterations"]),
+        git_revision=document.get("git_revision"),
+        extra=dict(document.get("extra") or {}),
+    )
+
+
 def read_document(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict, checked to be ours; CheckpointError for anything else."""
     where = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(
+                f"{where}: {size} bytes, more than a checkpoint may hold "
+                f"({MAX_CHECKPOINT_BYTES} bytes): not read"
+            )
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{where}: no such checkpoint file") from None
