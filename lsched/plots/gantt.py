@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
@@ -33,7 +34,7 @@ def arrival_colours(queries: Queries) -> tuple[Mapping[int, float], Normalize]:
 
 
 def draw_gantt(
-    ax: object,
+    ax: Axes,
     tasks: Tasks,
     arrivals: Mapping[int, float],
     norm: Normalize,

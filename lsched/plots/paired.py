@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
@@ -24,6 +25,9 @@ PERIODS = 10
 """Equal windows of arrival time the ratio over the run is averaged in."""
 MIN_PERIOD_RANGE = np.log(1.25)
 """The ratio-over-time panel shows at least 0.8 .. 1.25 (per-query points beyond are cut off)."""
+CI_REACH = 3.0
+"""The ratio bars' axis spans at most this many times the longest bar (whiskers may run off)."""
+PERIOD_COLOUR = "#264653"
 FASTER, SLOWER = "#2a9d8f", "#e76f51"
 ALL_QUERIES = "all queries"
 
@@ -134,7 +138,7 @@ def paired_figure(pairs: Pairs, baseline: str, other: str, scenario: str) -> Fig
     return figure
 
 
-def _scatter(ax: object, pairs: Pairs, baseline: str, other: str) -> None:
+def _scatter(ax: Axes, pairs: Pairs, baseline: str, other: str) -> None:
     templates = template_order(list(pairs.template))
     by_template = len(templates) <= MAX_TEMPLATE_COLOURS
     groups = pairs.template if by_template else pairs.query_class
@@ -178,7 +182,7 @@ def _scatter(ax: object, pairs: Pairs, baseline: str, other: str) -> None:
     )
 
 
-def _bars(ax: object, bars: Sequence[RatioBar], baseline: str, other: str) -> None:
+def _bars(ax: Axes, bars: Sequence[RatioBar], baseline: str, other: str) -> None:
     positions = np.arange(len(bars))
     ratios = np.array([b.ratio for b in bars])
     ax.barh(
@@ -193,15 +197,18 @@ def _bars(ax: object, bars: Sequence[RatioBar], baseline: str, other: str) -> No
     ax.axvline(1, color="black", lw=0.9)
     ax.set_yticks(positions, [f"{b.label} ({b.queries})" for b in bars], fontsize=8)
     ax.invert_yaxis()
-    spread = [abs(b.ratio - 1) + b.ci95 for b in bars if np.isfinite(b.ratio)]
-    width = max([0.02, *spread]) * 1.15
+    known = [b for b in bars if np.isfinite(b.ratio)]
+    reach = max([abs(b.ratio - 1) for b in known], default=0.0)
+    with_ci = max([abs(b.ratio - 1) + b.ci95 for b in known], default=0.0)
+    # Wide intervals (few seeds) may run off the axis rather than shrink the bars to slivers.
+    width = max(0.02, 1.15 * min(with_ci, CI_REACH * reach))
     ax.set_xlim(1 - width, 1 + width)
     ax.set_xlabel(f"mean latency under {other} / under {baseline} (95% CI over seeds)")
     ax.set_title(f"by group (queries): green, {other} faster; red, slower")
     ax.grid(axis="x", alpha=0.3)
 
 
-def _periods(ax: object, pairs: Pairs, baseline: str, other: str) -> None:
+def _periods(ax: Axes, pairs: Pairs, baseline: str, other: str) -> None:
     periods = period_ratios(pairs)
     centres = (periods.edges_s[:-1] + periods.edges_s[1:]) / 2
     width = periods.edges_s[1] - periods.edges_s[0]
@@ -223,11 +230,13 @@ def _periods(ax: object, pairs: Pairs, baseline: str, other: str) -> None:
         centres,
         periods.ratio - periods.ci95,
         periods.ratio + periods.ci95,
-        color=FASTER,
-        alpha=0.2,
+        color=PERIOD_COLOUR,
+        alpha=0.15,
         label="95% CI over seeds",
     )
-    ax.plot(centres, periods.ratio, marker="o", color=FASTER, lw=1.5, label="mean-latency ratio")
+    ax.plot(
+        centres, periods.ratio, marker="o", color=PERIOD_COLOUR, lw=1.5, label="mean-latency ratio"
+    )
     ax.axhline(1, color="black", lw=0.9)
     ax.set_yscale("log")
     known = np.isfinite(periods.ratio)
