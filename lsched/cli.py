@@ -78,8 +78,13 @@ def run(
     ] = None,
     seeds: Annotated[int, typer.Option(help="How many seeds to run.")] = 3,
     seed_start: Annotated[int, typer.Option(help="First seed.")] = 0,
-    out: Annotated[
-        Path | None, typer.Option(help="Write results.json, CSVs and plots to this folder.")
+    out_text: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Write results.json, CSVs and plots to this folder (new, empty, or an earlier "
+            "run's: its old files are replaced).",
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
@@ -87,12 +92,14 @@ def run(
 ) -> None:
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
+        from lsched.io import check_results_folder, clear_run_outputs, out_folder
         from lsched.runner import run_scenario, write_results
         from lsched.scenario import load_scenario
 
+        out = out_folder(out_text)
         loaded = load_scenario(scenario)
-        if out is not None and out.exists() and not out.is_dir():
-            raise ValueError(f"{out}: --out must be a folder, and this is a file")
+        if out is not None:
+            check_results_folder(out)
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty() and not json_output
         with _progress(console, show_progress) as progress:
@@ -107,6 +114,7 @@ def run(
         if out is not None:
             from lsched.plots import render_plots
 
+            clear_run_outputs(out)
             write_results(report, loaded, out)
             render_plots(out)
         if json_output:
@@ -137,9 +145,11 @@ def real(
     timeout_s: Annotated[
         float, typer.Option(help="Per-query timeout on the engine (seconds).")
     ] = 60.0,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Write results.json, CSVs, fidelity.json and plots to this folder."),
+    out_text: Annotated[
+        str | None,
+        typer.Option(
+            "--out", help="Write results.json, CSVs, fidelity.json and plots to this folder."
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print results and fidelity as one JSON document.")
@@ -151,6 +161,7 @@ def real(
             import duckdb  # noqa: F401
         except ModuleNotFoundError:
             raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
+        from lsched.io import check_results_folder, clear_run_outputs, out_folder
         from lsched.real import (
             QUERY_LEVEL_AGENTS,
             fidelity_report,
@@ -161,9 +172,10 @@ def real(
         from lsched.runner import _choices, seed_range
         from lsched.scenario import load_scenario
 
+        out = out_folder(out_text)
         loaded = load_scenario(scenario)
-        if out is not None and out.exists() and not out.is_dir():
-            raise ValueError(f"{out}: --out must be a folder, and this is a file")
+        if out is not None:
+            check_results_folder(out)
         if repeats < 1 or not time_scale > 0 or not timeout_s > 0:
             raise ValueError("--repeats must be >= 1, --time-scale and --timeout-s > 0")
         seed_list = seed_range(seeds, seed_start, loaded)
@@ -199,6 +211,7 @@ def real(
         fidelity = fidelity_report(report, loaded, choices)
         document = results_document(report)
         if out is not None:
+            clear_run_outputs(out)
             write_real_results(report, fidelity, out)
             from lsched.plots import render_plots
 
@@ -463,8 +476,11 @@ def sweep(
     spec: Annotated[
         Path, typer.Argument(help="A sweep file: scenarios, agents, seeds, overrides.")
     ],
-    out: Annotated[
-        Path, typer.Option(help="Folder for sweep.csv, sweep.json and sweep.png; rerun to resume.")
+    out_text: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Folder for sweep.csv, sweep.json and sweep.png; rerun to resume."
+        ),
     ],
     backend: Annotated[str, typer.Option(help="Where runs execute: local or ray.")] = "local",
     workers: Annotated[
@@ -479,8 +495,11 @@ def sweep(
     """Run scenarios × overrides × agents × seeds into one table; a rerun resumes it."""
     with _user_errors():
         from lsched.backends import make_backend
+        from lsched.io import out_folder
         from lsched.sweep import load_sweep, plan_runs, plot_sweep, run_sweep
 
+        out = out_folder(out_text)
+        assert out is not None
         total = len(plan_runs(load_sweep(spec)))  # a bad file fails before any worker starts
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty()

@@ -19,15 +19,18 @@ import yaml
 
 from lsched.errors import InputError
 
-MAX_DOCUMENT_BYTES = 1 << 20
-"""Largest scenario or sweep file read (1 MiB; the bundled ones are under 3 kB)."""
+MAX_DOCUMENT_BYTES = 256 << 10
+"""Largest scenario or sweep file read: 256 KiB, about 100 times the largest bundled one (3 kB).
+PyYAML builds about 0.4 MB of dense YAML a second here, so this keeps `validate` within about a
+second on any file; a larger one is refused unread."""
 MAX_TEMPLATE_FILE_BYTES = 16 << 20
 """Largest template file read (16 MiB; the bundled TPC-DS file is under 200 kB)."""
 MAX_DEPTH = 64
 """Deepest nesting of lists and mappings (the bundled files nest 6 deep)."""
-MAX_NODES = 200_000
+MAX_NODES = 1_000_000
 """Most values a document may hold once YAML aliases are expanded (a bundled template file
-holds under 20,000): an alias bomb is refused before it is built."""
+holds under 20,000, and a 1 MB file cannot hold 1,000,000 without aliases): an alias bomb is
+refused before it is built."""
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
 _FLOAT = re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$""")
@@ -71,6 +74,7 @@ def read_text(
     max_bytes: int = MAX_DOCUMENT_BYTES,
     error: type[InputError] = InputError,
     source: str | None = None,
+    knob: str = "MAX_DOCUMENT_BYTES",
 ) -> str:
     """The file's text, refused (as `error`) when missing, too large or not UTF-8."""
     source = str(path) if source is None else source
@@ -83,8 +87,7 @@ def read_text(
         raise error(
             source,
             "",
-            f"larger than {max_bytes} bytes (lsched.documents.MAX_DOCUMENT_BYTES and "
-            "MAX_TEMPLATE_FILE_BYTES bound what is read)",
+            f"larger than {max_bytes} bytes (lsched.documents.{knob})",
         )
     try:
         return data.decode("utf-8")
@@ -97,8 +100,10 @@ def read_text(
 def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Any:
     """The YAML document in `text`, within the depth and size limits, keys unique."""
     try:
-        _check_shape(text)
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no Python tags
+        aliases = "*" in text or "&" in text  # or an asterisk in a string: counted all the same
+        if aliases:
+            _check_shape(text)  # depth and expanded size, before anything is built
+        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no Python tags
     except _Refused as problem:
         raise error(source, problem.where, problem.problem) from None
     except yaml.YAMLError as problem:
@@ -108,6 +113,24 @@ def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> 
         raise error(source, where, f"invalid YAML: {detail}") from None
     except RecursionError:
         raise error(source, "", f"nested deeper than {MAX_DEPTH} levels") from None
+    problem = "" if aliases else _tree_problem(document)
+    if problem:
+        raise error(source, "", problem)
+    return document
+
+
+def _tree_problem(document: Any) -> str:
+    """Depth beyond MAX_DEPTH, walked without recursion (a file without aliases cannot hold
+    more than MAX_NODES values: its size bounds them)."""
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels (lsched.documents.MAX_DEPTH)"
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return ""
 
 
 def _check_shape(text: str) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lsched.errors import LschedError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` atomically (temp file in the same folder, then os.replace).
@@ -94,6 +96,59 @@ DAG_COLUMNS = (
     "est_work_s",
     "memory_gb",
 )
+
+
+RUN_OUTPUTS = (
+    RESULTS_FILE,
+    SCENARIO_FILE,
+    "queries-*.csv",
+    "tasks-*.csv",
+    "dag-seed*.csv",
+    "fidelity.json",
+    "*.png",
+    "report.html",
+)
+"""What `lsched run --out` (and `lsched plot` / `lsched report` on its folder) write: a rerun
+into the same folder removes every file of these first, so nothing of the old run is left
+beside a results.json that does not list it."""
+
+
+def out_folder(text: str | None, option: str = "--out") -> Path | None:
+    """An output folder named on the command line; an empty name (which would mean the current
+    folder) and a file are refused."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise LschedError(f"{option}: an empty path; name a folder (e.g. {option} runs/mine)")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise LschedError(f"{path}: {option} must be a folder, and this is a file")
+    return path
+
+
+def check_results_folder(folder: Path) -> None:
+    """Refuse, before anything runs, a folder that holds files but no earlier run's results:
+    `--out` writes into a new folder, an empty one, or one an earlier `lsched run` wrote."""
+    if not folder.is_dir() or (folder / RESULTS_FILE).is_file():
+        return
+    foreign = sorted(p.name for p in folder.iterdir())
+    if foreign:
+        raise LschedError(
+            f"{folder}: --out is not empty and holds no {RESULTS_FILE} (e.g. {foreign[0]!r}); "
+            "name a new or empty folder, or one an earlier `lsched run` wrote"
+        )
+
+
+def clear_run_outputs(folder: Path) -> list[Path]:
+    """Remove what an earlier run left in `folder` (RUN_OUTPUTS; nothing else): results.json
+    first, so an interrupted clean-up never leaves a results.json beside missing files."""
+    removed = []
+    for pattern in RUN_OUTPUTS:
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def agent_slug(label: str) -> str:

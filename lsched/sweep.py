@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,22 +37,26 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from agents.context import AgentError
 from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
 from lsched.documents import load_mapping
 from lsched.errors import InputError, LschedError, ScenarioError
 from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
 from lsched.plots import png_bytes
-from lsched.runner import RunFigures, run_one
+from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
 
 CSV_FILE = "sweep.csv"
 JSON_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
+JOURNAL_FILE = "sweep-runs.jsonl"
+"""One line per finished run, appended (and fsynced) the moment the run's result comes back
+and before the next run is handed out: a sweep killed at any moment and rerun runs every
+finished run exactly once. Folded into sweep.json and removed when the sweep ends."""
 FLUSH_INTERVAL_S = 1.0
-"""Least time between two rewrites of the table while runs finish (and always at the end):
-a hard kill loses at most this much finished work, and big sweeps do not spend their time
-rewriting files."""
+"""Least time between two rewrites of the table while runs finish (and always at the end), so
+big sweeps do not spend their time rewriting files; the journal keeps what finished between."""
 FIGURE_COLUMNS = tuple(
     f.name for f in fields(RunFigures) if f.name not in ("scenario", "agent", "seed", "wall_s")
 )
@@ -101,7 +106,7 @@ class _AgentModel(BaseModel):
 
 
 class SweepModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = None
     """Defaults to the file's name without its suffix."""
@@ -382,8 +387,12 @@ def plan_runs(spec: SweepSpec) -> list[SweepRun]:
                     f"seed {too_high[0]} is in {text}'s training range "
                     f"(evaluation seeds stay below {scenario.train_seed_offset})",
                 )
-            for agent in spec.agents:
+            for index, agent in enumerate(spec.agents):
                 choice = scenario.agent(agent.name) if not agent.options else agent
+                try:  # a bad option fails here, not once per run in a worker
+                    check_agents(scenario, [choice])
+                except (LschedError, AgentError) as error:
+                    raise SweepError(spec.source, f"agents.{index}", str(error)) from None
                 for seed in spec.seeds:
                     key = run_key(text, combo, agent.label, seed)
                     task = SweepTask(key, identity, blob, choice, seed)
@@ -447,30 +456,58 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SweepError(out, "", "--out must be a folder, and this is a file")
+    _check_sweep_folder(out)
     finished = _previous_rows(out, plan, retry_failed)
     todo = [r for r in plan if r.key not in finished]
     table = _Table(spec, plan, out, finished)
     executed = 0
     own_backend = backend is None
     active = backend if backend is not None else LocalBackend(1)
+    completed = False
     try:
         table.flush()
         by_key = {r.key: r for r in todo}
         stream = active.map_unordered(run, [r.task for r in todo])
-        try:
-            for task, result in stream:
-                row = _row(by_key[task.key], result)
-                executed += 1
-                table.add(row)
-                if progress is not None:
-                    progress(len(table.rows), len(plan), row)
-        finally:
-            stream.close()
+        with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal:
+            try:
+                for task, result in stream:
+                    row = _row(by_key[task.key], result)
+                    _append(journal, row)  # durable before the next run is handed out
+                    executed += 1
+                    table.add(row)
+                    if progress is not None:
+                        progress(len(table.rows), len(plan), row)
+            finally:
+                stream.close()
+        completed = True
     finally:
         table.flush(force=True)
+        if completed:
+            (out / JOURNAL_FILE).unlink(missing_ok=True)  # sweep.json now holds every row
         if own_backend:
             active.close()
     return SweepReport(spec, out, table.ordered(), len(plan), executed)
+
+
+def _check_sweep_folder(out: Path) -> None:
+    """Refuse an --out folder that holds files but no sweep of ours (nothing is written)."""
+    if not out.is_dir() or (out / JSON_FILE).is_file() or (out / JOURNAL_FILE).is_file():
+        return
+    foreign = sorted(p.name for p in out.iterdir())
+    if foreign:
+        raise SweepError(
+            out,
+            "",
+            f"--out is not empty and holds no {JSON_FILE} (e.g. {foreign[0]!r}); name a new "
+            "or empty folder, or the folder of the sweep to resume",
+        )
+
+
+def _append(journal: Any, row: SweepRow) -> None:
+    """One finished run as a journal line, on disk before this returns."""
+    journal.write(json.dumps(_finite(row.to_document()), allow_nan=False) + "\n")
+    journal.flush()
+    os.fsync(journal.fileno())
 
 
 def _row(run: SweepRun, result: RunFigures | TaskFailure) -> SweepRow:
@@ -566,20 +603,7 @@ def read_rows(out: str | Path) -> tuple[dict[str, Any], list[SweepRow]]:
     path = Path(out) / JSON_FILE
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        rows = [
-            SweepRow(
-                key=str(r["key"]),
-                scenario=str(r["scenario"]),
-                overrides=dict(r["overrides"]),
-                agent=str(r["agent"]),
-                seed=int(r["seed"]),
-                status=str(r["status"]),
-                error=r["error"],
-                digest=str(r["scenario_digest"]),
-                figures=_figures(r["figures"]),
-            )
-            for r in document["runs"]
-        ]
+        rows = [_row_from_document(r) for r in document["runs"]]
     except FileNotFoundError:
         raise SweepError(
             path, "", "no such file (is this a folder `lsched sweep` wrote?)"
@@ -587,6 +611,39 @@ def read_rows(out: str | Path) -> tuple[dict[str, Any], list[SweepRow]]:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise SweepError(path, "runs", f"not a sweep table ({error})") from None
     return document, rows
+
+
+def _row_from_document(r: Any) -> SweepRow:
+    return SweepRow(
+        key=str(r["key"]),
+        scenario=str(r["scenario"]),
+        overrides=dict(r["overrides"]),
+        agent=str(r["agent"]),
+        seed=int(r["seed"]),
+        status=str(r["status"]),
+        error=r["error"],
+        digest=str(r["scenario_digest"]),
+        figures=_figures(r["figures"]),
+    )
+
+
+def read_journal(out: str | Path) -> list[SweepRow]:
+    """The runs an interrupted sweep journalled; a last line cut short by a kill is skipped."""
+    path = Path(out) / JOURNAL_FILE
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_row_from_document(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            if number == len(lines):  # written when the process died: the run reruns
+                break
+            raise SweepError(path, f"line {number}", f"not a journal line ({error})") from None
+    return rows
 
 
 def _figures(value: Any) -> dict[str, float | int] | None:
@@ -597,9 +654,10 @@ def _figures(value: Any) -> dict[str, float | int] | None:
 
 def _previous_rows(out: Path, plan: Sequence[SweepRun], retry_failed: bool) -> dict[str, SweepRow]:
     """Runs an earlier, interrupted call of this sweep finished (to keep, not redo)."""
-    if not (out / JSON_FILE).exists():
+    rows = read_rows(out)[1] if (out / JSON_FILE).exists() else []
+    rows = list({row.key: row for row in [*rows, *read_journal(out)]}.values())
+    if not rows:
         return {}
-    _, rows = read_rows(out)
     planned = {r.key: r for r in plan}
     stray = [row.key for row in rows if row.key not in planned]
     if stray:

@@ -53,13 +53,21 @@ class _Stream:
 
 
 def _select(
-    library: Mapping[str, QueryTemplate], patterns: Sequence[str], where: str, *, unique: bool
+    library: Mapping[str, QueryTemplate],
+    patterns: Sequence[str],
+    where: str,
+    *,
+    unique: bool,
+    memo: dict[str, list[QueryTemplate]],
 ) -> list[QueryTemplate]:
-    """The templates the patterns match, in pattern order; each once if `unique`."""
+    """The templates the patterns match, in pattern order; each once if `unique` (`memo`:
+    pattern → matches, so many streams naming one pattern match it once)."""
     chosen: list[QueryTemplate] = []
     for k, pattern in enumerate(patterns):
         try:
-            matches = select_templates(library, [pattern])
+            matches = memo.get(pattern)
+            if matches is None:
+                matches = memo[pattern] = select_templates(library, [pattern])
         except TemplateError:
             raise WorkloadError(
                 f"{where}[{k}]: pattern {pattern!r} matches no template"
@@ -84,12 +92,17 @@ def _with_group_size(process: ArrivalProcess, size: int) -> ArrivalProcess:
 
 def _resolve(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> list[_Stream]:
     streams = []
+    memo: dict[str, list[QueryTemplate]] = {}
     for i, stream in enumerate(spec.streams):
         where = f"streams[{i}]"
         # A fixed list may name a template twice on purpose (a dashboard showing it twice).
-        fixed = _select(library, stream.templates, f"{where}.templates", unique=False)
+        fixed = _select(library, stream.templates, f"{where}.templates", unique=False, memo=memo)
         shares = tuple(
-            tuple(_select(library, share.patterns, f"{where}.mix[{j}].templates", unique=True))
+            tuple(
+                _select(
+                    library, share.patterns, f"{where}.mix[{j}].templates", unique=True, memo=memo
+                )
+            )
             for j, share in enumerate(stream.mix)
         )
         weights = np.array([share.weight for share in stream.mix])
@@ -218,6 +231,7 @@ def check_size(spec: WorkloadSpec, library: Mapping[str, QueryTemplate], budget:
             f"{limit_s:g} simulated seconds (simulation.budget.max_sim_time_s)"
         )
     allowed = DRAWS_PER_QUERY * budget.max_queries
+    total = 0.0
     for i, process in enumerate(processes):
         if duration_s is not None:
             horizon_s = duration_s
@@ -227,12 +241,19 @@ def check_size(spec: WorkloadSpec, library: Mapping[str, QueryTemplate], budget:
             horizon_s = _time_to_send(process, queries or 0)
         cost = min(process.expected_count(horizon_s), queries or math.inf)
         cost += process.draw_overhead(horizon_s)
+        total += cost
         if not cost <= allowed:
             raise WorkloadError(
                 f"streams[{i}].arrivals: drawing its arrivals would take about {cost:.3g} "
                 f"random draws, more than {allowed:.3g} ({DRAWS_PER_QUERY:g} per query of "
                 "simulation.budget.max_queries): its rates or periods are out of scale"
             )
+    if total > allowed:  # each stream draws its own arrivals before the cut at `queries`
+        raise WorkloadError(
+            f"streams: drawing the {len(processes)} streams' arrivals would take about "
+            f"{total:.3g} random draws, more than {allowed:.3g} ({DRAWS_PER_QUERY:g} per query "
+            "of simulation.budget.max_queries)"
+        )
 
 
 def _time_to_send(process: ArrivalProcess, count: int) -> float:

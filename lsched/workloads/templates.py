@@ -545,7 +545,9 @@ def _parse_text(text: str, source: str) -> TemplateSet:
 
 def load_template_file(path: Path) -> TemplateSet:
     """Read and validate one template file (a user's own or a bundled one)."""
-    text = read_text(path, max_bytes=MAX_TEMPLATE_FILE_BYTES, error=TemplateError)
+    text = read_text(
+        path, max_bytes=MAX_TEMPLATE_FILE_BYTES, error=TemplateError, knob="MAX_TEMPLATE_FILE_BYTES"
+    )
     return _parse_text(text, str(path))
 
 
