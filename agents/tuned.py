@@ -35,8 +35,11 @@ OBJECTIVES: tuple[str, ...] = get_args(Objective)
 class TuningBudget:
     """The grid and the simulations spent on it: candidates × seeds runs of the training workload.
 
-    The default (4 families, 4 caps, 2 weight schemes, adaptive caps for the priority rules: 32
-    candidates on 4 seeds) tunes a 200-query scenario (about 50,000 tasks) in 10-25 s on one core.
+    The default (8 families, 4 caps, 2 weight schemes, 2 marginal speedups for lpf and serpt,
+    adaptive caps for the priority rules: 60 candidates on tpch-streaming's 16 threads, 24 with
+    the 4 families before the theory and predictor baselines) tuned tpch-streaming (200 queries,
+    4 seeds) in 162 s on the 2-core machine while three other jobs ran on it; the 24 took 10-25 s
+    on an idle core.
     """
 
     families: tuple[str, ...] = (
@@ -61,8 +64,9 @@ class TuningBudget:
     is 7.9% below the best fixed cap (benchmarks/bench_headroom.py)."""
     marginal_speedups: tuple[float, ...] = (0.5, 0.7)
     """lpf and serpt: each fixed cap also with `min_marginal_speedup` at each of these (a
-    pipeline stops taking threads when the next adds less speedup). On tpch-streaming (seeds
-    0–2) SERPT was 44.1 / 39.5 / 35.9 s at 0.3 / 0.5 / 0.7."""
+    pipeline stops taking threads when the next adds less speedup). SERPT on tpch-streaming
+    (seeds 0–2): 58.1 / 39.5 / 33.5 / 39.3 / 52.2 s at 0.3 / 0.5 / 0.7 / 0.8 / 0.9; on
+    ssb-dashboards 15.3 s at 0.5 and 18.7 s at 0.7: neither value suits both."""
     seeds: int = 4
     """How many of the context's training seeds to simulate each candidate on. Two were too few
     on heavy-tailed workloads: on etl-burst and tpch-streaming they picked caps that were 11% and
