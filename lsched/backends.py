@@ -10,11 +10,6 @@ Functions given to a backend must be deterministic in their item (every draw see
 so a result never depends on the backend or the number of workers: only the order in which
 results arrive does.
 
-`Backend.worker_pool(setup)` is the stateful form, made for training rollouts: each worker
-builds its own state once (`setup()`, e.g. loaded scenarios and a policy module), receives a
-payload shared by all items once per round (`broadcast(weights)`), then runs
-`fn(state, payload, item)`. On Ray the workers are actors and the payload travels once per
-node through the object store.
 """
 
 from __future__ import annotations
@@ -26,21 +21,19 @@ import pickle
 import socket
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, NoReturn, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 from lsched.errors import LschedError
 
 T = TypeVar("T")
 R = TypeVar("R")
-S = TypeVar("S")
-P = TypeVar("P")
 
 BACKENDS = ("local", "ray")
 """Names `make_backend` accepts (the `--backend` choices)."""
@@ -158,10 +151,6 @@ class Backend(_Closing):
     ) -> Iterator[tuple[T, R | TaskFailure]]:
         """`(item, fn(item) or its TaskFailure)` in completion order; items are read lazily."""
 
-    @abstractmethod
-    def worker_pool(self, setup: Callable[[], S]) -> WorkerPool[S, Any]:
-        """Stateful workers that each run `setup()` once (see the module docstring)."""
-
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """`[fn(item) for item in items]` run on the backend. A failed task stops the map and
         its exception is raised here (a TaskError when it could not travel back)."""
@@ -181,25 +170,6 @@ def _call_indexed(fn: Callable[[T], R], pair: tuple[int, T]) -> R:
     return fn(pair[1])
 
 
-class WorkerPool(_Closing, Generic[S, P]):
-    """Workers holding their own state: `broadcast` a payload, then `map` items over them.
-
-    `fn(state, payload, item)` must not let the state change its result (the state is a cache:
-    loaded scenarios, a policy module to load weights into), so results do not depend on which
-    worker ran an item.
-    """
-
-    workers: int
-
-    @abstractmethod
-    def broadcast(self, payload: P) -> None:
-        """Hand `payload` (e.g. this iteration's weights) to every worker before the next map."""
-
-    @abstractmethod
-    def map(self, fn: Callable[[S, P, T], R], items: Sequence[T]) -> list[R]:
-        """`[fn(state, payload, item) ...]` in item order; fails like `Backend.map`."""
-
-
 # --------------------------------------------------------------------------- local
 def default_workers() -> int:
     """One worker per CPU this process may use."""
@@ -216,15 +186,9 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _init_worker(setup: Callable[[], Any] | None = None) -> None:
+def _init_worker() -> None:
     for name in SINGLE_THREAD_ENV:
         os.environ.setdefault(name, "1")
-    if setup is not None:
-        _WORKER_STATE["state"] = setup()
-
-
-_WORKER_STATE: dict[str, Any] = {}
-"""A worker process's own state (its `setup()` result and the last payload it unpickled)."""
 
 
 class LocalBackend(Backend):
@@ -265,11 +229,6 @@ class LocalBackend(Backend):
                 return self._pool().submit(guarded_call, fn, item)
 
         return submit
-
-    def worker_pool(self, setup: Callable[[], S]) -> WorkerPool[S, Any]:
-        if self.workers == 1:
-            return _InProcessPool(setup)
-        return _ProcessPool(setup, self.workers)
 
     def _shutdown(self) -> None:
         if self._executor is not None:
@@ -312,76 +271,6 @@ def _stream_futures(
 
 
 _END = object()
-
-
-class _InProcessPool(WorkerPool[S, P]):
-    def __init__(self, setup: Callable[[], S]) -> None:
-        self.workers = 1
-        self._state = setup()
-        self._payload: Any = None
-
-    def broadcast(self, payload: P) -> None:
-        self._payload = payload
-
-    def map(self, fn: Callable[[S, P, T], R], items: Sequence[T]) -> list[R]:
-        results = []
-        for index, item in enumerate(items):
-            result = guarded_call(partial(fn, self._state, self._payload), item)
-            if isinstance(result, TaskFailure):
-                raise_failure(index, result)
-            results.append(result)
-        return results
-
-    def close(self) -> None:
-        self._state = None
-
-
-class _ProcessPool(WorkerPool[S, P]):
-    """Processes that run `setup()` at start; the payload is pickled once per broadcast and
-    unpickled once per worker (each task carries the bytes and a version number)."""
-
-    def __init__(self, setup: Callable[[], S], workers: int) -> None:
-        self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            workers, mp_context=_process_context(), initializer=_init_worker, initargs=(setup,)
-        )
-        self._version = 0
-        self._blob = pickle.dumps(None)
-
-    def broadcast(self, payload: P) -> None:
-        self._version += 1
-        self._blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def map(self, fn: Callable[[S, P, T], R], items: Sequence[T]) -> list[R]:
-        futures = [
-            self._executor.submit(_run_with_state, fn, self._version, self._blob, item)
-            for item in items
-        ]
-        try:
-            results = []
-            for index, future in enumerate(futures):
-                try:
-                    result = future.result()
-                except Exception as error:  # a dead worker
-                    result = TaskFailure.of(error)
-                if isinstance(result, TaskFailure):
-                    raise_failure(index, result)
-                results.append(result)
-            return results
-        finally:
-            for future in futures:
-                future.cancel()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _run_with_state(fn: Callable[..., R], version: int, blob: bytes, item: Any) -> Any:
-    if _WORKER_STATE.get("version") != version:
-        _WORKER_STATE["payload"] = pickle.loads(blob)
-        _WORKER_STATE["version"] = version
-    call = partial(fn, _WORKER_STATE["state"], _WORKER_STATE["payload"])
-    return guarded_call(call, item)
 
 
 # --------------------------------------------------------------------------- Ray
@@ -500,83 +389,10 @@ class RayBackend(Backend):
             for ref in pending:
                 ray.cancel(ref)
 
-    def worker_pool(self, setup: Callable[[], S]) -> WorkerPool[S, Any]:
-        return _RayActorPool(self._ray, setup, self.workers)
-
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns = False
-
-
-class _StatefulWorker:
-    """A Ray actor's body: its state lives as long as the actor."""
-
-    def __init__(self, setup: Callable[[], Any]) -> None:
-        for name in SINGLE_THREAD_ENV:
-            os.environ.setdefault(name, "1")
-        self.state = setup()
-        self.payload: Any = None
-
-    def receive(self, payload: Any) -> None:
-        self.payload = payload
-
-    def run(self, fn: Callable[..., Any], item: Any) -> Any:
-        return guarded_call(partial(fn, self.state, self.payload), item)
-
-
-class _RayActorPool(WorkerPool[S, P]):
-    """`workers` actors; broadcast puts the payload in the object store once and every actor
-    fetches it (once per node); map hands each item to the next idle actor."""
-
-    def __init__(self, ray: Any, setup: Callable[[], S], workers: int) -> None:
-        self._ray = ray
-        self.workers = workers
-        actor = ray.remote(num_cpus=1)(_StatefulWorker)
-        self._actors = [actor.remote(setup) for _ in range(workers)]
-
-    def broadcast(self, payload: P) -> None:
-        ref = self._ray.put(payload)
-        self._ray.get([a.receive.remote(ref) for a in self._actors])
-
-    def map(self, fn: Callable[[S, P, T], R], items: Sequence[T]) -> list[R]:
-        ray = self._ray
-        fn_ref = ray.put(fn)
-        idle = list(self._actors)
-        pending: dict[Any, tuple[int, Any]] = {}
-        results: dict[int, R] = {}
-        try:
-            for index, item in enumerate(items):
-                if not idle:
-                    self._collect_one(pending, idle, results)
-                actor = idle.pop()
-                pending[actor.run.remote(fn_ref, item)] = (index, actor)
-            while pending:
-                self._collect_one(pending, idle, results)
-        finally:
-            for ref in pending:
-                ray.cancel(ref)
-        return [results[i] for i in range(len(items))]
-
-    def _collect_one(
-        self, pending: dict[Any, tuple[int, Any]], idle: list[Any], results: dict[int, Any]
-    ) -> None:
-        ray = self._ray
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        index, actor = pending.pop(ready[0])
-        idle.append(actor)
-        try:
-            result = ray.get(ready[0])
-        except ray.exceptions.RayError as error:
-            result = TaskFailure.of(error)
-        if isinstance(result, TaskFailure):
-            raise_failure(index, result)
-        results[index] = result
-
-    def close(self) -> None:
-        for actor in self._actors:
-            self._ray.kill(actor)
-        self._actors = []
 
 
 # --------------------------------------------------------------------------- factory
@@ -599,7 +415,6 @@ __all__ = [
     "RayBackend",
     "TaskError",
     "TaskFailure",
-    "WorkerPool",
     "code_runtime_env",
     "default_workers",
     "guarded_call",

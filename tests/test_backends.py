@@ -67,18 +67,6 @@ def unpicklable_error_on_odd(item: int) -> int:
     return item
 
 
-def setup_counter() -> dict[str, Any]:
-    """A worker's state: its process id, and how many items it ran."""
-    return {"pid": os.getpid(), "runs": 0}
-
-
-def scaled(state: dict[str, Any], payload: int, item: int) -> tuple[int, int]:
-    state["runs"] += 1
-    if item < 0:
-        raise ValueError(f"negative item {item}")
-    return payload * item, state["pid"]
-
-
 # ------------------------------------------------------------------------- local
 @pytest.mark.parametrize("workers", [1, 2])
 def test_local_map_unordered_records_failures_and_goes_on(workers: int) -> None:
@@ -120,22 +108,6 @@ def test_items_are_read_lazily() -> None:
         next(stream)
         stream.close()
     assert len(taken) < 10
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_worker_pool_builds_state_once_and_receives_each_broadcast(workers: int) -> None:
-    with LocalBackend(workers) as backend, backend.worker_pool(setup_counter) as pool:
-        pool.broadcast(10)
-        first = pool.map(scaled, list(range(8)))
-        pool.broadcast(-1)
-        second = pool.map(scaled, [1, 2, 3])
-        with pytest.raises(ValueError, match="negative item -4"):
-            pool.map(scaled, [3, -4, 5])
-    assert [value for value, _ in first] == [10 * n for n in range(8)]
-    assert [value for value, _ in second] == [-1, -2, -3]
-    pids = {pid for _, pid in first + second}
-    assert len(pids) <= workers
-    assert (pids == {os.getpid()}) == (workers == 1)
 
 
 def test_make_backend_rejects_bad_choices() -> None:
@@ -187,21 +159,6 @@ def test_ray_gives_the_local_results(ray_backend: Any) -> None:
 
 
 @needs_ray
-def test_ray_actors_hold_state_and_receive_broadcasts(ray_backend: Any) -> None:
-    with ray_backend.worker_pool(setup_counter) as pool:
-        pool.broadcast(3)
-        first = pool.map(scaled, list(range(6)))
-        pool.broadcast(100)
-        second = pool.map(scaled, [1, 2])
-        with pytest.raises(ValueError, match="negative item -1"):
-            pool.map(scaled, [-1])
-    assert [value for value, _ in first] == [0, 3, 6, 9, 12, 15]
-    assert [value for value, _ in second] == [100, 200]
-    assert len({pid for _, pid in first + second}) <= 2
-    assert os.getpid() not in {pid for _, pid in first}
-
-
-@needs_ray
 def test_a_sweep_on_ray_writes_the_local_table(ray_backend: Any, tmp_path: Path) -> None:
     from test_sweep import table_files, write_sweep
 
@@ -227,61 +184,6 @@ def test_ray_is_imported_only_when_asked() -> None:
     )
     assert result.stdout.strip() == "False"
     assert import_ray is not None
-
-
-def rollout_with_weights(state: dict[str, Any], weights: Any, task: Any) -> Any:
-    """Training's rollout on an actor: the weights come by broadcast, not inside the task."""
-    from lsched.train import rollout_group
-
-    state["rollouts"] = state.get("rollouts", 0) + 1
-    return rollout_group(dataclasses.replace(task, weights=weights))
-
-
-@needs_ray
-def test_rollouts_on_ray_actors_give_the_in_process_gradients(ray_backend: Any) -> None:
-    """Broadcast weights → rollouts on actors: the same gradients bit for bit."""
-    import numpy as np
-    import torch
-
-    from agents.learned.agent import feature_sizes, limits_of
-    from agents.learned.policy import Policy, PolicyConfig
-    from lsched.scenario import load_scenario
-    from lsched.train import RolloutTask, rollout_group
-
-    scenario = load_scenario("tpch-streaming")
-    sizes = feature_sizes()
-    config = PolicyConfig(
-        pipeline_features=sizes.pipeline,
-        query_features=sizes.query,
-        global_features=sizes.global_,
-        limit_levels=limits_of(scenario.env).parallelism_levels,
-        hidden=8,
-        embed=4,
-        rounds=1,
-    )
-    torch.manual_seed(0)
-    weights = {k: v.detach().clone() for k, v in Policy(config).state_dict().items()}
-    offset = scenario.train_seed_offset + 1000
-    tasks = [
-        RolloutTask(
-            weights={},
-            policy=config,
-            scenario="tpch-streaming",
-            workload_seed=offset + group,
-            execution_seeds=(offset + 10 + group, offset + 20 + group),
-            sample_seeds=((group, 0), (group, 1)),
-            horizon_queries=8,
-            entropy_weight=0.01,
-        )
-        for group in range(3)
-    ]
-    expected = [rollout_group(dataclasses.replace(t, weights=weights)) for t in tasks]
-    with ray_backend.worker_pool(dict) as pool:
-        pool.broadcast(weights)
-        results = pool.map(rollout_with_weights, tasks)
-    for got, want in zip(results, expected, strict=True):
-        assert got.decisions == want.decisions > 0
-        assert all(np.array_equal(a, b) for a, b in zip(got.gradient, want.gradient, strict=True))
 
 
 @needs_ray
