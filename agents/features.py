@@ -30,6 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from sim.interface import Observation, QueryView
+from sim.operators import OPERATORS as VOCABULARY
 
 FEATURE_SCHEMA_VERSION = 1
 """Bumped whenever a feature is added, removed, reordered or rescaled; checkpoints record it."""
@@ -90,7 +91,14 @@ OPERATORS: tuple[str, ...] = (
     "union",
     "limit",
 )
-"""`operator[q, p]` is the index of the pipeline's breaker here; unknown names map to "other"."""
+"""`operator[q, p]` is the index of the pipeline's breaker here; unknown names map to "other".
+
+The learned policy's fixed encoding (part of FEATURE_SCHEMA_VERSION), not the vocabulary: that
+is sim.operators.OPERATORS. The names it has no slot for are UNENCODED_OPERATORS."""
+UNENCODED_OPERATORS = frozenset(VOCABULARY - set(OPERATORS))
+"""Breakers of the vocabulary that encode as "other" in this schema (top_n, join_build,
+delim_join: 11% of bundled pipelines); a slot for them needs the next schema version and a
+retrained policy."""
 
 _OPERATOR_ID = {name: index for index, name in enumerate(OPERATORS)}
 _P = {name: index for index, name in enumerate(PIPELINE_FEATURES)}

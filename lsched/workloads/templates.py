@@ -42,6 +42,7 @@ from lsched.documents import MAX_TEMPLATE_FILE_BYTES, parse_json, read_text
 from lsched.errors import InputError
 from lsched.io import atomic_write_text
 from sim.model import PipelineSpec, QuerySpec
+from sim.operators import AGGREGATE_OPERATORS, JOIN_OPERATORS, OPERATORS
 
 BUNDLED_SUITES = ("tpch", "ssb", "tpcds")
 FORMAT_VERSION = 2
@@ -49,15 +50,6 @@ READABLE_FORMATS = (1, 2)
 """Format 2 adds measured scalability, estimates and the calibration's provenance."""
 ESTIMATE_RATIO_RANGE = (1e-6, 1e6)
 """Bounds on a measured estimate ratio: beyond them a file is corrupt, not an optimizer."""
-
-JOIN_OPERATORS = frozenset({"hash_build", "join_build", "delim_join"})
-"""Breakers that build one side of a join (a hash table, a materialised side, a delim join)."""
-AGGREGATE_OPERATORS = frozenset({"aggregate", "window"})
-SORT_OPERATORS = frozenset({"sort", "top_n"})
-OPERATORS = frozenset(
-    JOIN_OPERATORS | AGGREGATE_OPERATORS | SORT_OPERATORS | {"cte", "limit", "exchange", "result"}
-)
-"""Every pipeline-breaker name a template may use; schedulers may one-hot encode them."""
 
 
 class TemplateError(InputError):
