@@ -117,6 +117,16 @@ def test_issue_cases_are_refused_by_validate_and_run(
     refused(tmp_path, document, field, command="run")
 
 
+def test_the_budget_is_enforced_while_running(tmp_path: Path) -> None:
+    """tpch-batch passes the size check at 300 simulated seconds (its work alone needs 278 s
+    on 32 threads) but its schedules take about 770 s: the run stops at the bound."""
+    batch = yaml.safe_load(bundled_scenarios()["tpch-batch"].read_text())
+    document = with_value("simulation.budget.max_sim_time_s", 300.0, batch)
+    document["agents"] = ["fifo"]
+    message = refused(tmp_path, document, "simulation.budget.max_sim_time_s", command="run")
+    assert "passed 300 simulated seconds" in message
+
+
 def test_a_duplicate_key_is_an_error_not_the_last_one_wins(tmp_path: Path) -> None:
     text = yaml.safe_dump(BASE, sort_keys=False) + "cluster: {nodes: 1}\n"
     assert "duplicate key 'cluster'" in refused(tmp_path, text, "line ")
@@ -149,6 +159,23 @@ def test_a_template_file_of_random_bytes_names_the_field(tmp_path: Path) -> None
     document = with_value("workload.template_files", [str(templates)])
     message = refused(tmp_path, document, "workload.template_files")
     assert "mine.json" in message and "not a UTF-8" in message
+
+
+TRACE = {"path": "trace.csv", "threads": 4}
+
+
+def test_a_trace_of_random_bytes_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "trace.csv").write_bytes(bytes(range(256)) * 8)
+    document = with_value("workload.trace", TRACE)
+    refused(tmp_path, document, "workload.trace.path")
+
+
+def test_a_trace_longer_than_the_budget_is_refused(tmp_path: Path) -> None:
+    rows = "".join(f"{i * 0.5},tpch-q1,0.01\n" for i in range(20_001))
+    (tmp_path / "trace.csv").write_text("arrival_s,template,duration_s\n" + rows)
+    document = with_value("workload.trace", TRACE, with_value("workload.queries", None))
+    document["workload"]["duration_s"] = 1e6
+    refused(tmp_path, document, "workload.trace.max_records")
 
 
 def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:

@@ -213,6 +213,15 @@ def check_size(spec: WorkloadSpec, library: Mapping[str, QueryTemplate], budget:
             f"queries: {queries} is more than the budget's {budget.max_queries} "
             "(simulation.budget.max_queries)"
         )
+    if spec.trace is not None and queries is None:
+        trace = spec.trace
+        records = len(_trace_records(trace.path, trace.max_records, trace.instance_id))
+        if records > budget.max_queries:
+            raise WorkloadError(
+                f"trace.max_records: the trace replays {records} records, more than the "
+                f"budget's {budget.max_queries} (set max_records or workload.queries, or raise "
+                "simulation.budget.max_queries)"
+            )
     if not spec.streams:
         return
     processes = [stream.arrivals for stream in _resolve(spec, library)]
