@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+GYMNASIUM_MIN := 1.0.0
+GYMNASIUM_MIN_DIR := $(VENV)/gymnasium-$(GYMNASIUM_MIN)
+
+.PHONY: install demo test test-gymnasium-min lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +28,14 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(MAKE) test-gymnasium-min
+
+# The env's tests again on the oldest gymnasium pyproject.toml allows (put first on the path).
+test-gymnasium-min: $(STAMP)
+	test -d $(GYMNASIUM_MIN_DIR) || { rm -rf $(GYMNASIUM_MIN_DIR).tmp && \
+	  $(BIN)/pip install -q --no-deps --target $(GYMNASIUM_MIN_DIR).tmp gymnasium==$(GYMNASIUM_MIN) && \
+	  mv $(GYMNASIUM_MIN_DIR).tmp $(GYMNASIUM_MIN_DIR); }
+	PYTHONPATH=$(GYMNASIUM_MIN_DIR) LSCHED_EXPECT_GYMNASIUM=$(GYMNASIUM_MIN) $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/test_env.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -566,17 +566,61 @@ def validate(
 
 
 @app.command()
-def scenarios() -> None:
+def scenarios(
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Show each scenario's Gymnasium spaces as the env sizes them by default.",
+        ),
+    ] = False,
+) -> None:
     """List the bundled scenarios."""
     with _user_errors():
         from lsched.scenario import bundled_scenarios, load_scenario
 
+        if env:
+            _console().print(_env_sizes_table(bundled_scenarios()))
+            return
         table = Table(title="bundled scenarios (lsched run NAME)", title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
         for name in bundled_scenarios():
             table.add_row(name, load_scenario(name).description)
         _console().print(table)
+
+
+def _env_sizes_table(names: list[str]) -> Table:
+    """Observation sizes of `gym.make(ENV_ID, scenario=NAME)` with no options."""
+    from lsched.env import QuerySchedulingEnv
+    from lsched.env.sizing import peak_queries
+
+    table = Table(
+        title="default env sizes (gym.make(lsched.ENV_ID, scenario=NAME))", title_justify="left"
+    )
+    for column in (
+        "name",
+        "peak queries (fair)",
+        "window",
+        "pipelines",
+        "threads",
+        "actions",
+        "observation values",
+    ):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for name in names:
+        built = QuerySchedulingEnv(name)
+        slots, choices = (int(n) for n in built.action_space.nvec)
+        table.add_row(
+            name,
+            str(peak_queries(built.scenario)),
+            str(built.max_queries),
+            str(built.max_pipelines),
+            str(built.total_threads),
+            f"{slots} × {choices}",
+            f"{built.observation_values:,}",
+        )
+    return table
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tomllib
 import warnings
 from functools import cache
 from pathlib import Path
@@ -40,7 +42,8 @@ SMALL = {
     "env.max_pipelines_per_query": 12,
 }
 """A few queries on 4 threads, small enough padding for an MLP policy."""
-BUNDLED = sorted(path.stem for path in (Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
+ROOT = Path(__file__).parent.parent
+BUNDLED = sorted(path.stem for path in (ROOT / "scenarios").glob("*.yaml"))
 HEURISTICS = sorted(name for name in AGENTS if name != "tuned")
 """Every rule-based agent; `tuned` only chooses among them (and trains while being built)."""
 
@@ -616,3 +619,29 @@ def test_flat_view_holds_every_key_and_the_mask() -> None:
         sum(a.size for k, a in inner.items() if k != "action_mask"),
     )
     np.testing.assert_array_equal(obs["action_mask"], env.unwrapped.action_masks())
+
+
+def test_gymnasium_is_within_the_declared_range() -> None:
+    """`make test` reruns this file on the oldest gymnasium allowed; it must really be that."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(d for d in declared if d.startswith("gymnasium"))
+    lower, upper = (part.lstrip("><=") for part in spec.removeprefix("gymnasium").split(","))
+    version = tuple(int(x) for x in gym.__version__.split(".")[:3])
+    assert (
+        tuple(int(x) for x in lower.split(".")) <= version < tuple(int(x) for x in upper.split("."))
+    )
+    expected = os.environ.get("LSCHED_EXPECT_GYMNASIUM")
+    if expected:
+        assert gym.__version__ == expected
+
+
+def test_scenarios_env_lists_the_default_sizes() -> None:
+    from typer.testing import CliRunner
+
+    from lsched.cli import app
+
+    result = CliRunner().invoke(app, ["scenarios", "--env"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "tpch-streaming" in line)
+    env = QuerySchedulingEnv("tpch-streaming")
+    assert f"{env.observation_values:,}" in row and f" {env.max_queries} " in row

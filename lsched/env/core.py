@@ -81,6 +81,9 @@ ID_KEYS = ("operator", "query_class")
 FEATURE_BOUND = 1e9
 """Bounds of the float feature boxes: features sit near [0, 1], this only keeps spaces finite."""
 INVALID_ACTIONS = ("penalty", "raise")
+RENDER_MODES = ("ansi", "rgb_array")
+RENDER_PIXELS = 4
+"""Pixels per query row and per thread column of an `rgb_array` frame."""
 PARALLELISM = ("exact", "levels")
 
 
@@ -122,7 +125,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     `decision_to_action`, `action_to_decision`, `wait_slot`, `result()`.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES)}  # noqa: RUF012 - gymnasium's
 
     def __init__(
         self,
@@ -137,7 +140,11 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         episode_queries: int | None = None,
         parallelism: Literal["exact", "levels"] = "exact",
         features: FeatureConfig | None = None,
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None:
+            _check_choice("render_mode", render_mode, RENDER_MODES)
+        self.render_mode = render_mode
         if isinstance(scenario, str | Path):
             scenario = load_scenario(scenario)
         if overrides:
@@ -258,8 +265,9 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if problem and self.invalid_action == "raise":
             raise InvalidActionError(problem)
         if problem and not self._mask[self.wait_slot]:
-            # Not even WAIT is legal: nothing happens (time cannot move on).
-            obs = {key: array.copy() for key, array in self._obs.items()}
+            # Not even WAIT is legal: nothing happens (time cannot move on); the same state
+            # encodes to the same arrays, fresh ones, whatever the caller did to the last.
+            obs = self._observe(terminal=False)
             return obs, -self.invalid_penalty, False, False, self._info((), invalid=True)
         decision = WAIT if problem else self._to_decision(slot, choice)
         sim.apply(decision)
@@ -280,6 +288,25 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             or (self.episode_queries is not None and len(completed) >= self.episode_queries)
         )
         return obs, reward, terminal, truncated, self._info(new, invalid=bool(problem))
+
+    def render(self) -> str | np.ndarray | None:
+        """`ansi`: one status line. `rgb_array`: the window as an image, a row of pixels per
+        query and a column per thread, lit by the threads each query holds (recorded videos
+        show load building up and draining)."""
+        if self._sim is None or self.render_mode is None:
+            return None
+        sim = self._sim
+        in_system = len(sim.active_queries)
+        if self.render_mode == "ansi":
+            busy = self.total_threads - sim.free_threads
+            return (
+                f"t={sim.now_s:.3f}s queries={in_system} waiting={self._waiting} "
+                f"threads busy={busy}/{self.total_threads}"
+            )
+        image = np.zeros((self.max_queries, self.total_threads, 3), np.uint8)
+        for row, query in enumerate(islice(sim.active_queries.values(), self.max_queries)):
+            image[row, : min(query.threads, self.total_threads)] = (80, 160, 255)
+        return np.repeat(np.repeat(image, RENDER_PIXELS, axis=0), RENDER_PIXELS, axis=1)
 
     def action_masks(self) -> np.ndarray:
         """The flat mask MaskablePPO reads: legal slots (WAIT last), then thread choices."""
@@ -432,7 +459,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         mask[self.slots + 1 :] = [i == 0 or extra[i - 1] < free for i in range(len(extra))]
         obs["action_mask"] = mask
         self._mask = mask.copy()
-        self._obs = {key: array.copy() for key, array in obs.items()}
+        self._obs = obs  # the last observation returned, for wrappers and tests to inspect
         return obs
 
     def _in_system(self) -> tuple[np.ndarray, np.ndarray]:
