@@ -645,3 +645,43 @@ def test_scenarios_env_lists_the_default_sizes() -> None:
     row = next(line for line in result.output.splitlines() if "tpch-streaming" in line)
     env = QuerySchedulingEnv("tpch-streaming")
     assert f"{env.observation_values:,}" in row and f" {env.max_queries} " in row
+
+
+def test_sb3_vecnormalize_and_unmasked_ppo_take_the_defaults() -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    envs = VecNormalize(DummyVecEnv([lambda: gym.make(ENV_ID, scenario=small())] * 2))
+    model = PPO("MultiInputPolicy", envs, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(total_timesteps=128)  # no mask: unoffered actions wait and pay the penalty
+    obs = envs.reset()
+    assert all(np.isfinite(array).all() for array in obs.values())
+
+
+def test_result_after_a_time_limit_reports_the_finished_queries() -> None:
+    env = gym.make(ENV_ID, scenario=small(), max_episode_steps=40)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    truncated = terminated = False
+    while not (truncated or terminated):
+        _, _, terminated, truncated, _ = env.step(random_action(env.unwrapped, rng))
+    result = env.unwrapped.result()
+    assert truncated and not terminated
+    assert result.unfinished > 0 and len(result.queries) + result.unfinished == 24
+
+
+def test_torchrl_accepts_the_env_specs() -> None:
+    pytest.importorskip("torchrl", reason="torchrl not installed (pip install -e '.[dev]')")
+    if gym.__version__.startswith("1.0."):
+        pytest.skip("torchrl 0.14 refuses gymnasium 1.0 (it runs on the dev install's 1.2.2)")
+    from torchrl.envs import GymWrapper
+    from torchrl.envs.utils import check_env_specs
+
+    check_env_specs(
+        GymWrapper(gym.make(ENV_ID, scenario=small()), categorical_action_encoding=True)
+    )
+    check_env_specs(
+        GymWrapper(
+            FlatObservation(gym.make(ENV_ID, scenario=small())), categorical_action_encoding=True
+        )
+    )
