@@ -46,10 +46,10 @@ class PredictorSettings:
         if (
             isinstance(self.shrinkage, bool)
             or not isinstance(self.shrinkage, int | float)
-            or not self.shrinkage >= 0
+            or not 0 <= self.shrinkage < math.inf
         ):
             raise AgentOptionError(
-                f"option shrinkage: must be a number >= 0 (got {self.shrinkage!r})"
+                f"option shrinkage: must be a finite number >= 0 (got {self.shrinkage!r})"
             )
 
 

@@ -116,10 +116,7 @@ class TuningBudget:
             raise AgentOptionError(
                 f"option adaptive_factors: need numbers > 0 (got {self.adaptive_factors!r})"
             )
-        if not all(
-            isinstance(m, int | float) and not isinstance(m, bool) and m > 0
-            for m in self.marginal_speedups
-        ):
+        if not all(_number(m) and 0 < m < math.inf for m in self.marginal_speedups):
             raise AgentOptionError(
                 f"option marginal_speedups: need numbers > 0 (got {self.marginal_speedups!r})"
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from lsched.errors import InputError
 
@@ -234,6 +235,36 @@ def _json_shape_problem(text: str) -> str:
     return ""
 
 
+Loc = tuple[str | int, ...]
+
+
+def validation_problem(
+    error: ValidationError,
+    *,
+    where: Callable[[Loc], str],
+    unknown_key: Callable[[Loc], str] = lambda loc: "unknown key",
+) -> tuple[str, str]:
+    """The first problem pydantic found in a document, as (field path, one-line problem).
+
+    `where` spells a loc as the user wrote it; `unknown_key` explains a key the schema lacks.
+    A misspelt key also makes the key it should have been "missing": the misspelling is named.
+    """
+    problems = error.errors(include_url=False)
+    first = min(problems, key=lambda p: p["type"] != "extra_forbidden")
+    path = where(first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = unknown_key(first["loc"])
+    elif kind == "missing":
+        message = "required key is missing"
+    elif not isinstance(first.get("input"), dict | list):
+        message += f" (got {first.get('input')!r})"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})"
+    return path, message
+
+
 def load_mapping(
     path: str | Path,
     *,
@@ -259,4 +290,5 @@ __all__ = [
     "parse_json",
     "parse_yaml",
     "read_text",
+    "validation_problem",
 ]

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from lsched.documents import load_mapping
+from lsched.documents import load_mapping, validation_problem
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
 from lsched.workloads.generate import check_size, check_templates, check_trace, generate_workload
@@ -468,18 +468,6 @@ def _alternatives(annotation: Any) -> list[Any]:
 
 def _validation_error(source: str, error: ValidationError) -> ScenarioError:
     """The first problem pydantic found, as one line naming the field path."""
-    problems = error.errors(include_url=False)
-    # A misspelt key also makes the key it should have been "missing": name the misspelling.
-    first = min(problems, key=lambda p: p["type"] != "extra_forbidden")
-    path = format_loc(first["loc"]) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        message = _unknown_key(first["loc"])
-    elif kind == "missing":
-        message = "required key is missing"
-    elif not isinstance(first.get("input"), dict | list):
-        message += f" (got {first.get('input')!r})"
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})"
-    return ScenarioError(source, path, message)
+    return ScenarioError(
+        source, *validation_problem(error, where=format_loc, unknown_key=_unknown_key)
+    )

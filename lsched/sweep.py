@@ -40,7 +40,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from agents.context import AgentError
 from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
-from lsched.documents import load_mapping
+from lsched.documents import load_mapping, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
 from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
 from lsched.plots import png_bytes
@@ -89,11 +89,11 @@ def _agent_item(value: Any) -> Any:
 def _seeds_item(value: Any) -> Any:
     """One readable error for `seeds` instead of one per branch of int | list[int]."""
     if isinstance(value, bool) or not isinstance(value, int | list):
-        raise ValueError(f"expected a number of seeds or a list of seeds, got {value!r}")
+        raise ValueError("expected a number of seeds or a list of seeds")
     if isinstance(value, list) and not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise ValueError(f"expected a list of whole numbers, got {value!r}")
+        raise ValueError("expected a list of whole numbers")
     return value
 
 
@@ -333,27 +333,17 @@ def _check_agent_name(source: str, field: str, name: str) -> None:
     )
 
 
+_UNION_MEMBERS = ("int", "list[int]", "function-before[_agent_item()]")
+"""Loc parts pydantic adds for a union's members: not part of the path the user wrote."""
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in _UNION_MEMBERS)
+
+
 def _validation_error(source: str, error: ValidationError) -> SweepError:
     """The first problem pydantic found, as one line naming the field path."""
-    problems = error.errors(include_url=False)
-    first = problems[0]
-    loc = [str(part) for part in first["loc"]]
-    loc = [
-        part for part in loc if part not in ("int", "list[int]", "function-before[_agent_item()]")
-    ]
-    path = ".".join(loc) or "(top level)"
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    elif first["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-    elif not isinstance(first.get("input"), dict | list):
-        message += f" (got {first.get('input')!r})"
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})"
-    return SweepError(source, path, message)
+    return SweepError(source, *validation_problem(error, where=_where))
 
 
 def _value_text(value: Any) -> str:
