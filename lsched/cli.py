@@ -405,7 +405,9 @@ def report(
 @app.command()
 def train(
     scenarios: Annotated[str, typer.Argument(help="Comma-separated scenarios to train on.")],
-    out: Annotated[Path, typer.Option(help="Folder for metrics, checkpoints and policy.pt.")],
+    out_text: Annotated[
+        str, typer.Option("--out", help="Folder for metrics, checkpoints and policy.pt.")
+    ],
     iterations: Annotated[int | None, typer.Option(help="Policy-gradient steps.")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Rollout workers (default: one per core).")
@@ -424,9 +426,12 @@ def train(
     """Train the learned scheduler; then `lsched run S --agents lsched:OUT/policy.pt`."""
     with _user_errors():
         from lsched.backends import make_backend
+        from lsched.io import out_folder
         from lsched.learn import config_from_settings
         from lsched.learn import train as train_policy
 
+        out = out_folder(out_text)
+        assert out is not None
         flags = [
             f"{k}={v}"
             for k, v in (("iterations", iterations), ("workers", workers), ("seed", seed))

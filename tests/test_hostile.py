@@ -212,8 +212,16 @@ def test_validate_answers_any_file_up_to_a_megabyte_quickly(
 
 
 # ------------------------------------------------------------------ the output folder
-def test_an_empty_out_is_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["run", "tpch-batch", "--seeds", "1", "--out", ""])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "tpch-batch", "--seeds", "1"],
+        ["sweep", str(Path(__file__).resolve().parent.parent / "scenarios/sweeps/load.yaml")],
+        ["train", "tpch-batch"],
+    ],
+)
+def test_an_empty_out_is_refused(tmp_path: Path, command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--out", ""])
     assert result.exit_code == 2
     assert result.output.strip() == (
         "error: --out: an empty path; name a folder (e.g. --out runs/mine)"
