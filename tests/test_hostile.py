@@ -432,3 +432,49 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
     assert set(finished.values()) == {1}, [k for k, n in finished.items() if n > 1]
     assert kills >= 2, "the kills should land while runs were going on"
     assert not (out / "sweep-runs.jsonl").exists()
+
+
+SWEEPS = {
+    path.name: yaml.safe_load(path.read_text())
+    for path in sorted((Path(__file__).resolve().parent.parent / "scenarios/sweeps").glob("*.yaml"))
+}
+
+
+@st.composite
+def sweep_mutations(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    document = copy.deepcopy(SWEEPS[draw(st.sampled_from(sorted(SWEEPS)))])
+    if draw(st.booleans()):
+        where = draw(st.sampled_from(_mappings(document)))
+        node = document
+        for key in where:
+            node = node[key]
+        node["zz_not_a_field"] = 1
+        return document, "zz_not_a_field"
+    path, value = draw(st.sampled_from(_leaves(document)))
+    wrong = [w for w in _wrong_values(value) if not (path == ("seeds",) and isinstance(w, list))]
+    node = document
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = draw(st.sampled_from(wrong))
+    return document, _location(path)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(mutation=sweep_mutations())
+def test_mutated_bundled_sweeps_are_refused(tmp_path: Path, mutation: Any) -> None:
+    document, field = mutation
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(out)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: {path}:") and field in lines[0], lines[0]
+    assert time.perf_counter() - started < TIME_BOUND_S
+    assert not out.exists()
