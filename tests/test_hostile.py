@@ -102,6 +102,15 @@ ISSUE_CASES = [
     ("agents", [{"name": "fair", "adaptive_parallelism": 0.1}], "agents[0]"),
     ("agents", [{"name": "tuned", "seeds": 8}], "agents[0]"),
     ("agents", [{"name": "tuned", "families": 5}], "agents[0]"),
+    ("agents", [{"name": "lsched", "checkpoint": 5}], "agents[0]"),
+    ("agents", [{"name": "lsched", "temperature": 0.5}], "agents[0]"),
+    ({"workload.queries": None, "workload.duration_s": 3600.0,
+      "workload.streams.0.arrivals": {"process": "periodic", "period_s": 1e-9}},
+     None, "simulation.budget.max_queries"),
+    ({"workload.queries": None, "workload.duration_s": 3600.0,
+      "workload.streams.0.arrivals": {"process": "etl", "time_of_day": 0, "day_s": 1e-9,
+                                      "count": 3}},
+     None, "simulation.budget.max_queries"),
 ]  # fmt: skip
 
 

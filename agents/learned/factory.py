@@ -21,13 +21,23 @@ OPTIONS = ("checkpoint", "sample")
 
 
 def lsched_agent(
-    context: AgentContext, checkpoint: str | Path | None = None, sample: bool = False
+    context: AgentContext,
+    checkpoint: str | Path | None = None,
+    sample: bool = False,
+    **unknown: object,
 ) -> LearnedScheduler:
     """The learned scheduler; `checkpoint` a policy file (default: the shipped one).
 
     `sample` draws actions from the policy with the context's generator instead of taking
-    the most likely one (what training does; evaluation is greedy).
+    the most likely one (what training does; evaluation is greedy). Any other option is an
+    error listing these two (OPTIONS).
     """
+    if unknown:
+        raise AgentOptionError(
+            f"unknown option {sorted(unknown)[0]!r}; it takes: {', '.join(OPTIONS)}"
+        )
+    if checkpoint is not None and not isinstance(checkpoint, str | Path):
+        raise AgentOptionError(f"option checkpoint: must be a file path (got {checkpoint!r})")
     if not isinstance(sample, bool):
         raise AgentOptionError(f"option sample: must be true or false (got {sample!r})")
     # One decision is a forward pass over a few hundred rows: torch's intra-op threads only add
