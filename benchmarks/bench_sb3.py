@@ -76,13 +76,25 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--eval-seeds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--policy",
+        choices=("default", "slots"),
+        default="default",
+        help="default: SB3's MultiInputPolicy; slots: lsched.env.sb3.SlotScoringPolicy",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     envs = make_vec_env(
         lsched.ENV_ID, n_envs=args.envs, seed=args.seed, env_kwargs={"scenario": args.scenario}
     )
-    model = MaskablePPO("MultiInputPolicy", envs, seed=args.seed, verbose=0)
+    if args.policy == "slots":
+        from lsched.env.sb3 import SlotScoringPolicy
+
+        policy: object = SlotScoringPolicy
+    else:
+        policy = "MultiInputPolicy"
+    model = MaskablePPO(policy, envs, seed=args.seed, verbose=0)
     timer = CollectionTimer()
     started = time.perf_counter()
     model.learn(total_timesteps=args.steps, callback=timer)
@@ -106,6 +118,7 @@ def main() -> None:
                 "benchmark": "sb3_maskable_ppo",
                 "scenario": args.scenario,
                 "envs": args.envs,
+                "policy": args.policy,
                 "steps": timer.steps,
                 "observation_values": inner.observation_values,
                 "policy_parameters": sum(p.numel() for p in model.policy.parameters()),

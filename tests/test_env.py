@@ -685,3 +685,43 @@ def test_torchrl_accepts_the_env_specs() -> None:
             FlatObservation(gym.make(ENV_ID, scenario=small())), categorical_action_encoding=True
         )
     )
+
+
+def test_slot_scoring_policy_scores_a_slot_by_its_own_features() -> None:
+    """Swapping two queries' rows swaps their slots' scores: no position-indexed weights."""
+    pytest.importorskip("sb3_contrib")
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from lsched.env.sb3 import SlotScoringExtractor, SlotScoringPolicy
+
+    env = QuerySchedulingEnv(small())
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):  # a few queries in the system
+        obs, *_ = env.step(random_action(env, np.random.default_rng(0)))
+    extractor = SlotScoringExtractor(env.observation_space)
+    tensors = {key: torch.as_tensor(value)[None].float() for key, value in obs.items()}
+    structured = env.unflatten(obs)
+    assert structured["query_mask"][:2].all()
+    swapped = {}
+    for key, value in structured.items():
+        if key in (
+            "pipelines",
+            "queries",
+            "pipeline_mask",
+            "schedulable",
+            "operator",
+            "query_mask",
+        ):
+            value = value.copy()
+            value[[0, 1]] = value[[1, 0]]
+        swapped[key] = torch.as_tensor(value.reshape(-1))[None].float()
+    with torch.no_grad():
+        scores = extractor(tensors)[0, : env.slots].reshape(env.max_queries, env.max_pipelines)
+        after = extractor(swapped)[0, : env.slots].reshape(env.max_queries, env.max_pipelines)
+    torch.testing.assert_close(after[[1, 0]], scores[:2])
+    torch.testing.assert_close(after[2:], scores[2:])
+
+    model = MaskablePPO(SlotScoringPolicy, gym.make(ENV_ID, scenario=small()), n_steps=64, seed=0)
+    model.learn(total_timesteps=128)
+    assert isinstance(model.policy.action_net, torch.nn.Identity)
