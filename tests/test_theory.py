@@ -275,3 +275,23 @@ def test_tuned_searches_the_new_families() -> None:
     assert Candidate("serpt", None, min_marginal_speedup=0.7) in grid
     built = Candidate("serpt").build(PRIOR)
     assert isinstance(built, Serpt) and built.scalability.prior is PRIOR
+
+
+@pytest.mark.parametrize("name", ["hesrpt", "lpf", "serpt", "predicted_srpt"])
+def test_a_reused_agent_repeats_its_run_exactly(name: str) -> None:
+    """`reset` forgets per-run state (the predictor's query log, cached scalability), so the
+    same object on the same seed gives the same schedule whatever ran before it."""
+    from lsched.runner import agent_context
+    from lsched.scenario import load_scenario
+
+    scenario = load_scenario("tpch-streaming")
+    agent = make_agent(name, agent_context(scenario))
+
+    def latencies(seed: int) -> list[float]:
+        queries = scenario.queries(seed)[:60]
+        result = simulate(queries, scenario.cluster, agent, scenario.execution_rng(seed))
+        return [q.latency_s for q in result.queries]
+
+    first = latencies(0)
+    latencies(1)
+    assert latencies(0) == first
