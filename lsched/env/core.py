@@ -61,7 +61,7 @@ from agents.features import (
     observation_shapes,
 )
 from lsched.env.rewards import REWARDS, Reward
-from lsched.env.sizing import sized_limits
+from lsched.env.sizing import observation_values, sized_limits
 from lsched.errors import LschedError, ScenarioError
 from lsched.scenario import load_scenario
 from sim.engine import Simulation
@@ -209,8 +209,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     @property
     def observation_values(self) -> int:
         """Values in one observation, every key counted."""
-        shapes = self.observation_shapes.values()
-        return int(sum(np.prod(shape) for shape in shapes)) + self.mask_size
+        return observation_values(self.max_queries, self.max_pipelines, len(self.extra_threads))
 
     # ----------------------------------------------------------------- gym API
     def reset(
