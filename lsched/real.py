@@ -37,7 +37,7 @@ from agents.query_level import QUERY_FORMS
 from lsched.errors import LschedError
 from lsched.scenario import AgentChoice, Scenario
 from lsched.workloads import calibrate
-from sim.interface import CompletedQuery, QueryView, query_view
+from sim.interface import CompletedQuery, PipelineView, QueryView, query_view
 from sim.model import QuerySpec
 from sim.query_level import QueryLevel, admit
 
@@ -124,6 +124,7 @@ def _serve(path: str, requests: Any, results: Any) -> None:
         con.execute(f"SET threads = {int(threads)}")
         timer = threading.Timer(timeout_s, con.interrupt)
         started = time.monotonic()
+        cpu_started = time.process_time()  # every thread of this process: DuckDB's CPU time
         error = ""
         timer.start()
         try:
@@ -134,7 +135,8 @@ def _serve(path: str, requests: Any, results: Any) -> None:
                 error = f"timed out after {timeout_s:g} s"
         finally:
             timer.cancel()
-        results.put((query_id, started, time.monotonic(), error))
+        cpu_s = time.process_time() - cpu_started
+        results.put((query_id, started, time.monotonic(), error, cpu_s))
     con.close()
 
 
@@ -163,7 +165,9 @@ class _Pool:
         self.requests[worker].put((query_id, sql, threads, timeout_s))
         return worker
 
-    def poll(self, wait_s: float) -> tuple[int, float, float, str] | None:
+    def poll(self, wait_s: float) -> tuple[int, float, float, str, float] | None:
+        """(query id, start, end, error, CPU seconds) of a finished query, if one finishes
+        within `wait_s`."""
         try:
             done = self.results.get(timeout=max(wait_s, 0.0))
         except queue.Empty:
@@ -203,7 +207,11 @@ class RealQuery:
 
 
 class _RealObservation:
-    """The parts of sim.interface.Observation a query-level policy reads, from the real run."""
+    """The parts of sim.interface.Observation a query-level policy reads, from the real run.
+
+    The engine reports no progress from inside a query, so a started query shows its threads
+    on its first ready pipeline and no tasks done until it finishes; memory in use is not
+    reported either (0), and every node is up."""
 
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
@@ -218,6 +226,40 @@ class _RealObservation:
     @property
     def free_threads(self) -> int:
         return self.cluster.total_threads - sum(self.granted.values())
+
+    @property
+    def free_threads_per_node(self) -> list[int]:
+        per_node, nodes = self.cluster.threads_per_node, self.cluster.nodes
+        free = self.free_threads
+        return [max(0, min(per_node, free - k * per_node)) for k in range(nodes)]
+
+    @property
+    def nodes_up(self) -> list[bool]:
+        return [True] * self.cluster.nodes
+
+    @property
+    def memory_used_gb(self) -> list[float]:
+        return [0.0] * self.cluster.nodes
+
+    @property
+    def schedulable(self) -> list[PipelineView]:
+        """Ready pipelines of the queries not started yet (a started one runs on its own)."""
+        return [
+            p
+            for q in self.active.values()
+            if q.query_id not in self.granted
+            for p in q.pipelines
+            if p.is_ready and not p.is_finished
+        ]
+
+    def start(self, query_id: int, threads: int, at_s: float) -> None:
+        """Record a start in the query's view: its threads, on its first ready pipeline."""
+        self.granted[query_id] = threads
+        view = self.active[query_id]
+        view.started_s = at_s
+        view.threads = threads
+        ready = next(p for p in view.pipelines if p.is_ready and not p.is_finished)
+        ready.threads = threads
 
     @property
     def queries(self):
@@ -265,7 +307,7 @@ def run_workload(
             waiting = [q for q in obs.active.values() if q.query_id not in granted]
             for choice in admit(policy, obs, waiting, granted, cluster.total_threads):
                 spec = specs[choice.query_id]
-                granted[choice.query_id] = choice.threads
+                obs.start(choice.query_id, choice.threads, now)
                 text = calibrate.parameter_sql(
                     spec.template, sql[spec.scale_factor][spec.template], spec.parameter_draw
                 )
@@ -283,7 +325,7 @@ def run_workload(
             finished = pool.poll(min(POLL_S, max(next_arrival, 0.0)))
             if finished is None:
                 continue
-            query_id, start, end, error = finished
+            query_id, start, end, error, cpu_s = finished
             spec = specs[query_id]
             threads = granted.pop(query_id)
             view = obs.active.pop(query_id)
@@ -308,6 +350,7 @@ def run_workload(
                     record.arrival_s,
                     record.finish_s,
                     view.est_work_s,
+                    cpu_s if not error else math.nan,
                 )
             )
             done.append(record)
@@ -318,7 +361,7 @@ def run_workload(
 
 
 # --------------------------------------------------------------------------- agents
-QUERY_LEVEL_AGENTS = frozenset({*QUERY_FORMS, "tuned"})
+QUERY_LEVEL_AGENTS = frozenset({*QUERY_FORMS, "tuned", "lsched"})
 """Registered agents with a query-level form (`lsched real` keeps these of a scenario's list)."""
 
 
@@ -470,7 +513,7 @@ def isolated_pass(
         done = None
         while done is None:
             done = pool.poll(1.0)
-        _, start, end, error = done
+        _, start, end, error, _ = done
         if error:
             raise RealEngineError(f"{name} at scale factor {scale_factor:g} failed: {error}")
         out[name, scale_factor] = end - start

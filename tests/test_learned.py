@@ -12,10 +12,9 @@ import torch
 from sim_helpers import QUIET, chain_query
 
 from agents.context import AgentContext, AgentError
-from agents.features import FEATURE_SCHEMA_VERSION
+from agents.features import FEATURE_SCHEMA_VERSION, OPERATORS, PIPELINE_FEATURES
 from agents.heuristics import Fifo, Knobs
 from agents.learned.agent import (
-    GUIDE_FEATURES,
     LearnedScheduler,
     ObservationLimits,
     feature_sizes,
@@ -307,7 +306,7 @@ def test_guide_proposal_is_an_input_and_its_waits_show_globally() -> None:
     scheduler.reset(CLUSTER)
     reference = Fifo(Knobs(max_parallelism=2))
     reference.reset(CLUSTER)
-    pick = -len(GUIDE_FEATURES)
+    pick = len(PIPELINE_FEATURES) + len(OPERATORS)  # the guide's columns follow the one-hot
     seen_wait = seen_pick = False
     observation = simulation.advance()
     while observation is not None:
@@ -388,3 +387,137 @@ def test_the_shipped_policy_loads_and_schedules_a_scenario(tmp_path: Path) -> No
     shipped = report.agents["lsched"]
     assert shipped.queries == 20
     assert 0 < shipped.mean_latency_s <= report.agents["fifo"].mean_latency_s * 1.5
+
+
+# ------------------------------------------------------------- scalability and query log
+def test_the_scalability_prior_is_an_input_per_operator_and_the_ablation_zeroes_it() -> None:
+    from agents.learned.agent import PRIOR_PIPELINE_FEATURES, SERIAL_FRACTION_SCALE
+    from agents.scalability import ScalabilityPrior
+
+    prior = ScalabilityPrior((1.0,), {"hash_build": (0.15,), "*": (0.01,)})
+    queries = [
+        QuerySpec(
+            0,
+            "t0",
+            "adhoc",
+            0.0,
+            (
+                PipelineSpec(0, (), 4, 8.0, 8.0, 0.0, "hash_build"),
+                PipelineSpec(1, (0,), 2, 2.0, 2.0),
+            ),
+        )
+    ]
+    column = -len(PRIOR_PIPELINE_FEATURES)
+    seen = {}
+    for switch in (True, False):
+        scheduler = LearnedScheduler(
+            make_policy(),
+            ObservationLimits(max_queries=8),
+            scalability=prior,
+            scalability_features=switch,
+        )
+        scheduler.reset(CLUSTER)
+        observation = Simulation(queries, CLUSTER, np.random.default_rng(0)).advance()
+        step, _, cols = scheduler.observe(observation)
+        seen[switch] = step.pipeline_x[np.argsort(cols), column]
+    assert seen[True] == pytest.approx([0.15 * SERIAL_FRACTION_SCALE, 0.01 * SERIAL_FRACTION_SCALE])
+    assert not seen[False].any()
+
+
+def test_the_query_log_correction_is_learned_from_finished_queries() -> None:
+    """A template whose finished instance used twice its estimated work shows a positive log
+    correction on its next instance; the workload ablation keeps the optimizer's estimate."""
+    from agents.learned.agent import PRIOR_QUERY_FEATURES
+    from sim.interface import CompletedQuery
+
+    queries = [chain_query(k, [2.0, 1.0], tasks=2, arrival_s=float(k)) for k in range(3)]
+    simulation = Simulation(queries, CLUSTER, np.random.default_rng(0))
+    observation = simulation.advance()
+    for switch in (True, False):
+        scheduler = LearnedScheduler(
+            make_policy(), ObservationLimits(max_queries=8), workload_features=switch
+        )
+        scheduler.reset(CLUSTER)
+        view = next(iter(observation.queries))
+        log = [CompletedQuery(99, view.template, "adhoc", view.scale_factor, 0.0, 1.0, 3.0, 6.0)]
+        fake = _WithLog(observation, log)
+        step, _, _ = scheduler.observe(fake)
+        correction = step.query_x[0, -len(PRIOR_QUERY_FEATURES) + 1]
+        # one instance, shrunk towards the coarser levels (RuntimePredictor): 7/8 of log 2
+        expected = 0.875 * np.log(2.0) if switch else 0.0
+        assert correction == pytest.approx(expected, abs=1e-6)
+
+
+class _WithLog:
+    """An observation whose query log is `log` (everything else from `obs`)."""
+
+    def __init__(self, obs, log) -> None:
+        self._obs, self.completed = obs, log
+
+    def __getattr__(self, name):
+        return getattr(self._obs, name)
+
+
+# ------------------------------------------------------------------- query-level form
+def test_the_query_level_form_starts_only_waiting_queries_within_the_free_threads() -> None:
+    from agents.learned.query_level import LearnedQueryPolicy
+    from sim.query_level import QueryLevel
+
+    class Checked(LearnedQueryPolicy):
+        def start(self, state):
+            choice = super().start(state)
+            if choice is not None:
+                assert choice.query_id in {q.query_id for q in state.waiting}
+                assert 1 <= choice.threads <= state.free_threads
+                starts.append(choice)
+            return choice
+
+    starts: list = []
+    scheduler = LearnedScheduler(make_policy(3), ObservationLimits(max_queries=32))
+    guide = QueryLevel(__import__("agents.query_level", fromlist=["QuerySjf"]).QuerySjf())
+    agent = QueryLevel(Checked(scheduler, guide))
+    result = simulate(workload(), CLUSTER, agent, np.random.default_rng(1))
+    assert len(result.queries) == 12 and len(starts) == 12
+
+
+def test_lsched_takes_decisions_query_and_runs_its_query_level_form(tmp_path: Path) -> None:
+    from sim.query_level import QueryLevel
+
+    policy = make_policy()
+    info = _info(policy)
+    path = save_checkpoint(
+        tmp_path / "guided.pt", policy, replace(info, extra={**info.extra, "guide": "sjf"})
+    )
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    agent = lsched_agent(context, checkpoint=path, decisions="query")
+    assert isinstance(agent, QueryLevel) and agent.policy.scheduler.guide is None
+    result = simulate(workload(), CLUSTER, agent, np.random.default_rng(1))
+    assert len(result.queries) == 12
+    with pytest.raises(AgentError, match="option decisions: 'task'"):
+        lsched_agent(context, checkpoint=path, decisions="task")
+
+
+def test_a_guided_policy_waits_only_when_its_guide_does() -> None:
+    """WAIT is offered only where the guide waits (a FIFO capped at 2 threads waits while
+    threads are free); with the knob off it is offered whenever a task runs."""
+    offered = {}
+    for switch in (True, False):
+        scheduler = LearnedScheduler(
+            make_policy(),
+            ObservationLimits(max_queries=32),
+            guide=Fifo(Knobs(max_parallelism=2)),
+            wait_only_with_guide=switch,
+        )
+        simulation = Simulation(workload(6), CLUSTER, np.random.default_rng(1))
+        scheduler.reset(CLUSTER)
+        seen = []
+        observation = simulation.advance()
+        while observation is not None:
+            step, _, _ = scheduler.observe(observation)
+            guide_waits = scheduler.guide_decision.pipeline is None
+            seen.append((step.wait_ok, guide_waits))
+            simulation.apply(scheduler.guide_decision)
+            observation = simulation.advance()
+        offered[switch] = seen
+    assert all(guide_waits for ok, guide_waits in offered[True] if ok)
+    assert any(ok and not guide_waits for ok, guide_waits in offered[False])

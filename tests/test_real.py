@@ -103,6 +103,19 @@ def test_queries_that_time_out_are_recorded_and_the_run_goes_on(
     assert json.loads((out / "results.json").read_text())["agents"]["fifo"]["failed_queries"] > 0
 
 
+def test_the_learned_policy_runs_on_the_real_engine_in_its_query_level_form(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """The shipped checkpoint at query level: every query started (never before it arrived),
+    run and recorded."""
+    out = tmp_path / "out"
+    result = invoke("real", scenario_file, "--agents", "lsched", "--repeats", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "queries-lsched-seed0.csv")
+    assert len(rows) == 20 and all(not row["error"] for row in rows)
+    assert all(float(row["start_s"]) >= float(row["arrival_s"]) for row in rows)
+
+
 def test_an_agent_without_a_query_level_form_is_one_line(scenario_file: Path) -> None:
     result = invoke("real", scenario_file, "--agents", "cpf")
     assert result.exit_code == 2

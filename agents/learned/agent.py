@@ -28,11 +28,24 @@ from agents.features import (
     encode,
 )
 from agents.learned.policy import WAIT_ACTION, Policy, PolicyBatch, limit_for_level
+from agents.predictor import RuntimePredictor
+from agents.scalability import DEFAULT_SERIAL_FRACTION, ScalabilityPrior
 from sim.interface import WAIT, Decision, Observation, Scheduler
 from sim.model import ClusterConfig
 
-INPUT_VERSION = 2
-"""Version of the policy's own input transform below (log scaling, operator one-hot, guide)."""
+INPUT_VERSION = 3
+"""Version of the policy's own input transform below (log scaling, operator one-hot, guide,
+scalability prior, query-log prediction)."""
+
+PRIOR_PIPELINE_FEATURES = ("serial_fraction", "predicted_remaining_work")
+"""Two pipeline columns after the operator one-hot: the serial fraction a database would
+assume for the pipeline (its breaker type and data size, `agents.scalability`; × 10), and its
+estimated remaining work corrected by the query log (`agents.predictor`; log1p)."""
+PRIOR_QUERY_FEATURES = ("predicted_remaining_work", "log_estimate_correction")
+"""Two query columns after features.py's: the corrected remaining work (log1p), and the log of
+the correction itself — how wrong the optimizer has been on this template so far."""
+SERIAL_FRACTION_SCALE = 10.0
+"""Serial fractions (0.004-0.2 measured) encode as fraction × this, near [0, 2]."""
 
 GUIDE_FEATURES = ("guide_pick", "guide_level")
 """Two pipeline columns after the operator one-hot: 1.0 on the pipeline the guide heuristic
@@ -78,6 +91,8 @@ _GL = _columns(GLOBAL_FEATURES, _LOG_GLOBAL)
 _QW = _columns(QUERY_FEATURES, WORKLOAD_QUERY_FEATURES)
 _GW = _columns(GLOBAL_FEATURES, WORKLOAD_GLOBAL_FEATURES)
 _THREADS = PIPELINE_FEATURES.index("threads")
+_P_REMAINING = PIPELINE_FEATURES.index("est_remaining_work")
+_Q_REMAINING = QUERY_FEATURES.index("est_remaining_work")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +105,11 @@ class FeatureSizes:
 def feature_sizes() -> FeatureSizes:
     """Input widths of the policy: features.py's columns, the operator one-hot, the guide."""
     return FeatureSizes(
-        pipeline=len(PIPELINE_FEATURES) + len(OPERATORS) + len(GUIDE_FEATURES),
-        query=len(QUERY_FEATURES),
+        pipeline=len(PIPELINE_FEATURES)
+        + len(OPERATORS)
+        + len(GUIDE_FEATURES)
+        + len(PRIOR_PIPELINE_FEATURES),
+        query=len(QUERY_FEATURES) + len(PRIOR_QUERY_FEATURES),
         global_=len(GLOBAL_FEATURES) + len(GUIDE_GLOBAL_FEATURES),
     )
 
@@ -173,6 +191,12 @@ class LearnedScheduler:
     learning — behaviour cloning makes
     "follow the guide" the starting point and policy gradient learns where to deviate. The
     guide reads the same observation, so it adds no knowledge a database would not have.
+
+    `scalability` is the operator-type prior a database fits on its own measurements (the
+    runner's `AgentContext.scalability`), never the simulator's hidden serial fractions; the
+    query-log correction is learned online from finished queries, as `predicted_srpt` does.
+    `workload_features=False` zeroes everything learned from the query history (that
+    correction too); `scalability_features=False` zeroes the prior: the two ablations.
     """
 
     def __init__(
@@ -185,8 +209,23 @@ class LearnedScheduler:
         workload_features: bool = True,
         feature_config: FeatureConfig | None = None,
         guide: Scheduler | None = None,
+        scalability: ScalabilityPrior | None = None,
+        scalability_features: bool = True,
+        wait_only_with_guide: bool = True,
     ) -> None:
         self.policy = policy.eval()
+        self.wait_only_with_guide = wait_only_with_guide
+        """A guided policy may leave threads idle (WAIT) only when its guide would: deviations
+        choose another pipeline or limit, never idleness the guide does not choose. Without it
+        the policy trained on three scenarios waited where `tuned` scheduled (1,136 times in
+        100 skewed-estimates queries) and ran 60x slower there. False: WAIT whenever a task
+        runs."""
+        self.scalability = scalability
+        self.scalability_features = scalability_features
+        self.predictor = RuntimePredictor()
+        self._logged = 0
+        self._serial: np.ndarray = np.zeros(0, np.float32)
+        self._correction: np.ndarray = np.zeros(0, np.float32)
         self.guide = guide
         self.guide_decision: Decision = WAIT
         """What the guide proposed at the last `observe` (WAIT without a guide)."""
@@ -206,6 +245,8 @@ class LearnedScheduler:
         if self.guide is not None:
             self.guide.reset(cluster)
         self.guide_decision = WAIT
+        self.predictor.clear()
+        self._logged = 0
         self._state.reset()
         self._total = cluster.total_threads
         self._level_limits = np.array(
@@ -227,8 +268,16 @@ class LearnedScheduler:
             self.recorder.times_s.append(obs.now_s)
         if chosen == WAIT_ACTION:
             return WAIT
-        query_id = int(self._state.query_ids[rows[chosen]])
-        return Decision((query_id, int(cols[chosen])), int(self._level_limits[level]))
+        query_id = int(self.query_ids_of(rows)[chosen])
+        return Decision((query_id, int(cols[chosen])), self.level_limit(level))
+
+    def query_ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The query id of each pipeline's row (the `rows` that `observe` returns)."""
+        return self._state.query_ids[rows]
+
+    def level_limit(self, level: int) -> int:
+        """Threads of limit level `level` on the cluster of the last `reset`."""
+        return int(self._level_limits[level])
 
     def action_of(
         self, decision: Decision, rows: np.ndarray, cols: np.ndarray
@@ -248,29 +297,49 @@ class LearnedScheduler:
         level = int(np.searchsorted(self._level_limits, decision.limit, side="left"))
         return int(nodes[0]), min(level, self.levels - 1)
 
-    def observe(self, obs: Observation) -> tuple[Step, np.ndarray, np.ndarray]:
-        """(policy input, row and column of each of its pipelines in the padded encoding)."""
+    def observe(
+        self, obs: Observation, guide_decision: Decision | None = None
+    ) -> tuple[Step, np.ndarray, np.ndarray]:
+        """(policy input, row and column of each of its pipelines in the padded encoding).
+
+        The guide's proposal is `guide_decision` when given (the query-level form passes its
+        guide's), else the guide is asked here."""
         encoded = encode(obs, self.limits, self._state)
         count = self._state.num_queries
         ids = self._state.query_ids[:count]
         if not np.array_equal(ids, self._structure_ids):
             self._structure = _structure(encoded, count)
             self._structure_ids = ids.copy()
+            self._serial = self._serial_fractions(obs, encoded, ids)
+            self._correction = self._corrections(obs, ids)
+        elif len(obs.completed) != self._logged:
+            self._correction = self._corrections(obs, ids)
         rows, cols, pipeline_query, child, parent, operator_onehot = self._structure
+        correction = self._correction
 
         pipes = encoded["pipelines"][rows, cols]
+        prior = np.empty((len(rows), len(PRIOR_PIPELINE_FEATURES)), np.float32)
+        prior[:, 0] = self._serial
+        prior[:, 1] = np.log1p(pipes[:, _P_REMAINING] * correction[pipeline_query])
         pipes[:, _PL] = np.log1p(pipes[:, _PL])
         guide = np.zeros((len(rows), len(GUIDE_FEATURES)), np.float32)
         guide_waits = 0.0
-        if self.guide is not None:
-            self.guide_decision = self.guide.decide(obs)
+        guided = guide_decision is not None or self.guide is not None
+        if guided:
+            self.guide_decision = (
+                guide_decision if guide_decision is not None else self.guide.decide(obs)
+            )
             proposed = self.action_of(self.guide_decision, rows, cols)
             if proposed is not None and proposed[0] == WAIT_ACTION:
                 guide_waits = 1.0
             elif proposed is not None:
                 guide[proposed[0]] = (1.0, proposed[1] / max(self.levels - 1, 1))
-        pipeline_x = np.concatenate((pipes, operator_onehot, guide), axis=1)
-        query_x = encoded["queries"][:count].copy()
+        pipeline_x = np.concatenate((pipes, operator_onehot, guide, prior), axis=1)
+        raw_queries = encoded["queries"][:count]
+        query_prior = np.empty((count, len(PRIOR_QUERY_FEATURES)), np.float32)
+        query_prior[:, 0] = np.log1p(np.maximum(raw_queries[:, _Q_REMAINING], 0.0) * correction)
+        query_prior[:, 1] = np.log(correction)
+        query_x = np.concatenate((raw_queries, query_prior), axis=1)
         query_x[:, _QL] = np.log1p(np.maximum(query_x[:, _QL], 0.0))
         slack = query_x[:, _QS]
         query_x[:, _QS] = np.sign(slack) * np.log1p(np.abs(slack))
@@ -285,6 +354,8 @@ class LearnedScheduler:
         candidate = encoded["schedulable"][rows, cols] & (min_level < self.levels)
         cluster = obs.cluster
         wait_ok = obs.free_threads < cluster.threads_per_node * sum(obs.nodes_up)
+        if self.wait_only_with_guide and guided:
+            wait_ok = wait_ok and guide_waits == 1.0
         step = Step(
             pipeline_x.astype(np.float32, copy=False),
             query_x,
@@ -297,6 +368,40 @@ class LearnedScheduler:
             bool(wait_ok),
         )
         return step, rows, cols
+
+    def _corrections(self, obs: Observation, ids: np.ndarray) -> np.ndarray:
+        """Per query row: predicted CPU time over the optimizer's estimate, from the query log
+        (1.0 without history, or with the workload features off)."""
+        completed = obs.completed
+        if not self.workload_features:
+            self._logged = len(completed)
+            return np.ones(len(ids), np.float32)
+        for record in completed[self._logged :]:
+            self.predictor.observe(record)
+        self._logged = len(completed)
+        correction = self.predictor.correction
+        views = [obs.query(int(query_id)) for query_id in ids]
+        return np.array([correction(v.template, v.scale_factor) for v in views], np.float32)
+
+    def _serial_fractions(
+        self, obs: Observation, encoded: dict[str, np.ndarray], ids: np.ndarray
+    ) -> np.ndarray:
+        """Per pipeline row (in `_structure`'s order): the prior's serial fraction × scale."""
+        rows, cols = self._structure[0], self._structure[1]
+        if not self.scalability_features:
+            return np.zeros(len(rows), np.float32)
+        prior = self.scalability
+        operators = encoded["operator"][rows, cols]
+        views = [obs.query(int(query_id)) for query_id in ids]
+        values = np.empty(len(rows), np.float32)
+        for k, (row, operator) in enumerate(zip(rows, operators, strict=True)):
+            view = views[row]
+            values[k] = (
+                DEFAULT_SERIAL_FRACTION
+                if prior is None
+                else prior.serial_fraction(OPERATORS[operator], view.scale_factor, view.query_class)
+            )
+        return values * SERIAL_FRACTION_SCALE
 
 
 def _structure(encoded: dict[str, np.ndarray], count: int) -> tuple[np.ndarray, ...]:

@@ -68,6 +68,16 @@ class CheckpointInfo:
         """Whether the policy read workload features (files from before the option did)."""
         return bool(self.extra.get("workload_features", True))
 
+    @property
+    def wait_only_with_guide(self) -> bool:
+        """Whether the guided policy may WAIT only when its guide does."""
+        return bool(self.extra.get("wait_only_with_guide", True))
+
+    @property
+    def scalability_features(self) -> bool:
+        """Whether the policy read the scalability prior."""
+        return bool(self.extra.get("scalability_features", True))
+
 
 def save_checkpoint(
     path: str | Path,

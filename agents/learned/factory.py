@@ -12,25 +12,29 @@ from agents.features import FEATURE_SCHEMA_VERSION
 from agents.learned.agent import INPUT_VERSION, LearnedScheduler, ObservationLimits
 from agents.learned.checkpoint import CheckpointInfo, load_checkpoint
 from agents.learned.policy import Policy
+from agents.learned.query_level import LearnedQueryPolicy
 from sim.interface import Scheduler
+from sim.query_level import QueryLevel
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "policy.pt"
 """The policy `lsched` runs: trained by the command in pretrained/README.md."""
 
-OPTIONS = ("checkpoint", "sample")
+OPTIONS = ("checkpoint", "sample", "decisions")
 
 
 def lsched_agent(
     context: AgentContext,
     checkpoint: str | Path | None = None,
     sample: bool = False,
+    decisions: str = "pipeline",
     **unknown: object,
-) -> LearnedScheduler:
+) -> LearnedScheduler | QueryLevel:
     """The learned scheduler; `checkpoint` a policy file (default: the shipped one).
 
     `sample` draws actions from the policy with the context's generator instead of taking
-    the most likely one (what training does; evaluation is greedy). Any other option is an
-    error listing these two (OPTIONS).
+    the most likely one (what training does; evaluation is greedy). `decisions: query` runs
+    the same policy at query level (agents.learned.query_level), the form `lsched real` runs.
+    Any other option is an error listing these (OPTIONS).
     """
     if unknown:
         raise AgentOptionError(
@@ -40,6 +44,8 @@ def lsched_agent(
         raise AgentOptionError(f"option checkpoint: must be a file path (got {checkpoint!r})")
     if not isinstance(sample, bool):
         raise AgentOptionError(f"option sample: must be true or false (got {sample!r})")
+    if decisions not in ("pipeline", "query"):
+        raise AgentOptionError(f"option decisions: {decisions!r}; one of pipeline, query")
     # One decision is a forward pass over a few hundred rows: torch's intra-op threads only add
     # synchronisation, and on a busy machine they made evaluation 12x slower (17 ms/decision).
     torch.set_num_threads(1)
@@ -47,7 +53,8 @@ def lsched_agent(
     policy, info = cached_policy(str(path.resolve()) if path.exists() else str(path))
     limits = info.observation_limits
     guide_name = info.guide
-    return LearnedScheduler(
+    query_level = decisions == "query"
+    scheduler = LearnedScheduler(
         policy,
         ObservationLimits(
             max_queries=int(limits.get("max_queries", ObservationLimits.max_queries)),
@@ -58,25 +65,35 @@ def lsched_agent(
         ),
         rng=context.rng.spawn(1)[0] if sample else None,
         workload_features=info.workload_features,
-        guide=_checkpoint_guide(path, guide_name, context) if guide_name else None,
+        scalability=context.scalability,
+        scalability_features=info.scalability_features,
+        wait_only_with_guide=info.wait_only_with_guide,
+        guide=_checkpoint_guide(path, guide_name, context)
+        if guide_name and not query_level
+        else None,
     )
+    if not query_level:
+        return scheduler
+    guide = _checkpoint_guide(path, guide_name, context, decisions="query") if guide_name else None
+    return QueryLevel(LearnedQueryPolicy(scheduler, guide))
 
 
-def _checkpoint_guide(path: Path, name: str, context: AgentContext) -> Scheduler:
+def _checkpoint_guide(path: Path, name: str, context: AgentContext, **options: object) -> Scheduler:
     try:
-        return build_guide(name, context)
+        return build_guide(name, context, **options)
     except AgentError as error:
         raise type(error)(f"checkpoint {path}: guide: {error}") from None
 
 
-def build_guide(name: str, context: AgentContext) -> Scheduler:
+def build_guide(name: str, context: AgentContext, **options: object) -> Scheduler:
     """The heuristic a policy was trained next to (`guide` in its checkpoint), e.g. `tuned`,
-    built for this scenario's context (so `tuned` tunes on the scenario's training seeds)."""
+    built for this scenario's context (so `tuned` tunes on the scenario's training seeds);
+    `options` as an agent entry's (`decisions="query"`: its query-level form)."""
     from agents.registry import make_agent  # the registry imports this package's parent
 
     if str(name).startswith("lsched"):
         raise AgentOptionError(f"guide {name!r}: a learned policy cannot guide another")
-    return make_agent(str(name), context)
+    return make_agent(str(name), context, **options)
 
 
 @lru_cache(maxsize=8)

@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.learned.agent import LearnedScheduler, limits_of
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend
 from lsched.learn.config import TrainConfig
-from lsched.learn.rollout import guide_for, scenario_named
+from lsched.learn.rollout import learned_scheduler, scenario_named
 from lsched.scenario import Scenario
 
 
@@ -29,6 +28,8 @@ class EvalTask:
     max_queries: int | None
     workload_features: bool = True
     guide: str | None = None
+    scalability_features: bool = True
+    wait_only_with_guide: bool = True
 
 
 def evaluate_one(task: EvalTask) -> float:
@@ -45,11 +46,13 @@ def evaluate_one(task: EvalTask) -> float:
         policy = Policy(task.policy)
         policy.load_state_dict(task.weights)
         policy.eval()
-        scheduler: Any = LearnedScheduler(
+        scheduler: Any = learned_scheduler(
+            scenario,
             policy,
-            limits_of(scenario.env),
             workload_features=task.workload_features,
-            guide=guide_for(scenario, task.guide),
+            scalability_features=task.scalability_features,
+            wait_only_with_guide=task.wait_only_with_guide,
+            guide=task.guide,
         )
     else:
         scheduler = build_agent(scenario, task.agent)
@@ -107,6 +110,8 @@ def evaluate_policy(
             config.eval_max_queries,
             config.workload_features,
             config.guide,
+            config.scalability_features,
+            config.wait_only_with_guide,
         )
         for s in loaded
         for seed in validation_seeds(s, config)

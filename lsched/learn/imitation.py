@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.learned.agent import LearnedScheduler, Step, feature_sizes, limits_of
+from agents.learned.agent import Step, feature_sizes
 from agents.learned.policy import WAIT_ACTION, Policy, PolicyConfig, collate
 from lsched.backends import Backend
 from lsched.learn.config import SEED_STREAM_IMITATION, ProgressCallback, TrainConfig
-from lsched.learn.rollout import guide_for, scenario_named
+from lsched.learn.rollout import learned_scheduler, scenario_named
 from sim.engine import Simulation
 
 
@@ -29,6 +29,8 @@ class ImitationTask:
     workload_features: bool = True
     limit_levels: int = 10
     guide: str | None = None
+    scalability_features: bool = True
+    wait_only_with_guide: bool = True
 
 
 def teacher_episode(task: ImitationTask) -> tuple[list[Step], list[tuple[int, int]]]:
@@ -43,18 +45,13 @@ def teacher_episode(task: ImitationTask) -> tuple[list[Step], list[tuple[int, in
         queries = queries[: task.max_queries]
     # The student only encodes (its policy is never asked), so any weights do.
     sizes = feature_sizes()
-    student = LearnedScheduler(
-        Policy(
-            PolicyConfig(
-                sizes.pipeline,
-                sizes.query,
-                sizes.global_,
-                limit_levels=task.limit_levels,
-            )
-        ),
-        limits_of(scenario.env),
+    student = learned_scheduler(
+        scenario,
+        Policy(PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, task.limit_levels)),
         workload_features=task.workload_features,
-        guide=teacher if task.guide == task.teacher else guide_for(scenario, task.guide),
+        scalability_features=task.scalability_features,
+        wait_only_with_guide=task.wait_only_with_guide,
+        guide=teacher if task.guide == task.teacher else task.guide,
     )
     simulation = Simulation(
         queries,
@@ -111,6 +108,8 @@ def imitate(
             config.workload_features,
             config.limit_levels,
             config.guide,
+            config.scalability_features,
+            config.wait_only_with_guide,
         )
         for name in names
         for k in range(config.imitation_workloads)

@@ -232,6 +232,8 @@ def iteration_tasks(
                 horizon_queries=horizon,
                 entropy_weight=config.entropy_weight(iteration),
                 workload_features=config.workload_features,
+                scalability_features=config.scalability_features,
+                wait_only_with_guide=config.wait_only_with_guide,
                 learn_batch_decisions=config.learn_batch_decisions,
                 guide=config.guide,
                 episode_end=config.episode_end,

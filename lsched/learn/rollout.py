@@ -42,6 +42,8 @@ class RolloutTask:
     guide: str | None = None
     episode_end: str = "auto"
     """TrainConfig.episode_end."""
+    scalability_features: bool = True
+    wait_only_with_guide: bool = True
 
 
 def episode_drains(episode_end: str, first_arrivals_s: np.ndarray) -> bool:
@@ -87,6 +89,34 @@ def guide_for(scenario: Scenario, name: str | None) -> Scheduler | None:
     return build_guide(name, agent_context(scenario))
 
 
+def learned_scheduler(
+    scenario: Scenario,
+    policy: Policy,
+    *,
+    workload_features: bool,
+    scalability_features: bool,
+    guide: str | Scheduler | None,
+    wait_only_with_guide: bool = True,
+    rng: np.random.Generator | None = None,
+    recorder: Recorder | None = None,
+) -> LearnedScheduler:
+    """The learned scheduler as `lsched run` builds it for `scenario` (its limits, its
+    scalability prior, a fresh guide), for rollouts, teacher encodings and validation."""
+    from lsched.runner import agent_context
+
+    return LearnedScheduler(
+        policy,
+        limits_of(scenario.env),
+        rng=rng,
+        recorder=recorder,
+        workload_features=workload_features,
+        scalability_features=scalability_features,
+        wait_only_with_guide=wait_only_with_guide,
+        scalability=agent_context(scenario).scalability,
+        guide=guide if guide is None or not isinstance(guide, str) else guide_for(scenario, guide),
+    )
+
+
 def rollout_group(task: RolloutTask) -> RolloutResult:
     """Roll out one workload several times and return the policy gradient of the group.
 
@@ -115,13 +145,15 @@ def rollout_group(task: RolloutTask) -> RolloutResult:
     completions = []
     for execution_seed, sample_seed in zip(task.execution_seeds, task.sample_seeds, strict=True):
         recorder = Recorder()
-        scheduler = LearnedScheduler(
+        scheduler = learned_scheduler(
+            scenario,
             policy,
-            limits_of(scenario.env),
             rng=np.random.default_rng(list(sample_seed)),
             recorder=recorder,
             workload_features=task.workload_features,
-            guide=guide_for(scenario, task.guide),
+            scalability_features=task.scalability_features,
+            wait_only_with_guide=task.wait_only_with_guide,
+            guide=task.guide,
         )
         simulation = Simulation(
             kept,

@@ -36,7 +36,7 @@ def warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy)
     path = PRETRAINED if config.init == "lsched" else Path(config.init)
     saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     check_policy_config(path, info.policy_config, policy_config)
-    for key in ("guide", "workload_features"):
+    for key in ("guide", "workload_features", "scalability_features", "wait_only_with_guide"):
         value = getattr(info, key)
         if value != getattr(config, key):
             raise CheckpointError(
@@ -66,6 +66,8 @@ def checkpoint_info(
             "train_config": config_document(config),
             "train_wall_s": wall_s,
             "workload_features": config.workload_features,
+            "scalability_features": config.scalability_features,
+            "wait_only_with_guide": config.wait_only_with_guide,
             "guide": config.guide,
             "input_version": INPUT_VERSION,
         },

@@ -1,0 +1,74 @@
+"""The learned policy's query-level form: the same checkpoint, asked which waiting query starts.
+
+The real engine is steered query by query (`sim.query_level`): when a query arrives or one
+finishes, start a waiting query with k threads, which it keeps. The pipeline-level policy
+already scores every schedulable pipeline and picks a thread limit; at query level it is
+offered only the ready pipelines of waiting queries, the query of its choice starts with the
+chosen level's threads (at most the free ones), and WAIT leaves the rest waiting. Its guide is
+the guide's own query-level form (for `tuned`: the tuned query-level rule), whose proposed start
+is shown to the policy as the guide feature on that query's first ready pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.context import AgentOptionError
+from agents.learned.agent import LearnedScheduler
+from agents.learned.policy import WAIT_ACTION
+from sim.interface import WAIT, Decision, Scheduler
+from sim.model import ClusterConfig
+from sim.query_level import QueryLevel, QueryPolicy, QueryState, Start
+
+
+class LearnedQueryPolicy:
+    """A `QueryPolicy` driven by a pipeline-level `LearnedScheduler` (see the module docstring)."""
+
+    def __init__(self, scheduler: LearnedScheduler, guide: Scheduler | None = None) -> None:
+        if scheduler.guide is not None:
+            raise ValueError("the query-level form asks its own guide: build the scheduler without")
+        self.scheduler = scheduler
+        self.guide = guide
+        self._guide_policy: QueryPolicy | None = None
+
+    def reset(self, cluster: ClusterConfig) -> None:
+        self.scheduler.reset(cluster)
+        self._guide_policy = None
+        if self.guide is not None:
+            self.guide.reset(cluster)
+            form = getattr(self.guide, "query_level", None)
+            if not isinstance(form, QueryLevel):
+                raise AgentOptionError(f"guide {self.guide!r} has no query-level form")
+            self._guide_policy = form.policy
+
+    def start(self, state: QueryState) -> Start | None:
+        obs = state.obs
+        hint = None  # no guide: no guide features
+        if self._guide_policy is not None:
+            hint = self._as_decision(self._guide_policy.start(state), state)
+        step, rows, _ = self.scheduler.observe(obs, hint)
+        ids = self.scheduler.query_ids_of(rows)
+        waiting = np.array([q.query_id for q in state.waiting], np.int64)
+        offered = step.candidate & np.isin(ids, waiting)
+        if not offered.any():
+            return None
+        step = step._replace(candidate=offered, wait_ok=bool(state.running))
+        chosen, level = self.scheduler.policy.act(step.to_batch())
+        if chosen == WAIT_ACTION:
+            return None
+        threads = self.scheduler.level_limit(level)
+        return Start(int(ids[chosen]), max(1, min(threads, state.free_threads)))
+
+    @staticmethod
+    def _as_decision(proposal: Start | None, state: QueryState) -> Decision:
+        """The guide's start as a pipeline decision: its query's first ready pipeline."""
+        if proposal is None:
+            return WAIT
+        query = state.obs.query(proposal.query_id)
+        ready = [p for p in query.pipelines if p.is_ready and not p.is_finished]
+        if not ready:
+            return WAIT
+        return Decision(ready[0].ref, proposal.threads)
+
+    def __repr__(self) -> str:
+        return f"LearnedQueryPolicy(guide={self.guide!r})"
