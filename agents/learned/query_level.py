@@ -52,7 +52,12 @@ class LearnedQueryPolicy:
         offered = step.candidate & np.isin(ids, waiting)
         if not offered.any():
             return None
-        step = step._replace(candidate=offered, wait_ok=bool(state.running))
+        # WAIT (leave the rest waiting) only while a query runs, and, as at pipeline level,
+        # only when the guide would wait too (LearnedScheduler.wait_only_with_guide)
+        wait_ok = bool(state.running)
+        if hint is not None and self.scheduler.wait_only_with_guide:
+            wait_ok = wait_ok and hint.pipeline is None
+        step = step._replace(candidate=offered, wait_ok=wait_ok)
         chosen, level = self.scheduler.policy.act(step.to_batch())
         if chosen == WAIT_ACTION:
             return None
