@@ -267,8 +267,9 @@ def test_tiny_tpch_calibration_writes_valid_templates(tmp_path: Path) -> None:
     assert q1.pipelines[0].tasks_sf1 == pytest.approx(6_001_215 / ROWS_PER_MORSEL, rel=0.05)
     # Q1 on 100 GB: its scan-aggregate pipeline carries the measured Amdahl f (0.0042 for
     # the query; its split over pipelines uses the local profile, which load moves), well
-    # below the suite's p10 of 0.011: the best-scaling query stays the best-scaling one.
-    assert 0.0 < q1.serial_fractions(100.0)[0] < 0.011
+    # below the suite's p10 of 0.011: the best-scaling query stays the best-scaling one. The
+    # split can put all of it on the other pipelines under load (0.0 seen in a full-suite run).
+    assert 0.0 <= q1.serial_fractions(100.0)[0] < 0.011
     assert any("tpch-q5 sf=0.02" in line for line in lines)
 
 

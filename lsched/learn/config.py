@@ -86,11 +86,11 @@ class TrainConfig:
     """False zeroes the workload features (template history, the query log's estimate
     correction, arrival rate, time of day): the ablation that shows what they provide."""
     scalability_features: bool = True
+    """False zeroes the scalability prior (each pipeline's serial fraction as its breaker type
+    and data size predict it): the ablation that shows what reading scalability provides."""
     wait_only_with_guide: bool = True
     """A guided policy may WAIT (leave free threads idle) only when its guide would
     (LearnedScheduler.wait_only_with_guide); stored in the checkpoint."""
-    """False zeroes the scalability prior (each pipeline's serial fraction as its breaker type
-    and data size predict it): the ablation that shows what reading scalability provides."""
     time_limit_s: float | None = 1740.0
     """Stop (with a checkpoint) after this much training wall time, whatever `iterations` says:
     29 minutes, so the whole command (loading, the final files) stays within 30 on 2 cores."""
