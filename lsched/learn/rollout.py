@@ -113,7 +113,7 @@ def learned_scheduler(
         scalability_features=scalability_features,
         wait_only_with_guide=wait_only_with_guide,
         scalability=agent_context(scenario).scalability,
-        guide=guide if guide is None or not isinstance(guide, str) else guide_for(scenario, guide),
+        guide=guide_for(scenario, guide) if isinstance(guide, str) else guide,
     )
 
 
