@@ -465,6 +465,10 @@ def _training_progress(console: Console, iterations: int) -> Iterator[object]:
             nonlocal vs_best
             if "eval_score" in record:
                 vs_best = f"{100 * record['eval_score']:+.1f}% vs best baseline"
+            if "margin" in record:
+                margin = record["margin"]
+                worst = margin["margins"][str(margin["chosen"])]["worst"]
+                vs_best = f"deviation margin {margin['chosen']:g}: worst {100 * worst:+.1f}%"
             latency = record.get("rollout_mean_latency_s")
             shown = f"rollout latency {latency:.1f} s, " if latency is not None else ""
             bar.update(task, completed=record["iteration"], description=shown + vs_best)

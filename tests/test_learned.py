@@ -17,6 +17,7 @@ from agents.heuristics import Fifo, Knobs
 from agents.learned.agent import (
     LearnedScheduler,
     ObservationLimits,
+    PolicyOptions,
     feature_sizes,
 )
 from agents.learned.checkpoint import (
@@ -414,7 +415,7 @@ def test_the_scalability_prior_is_an_input_per_operator_and_the_ablation_zeroes_
             make_policy(),
             ObservationLimits(max_queries=8),
             scalability=prior,
-            scalability_features=switch,
+            options=PolicyOptions(scalability_features=switch),
         )
         scheduler.reset(CLUSTER)
         observation = Simulation(queries, CLUSTER, np.random.default_rng(0)).advance()
@@ -435,7 +436,9 @@ def test_the_query_log_correction_is_learned_from_finished_queries() -> None:
     observation = simulation.advance()
     for switch in (True, False):
         scheduler = LearnedScheduler(
-            make_policy(), ObservationLimits(max_queries=8), workload_features=switch
+            make_policy(),
+            ObservationLimits(max_queries=8),
+            options=PolicyOptions(workload_features=switch),
         )
         scheduler.reset(CLUSTER)
         view = next(iter(observation.queries))
@@ -506,7 +509,7 @@ def test_a_guided_policy_waits_only_when_its_guide_does() -> None:
             make_policy(),
             ObservationLimits(max_queries=32),
             guide=Fifo(Knobs(max_parallelism=2)),
-            wait_only_with_guide=switch,
+            options=PolicyOptions(wait_only_with_guide=switch),
         )
         simulation = Simulation(workload(6), CLUSTER, np.random.default_rng(1))
         scheduler.reset(CLUSTER)
@@ -521,3 +524,80 @@ def test_a_guided_policy_waits_only_when_its_guide_does() -> None:
         offered[switch] = seen
     assert all(guide_waits for ok, guide_waits in offered[True] if ok)
     assert any(ok and not guide_waits for ok, guide_waits in offered[False])
+
+
+# ------------------------------------------------------------------- deviation margin
+def test_act_near_keeps_the_anchor_unless_the_policy_prefers_its_action_by_the_margin() -> None:
+    policy = make_policy(4)
+    scheduler, _, observation = first_step(policy, [diamond_query(k) for k in range(3)])
+    step, _, _ = scheduler.observe(observation)
+    batch = step.to_batch()
+    greedy = policy.act(batch)
+    options = np.flatnonzero(step.candidate)
+    anchor = (int(next(k for k in options if k != greedy[0])), 3)
+    log_p, _ = policy.log_probs(
+        batch,
+        torch.tensor([greedy[0], anchor[0]]),
+        torch.tensor([greedy[1], anchor[1]]),
+        torch.zeros(len(step.candidate), dtype=torch.int64),
+    )
+    gap = float((log_p[0] - log_p[1]).detach())
+    assert gap > 0  # the greedy action is the most likely one
+    assert policy.act_near(batch, anchor, gap * 0.99) == greedy
+    assert policy.act_near(batch, anchor, gap * 1.01) is None
+    assert policy.act_near(batch, greedy, 0.0) is None  # agreeing: keep the anchor as it is
+    # An anchor the masks forbid (WAIT before anything runs) never wins over the policy.
+    assert policy.act_near(batch, (WAIT_ACTION, 0), 1e9) == greedy
+
+
+def _latencies(agent) -> list[float]:
+    result = simulate(workload(), CLUSTER, agent, np.random.default_rng(1))
+    return [q.latency_s for q in sorted(result.queries, key=lambda q: q.query_id)]
+
+
+def test_a_huge_deviation_margin_runs_the_guide_itself_and_zero_does_not() -> None:
+    guide = Fifo(Knobs(max_parallelism=3))
+    runs = {
+        margin: _latencies(
+            LearnedScheduler(
+                make_policy(2),
+                ObservationLimits(max_queries=32),
+                guide=Fifo(Knobs(max_parallelism=3)),
+                options=PolicyOptions(deviation_margin=margin),
+            )
+        )
+        for margin in (0.0, 1e9)
+    }
+    assert runs[1e9] == _latencies(guide)
+    assert runs[0.0] != runs[1e9]
+
+
+def test_the_query_level_form_with_a_huge_margin_starts_what_its_guide_starts() -> None:
+    from agents.learned.query_level import LearnedQueryPolicy
+    from agents.query_level import QuerySjf
+    from sim.query_level import QueryLevel
+
+    def learned(margin: float) -> QueryLevel:
+        scheduler = LearnedScheduler(
+            make_policy(3),
+            ObservationLimits(max_queries=32),
+            options=PolicyOptions(deviation_margin=margin),
+        )
+        return QueryLevel(LearnedQueryPolicy(scheduler, QueryLevel(QuerySjf())))
+
+    assert _latencies(learned(1e9)) == _latencies(QueryLevel(QuerySjf()))
+    assert _latencies(learned(0.0)) != _latencies(learned(1e9))
+
+
+def test_the_deviation_margin_comes_from_the_checkpoint_or_the_option(tmp_path: Path) -> None:
+    policy = make_policy()
+    info = _info(policy)
+    extra = {**info.extra, "guide": "sjf", "deviation_margin": 0.5}
+    path = save_checkpoint(tmp_path / "gated.pt", policy, replace(info, extra=extra))
+    context = AgentContext(CLUSTER, None, (), None, np.random.default_rng(0))
+    assert lsched_agent(context, checkpoint=path).options.deviation_margin == 0.5
+    agent = lsched_agent(context, checkpoint=path, deviation_margin=2)
+    assert agent.options.deviation_margin == 2.0
+    for bad in (-1.0, "high", True):
+        with pytest.raises(AgentError, match="option deviation_margin: must be a number >= 0"):
+            lsched_agent(context, checkpoint=path, deviation_margin=bad)

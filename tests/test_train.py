@@ -248,6 +248,39 @@ def test_init_fine_tunes_a_trained_policy_instead_of_cloning(tiny: str, tmp_path
     assert records[0]["eval_score"] == first_score
 
 
+def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
+    tiny: str, tmp_path: Path
+) -> None:
+    """`iterations=0` with `init` ships the same weights; `margin_grid` measures every margin
+    on `margin_seeds` validation workloads and ships the one with the best worst scenario."""
+    first = train(replace(FAST, iterations=2), [tiny], tmp_path / "first")
+    config = replace(
+        FAST,
+        iterations=0,
+        init=str(first),
+        margin_grid=(1e6, 0.0),
+        margin_seeds=2,
+        margin_max_queries=12,
+    )
+    out = tmp_path / "gated"
+    path = train(config, [tiny], out)
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    report = records[-1]["margin"]
+    assert [r["iteration"] for r in records] == [0, 0] and report["seeds"] == 2
+    worst = {float(m): row["worst"] for m, row in report["margins"].items()}
+    assert set(worst) == {0.0, 1e6}
+    assert report["chosen"] == min(worst, key=lambda m: (worst[m], m))
+    policy, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    assert info.deviation_margin == report["chosen"] and info.extra["margin"] == report
+    trained, _, _ = load_checkpoint(first, FEATURE_SCHEMA_VERSION)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(policy.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
+    with pytest.raises(Exception, match="iterations"):
+        train(replace(FAST, iterations=0, init=None, imitate=None), [tiny], tmp_path / "none")
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"hidden": 32}, "policy_config: hidden 16 (this run: 32)"), ({"guide": "fifo"}, "guide")],
@@ -359,6 +392,8 @@ def test_a_batch_episode_runs_its_first_k_queries_to_the_end() -> None:
         ("imitate=nope", "imitate: unknown agent 'nope'"),
         ("baselines=fifo", "baselines must be a list of strings"),
         ("rollout_seed_offset=10", "rollout_seed_offset"),
+        ("margin_grid=[0.5, -1]", "margin_grid"),
+        ("deviation_margin=-0.5", "deviation_margin"),
     ],
 )
 def test_a_bad_setting_is_one_line_exit_2_and_nothing_written(

@@ -5,7 +5,7 @@ Importing this package registers the agent `lsched` (the shipped pretrained poli
 written by `lsched train`.
 """
 
-from agents.learned.agent import LearnedScheduler, ObservationLimits, Recorder
+from agents.learned.agent import LearnedScheduler, ObservationLimits, PolicyOptions, Recorder
 from agents.learned.checkpoint import CheckpointError, CheckpointInfo, load_checkpoint
 from agents.learned.factory import PRETRAINED, lsched_agent
 from agents.learned.policy import Policy, PolicyBatch, PolicyConfig
@@ -22,6 +22,7 @@ __all__ = [
     "Policy",
     "PolicyBatch",
     "PolicyConfig",
+    "PolicyOptions",
     "Recorder",
     "load_checkpoint",
     "lsched_agent",

@@ -12,7 +12,7 @@ in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +51,8 @@ GUIDE_FEATURES = ("guide_pick", "guide_level")
 """Two pipeline columns after the operator one-hot: 1.0 on the pipeline the guide heuristic
 would schedule now, and that decision's limit level / (levels − 1); zero elsewhere and without
 a guide."""
+FOLLOW_GUIDE = (-2, 0)
+"""What `LearnedScheduler.act` returns to take the guide's own decision."""
 GUIDE_GLOBAL_FEATURES = ("guide_waits",)
 """One global column after features.py's: 1.0 when the guide would leave the free threads idle
 (WAIT) now."""
@@ -183,6 +185,39 @@ class Recorder:
         self.times_s: list[float] = []
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyOptions:
+    """How a policy reads the world and acts: fixed by its training run (`TrainConfig` holds
+    the same fields), stored in its checkpoint, and carried whole to every scheduler built
+    from it (rollouts, teacher encodings, validation, `lsched run`)."""
+
+    workload_features: bool = True
+    """False zeroes everything learned from the query history (template history, the query
+    log's estimate correction, arrival rate, time of day): an ablation."""
+    scalability_features: bool = True
+    """False zeroes the scalability prior (serial fractions from operator types): an ablation."""
+    wait_only_with_guide: bool = True
+    """A guided policy may leave threads idle (WAIT) only when its guide would: deviations
+    choose another pipeline or limit, never idleness the guide does not choose. Without it
+    the policy trained on three scenarios waited where `tuned` scheduled (1,136 times in
+    100 skewed-estimates queries) and ran 60x slower there. False: WAIT whenever a task
+    runs."""
+    deviation_margin: float = 0.0
+    """Greedy and guided, the policy overrides its guide only when it prefers its own action
+    by at least this much log-likelihood (`Policy.act_near`); otherwise the guide's decision
+    is taken as the guide made it. 0: plain greedy (the guide is an input, nothing more);
+    infinity: the guide itself. A training run picks it on validation seeds
+    (`TrainConfig.margin_grid`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, source: Any) -> PolicyOptions:
+        """The options as fields of `source` (a TrainConfig, a CheckpointInfo)."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
+
+
 class LearnedScheduler:
     """A `sim.interface.Scheduler` driven by a trained `Policy`.
 
@@ -195,8 +230,8 @@ class LearnedScheduler:
     `scalability` is the operator-type prior a database fits on its own measurements (the
     runner's `AgentContext.scalability`), never the simulator's hidden serial fractions; the
     query-log correction is learned online from finished queries, as `predicted_srpt` does.
-    `workload_features=False` zeroes everything learned from the query history (that
-    correction too); `scalability_features=False` zeroes the prior: the two ablations.
+    `options` (PolicyOptions) holds the ablation switches, the wait rule and the deviation
+    margin the policy was trained and validated with.
     """
 
     def __init__(
@@ -206,22 +241,14 @@ class LearnedScheduler:
         *,
         rng: np.random.Generator | None = None,
         recorder: Recorder | None = None,
-        workload_features: bool = True,
+        options: PolicyOptions | None = None,
         feature_config: FeatureConfig | None = None,
         guide: Scheduler | None = None,
         scalability: ScalabilityPrior | None = None,
-        scalability_features: bool = True,
-        wait_only_with_guide: bool = True,
     ) -> None:
         self.policy = policy.eval()
-        self.wait_only_with_guide = wait_only_with_guide
-        """A guided policy may leave threads idle (WAIT) only when its guide would: deviations
-        choose another pipeline or limit, never idleness the guide does not choose. Without it
-        the policy trained on three scenarios waited where `tuned` scheduled (1,136 times in
-        100 skewed-estimates queries) and ran 60x slower there. False: WAIT whenever a task
-        runs."""
+        self.options = options = options or PolicyOptions()
         self.scalability = scalability
-        self.scalability_features = scalability_features
         self.predictor = RuntimePredictor()
         self._logged = 0
         self._serial: np.ndarray = np.zeros(0, np.float32)
@@ -229,12 +256,13 @@ class LearnedScheduler:
         self.guide = guide
         self.guide_decision: Decision = WAIT
         """What the guide proposed at the last `observe` (WAIT without a guide)."""
+        self.guide_action: tuple[int, int] | None = None
+        """That proposal as a policy action of the last `observe` (None: unguided or unknown)."""
         self.limits = limits or ObservationLimits()
         self.levels = policy.config.limit_levels
         self.rng = rng
         """None: greedy. A Generator: sample actions (training rollouts)."""
         self.recorder = recorder
-        self.workload_features = workload_features
         self._state = FeatureState(self.limits, feature_config)
         self._total = 1
         self._level_limits = np.ones(self.levels, np.int64)
@@ -245,6 +273,7 @@ class LearnedScheduler:
         if self.guide is not None:
             self.guide.reset(cluster)
         self.guide_decision = WAIT
+        self.guide_action = None
         self.predictor.clear()
         self._logged = 0
         self._state.reset()
@@ -261,7 +290,9 @@ class LearnedScheduler:
         uniforms = (
             None if self.rng is None else (float(self.rng.random()), float(self.rng.random()))
         )
-        chosen, level = self.policy.act(step.to_batch(), uniforms)
+        chosen, level = self.act(step, uniforms)
+        if (chosen, level) == FOLLOW_GUIDE:
+            return self.guide_decision
         if self.recorder is not None:
             self.recorder.observations.append(step)
             self.recorder.actions.append((chosen, level))
@@ -270,6 +301,15 @@ class LearnedScheduler:
             return WAIT
         query_id = int(self.query_ids_of(rows)[chosen])
         return Decision((query_id, int(cols[chosen])), self.level_limit(level))
+
+    def act(self, step: Step, uniforms: tuple[float, float] | None = None) -> tuple[int, int]:
+        """The policy's (pipeline index, level) for `step`, or FOLLOW_GUIDE where, greedy
+        with a positive `deviation_margin`, it does not prefer its own action enough."""
+        batch = step.to_batch()
+        if uniforms is None and self.options.deviation_margin > 0 and self.guide_action is not None:
+            own = self.policy.act_near(batch, self.guide_action, self.options.deviation_margin)
+            return FOLLOW_GUIDE if own is None else own
+        return self.policy.act(batch, uniforms)
 
     def query_ids_of(self, rows: np.ndarray) -> np.ndarray:
         """The query id of each pipeline's row (the `rows` that `observe` returns)."""
@@ -329,7 +369,7 @@ class LearnedScheduler:
             self.guide_decision = (
                 guide_decision if guide_decision is not None else self.guide.decide(obs)
             )
-            proposed = self.action_of(self.guide_decision, rows, cols)
+            proposed = self.guide_action = self.action_of(self.guide_decision, rows, cols)
             if proposed is not None and proposed[0] == WAIT_ACTION:
                 guide_waits = 1.0
             elif proposed is not None:
@@ -345,7 +385,7 @@ class LearnedScheduler:
         query_x[:, _QS] = np.sign(slack) * np.log1p(np.abs(slack))
         global_x = np.append(encoded["global"], np.float32(guide_waits))
         global_x[_GL] = np.log1p(global_x[_GL])
-        if not self.workload_features:
+        if not self.options.workload_features:
             query_x[:, _QW] = 0.0
             global_x[_GW] = 0.0
 
@@ -354,7 +394,7 @@ class LearnedScheduler:
         candidate = encoded["schedulable"][rows, cols] & (min_level < self.levels)
         cluster = obs.cluster
         wait_ok = obs.free_threads < cluster.threads_per_node * sum(obs.nodes_up)
-        if self.wait_only_with_guide and guided:
+        if self.options.wait_only_with_guide and guided:
             wait_ok = wait_ok and guide_waits == 1.0
         step = Step(
             pipeline_x.astype(np.float32, copy=False),
@@ -373,7 +413,7 @@ class LearnedScheduler:
         """Per query row: predicted CPU time over the optimizer's estimate, from the query log
         (1.0 without history, or with the workload features off)."""
         completed = obs.completed
-        if not self.workload_features:
+        if not self.options.workload_features:
             self._logged = len(completed)
             return np.ones(len(ids), np.float32)
         for record in completed[self._logged :]:
@@ -388,7 +428,7 @@ class LearnedScheduler:
     ) -> np.ndarray:
         """Per pipeline row (in `_structure`'s order): the prior's serial fraction × scale."""
         rows, cols = self._structure[0], self._structure[1]
-        if not self.scalability_features:
+        if not self.options.scalability_features:
             return np.zeros(len(rows), np.float32)
         prior = self.scalability
         operators = encoded["operator"][rows, cols]

@@ -78,6 +78,12 @@ class CheckpointInfo:
         """Whether the policy read the scalability prior."""
         return bool(self.extra.get("scalability_features", True))
 
+    @property
+    def deviation_margin(self) -> float:
+        """How much more the policy must prefer its action to override its guide (0: never
+        gated; files from before the option were not)."""
+        return float(self.extra.get("deviation_margin", 0.0))
+
 
 def save_checkpoint(
     path: str | Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from agents.context import AgentContext, AgentError, AgentOptionError
 from agents.features import FEATURE_SCHEMA_VERSION
-from agents.learned.agent import INPUT_VERSION, LearnedScheduler, ObservationLimits
+from agents.learned.agent import INPUT_VERSION, LearnedScheduler, ObservationLimits, PolicyOptions
 from agents.learned.checkpoint import CheckpointInfo, load_checkpoint
 from agents.learned.policy import Policy
 from agents.learned.query_level import LearnedQueryPolicy
@@ -19,7 +20,7 @@ from sim.query_level import QueryLevel
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "policy.pt"
 """The policy `lsched` runs: trained by the command in pretrained/README.md."""
 
-OPTIONS = ("checkpoint", "sample", "decisions")
+OPTIONS = ("checkpoint", "sample", "decisions", "deviation_margin")
 
 
 def lsched_agent(
@@ -27,6 +28,7 @@ def lsched_agent(
     checkpoint: str | Path | None = None,
     sample: bool = False,
     decisions: str = "pipeline",
+    deviation_margin: float | None = None,
     **unknown: object,
 ) -> LearnedScheduler | QueryLevel:
     """The learned scheduler; `checkpoint` a policy file (default: the shipped one).
@@ -34,6 +36,8 @@ def lsched_agent(
     `sample` draws actions from the policy with the context's generator instead of taking
     the most likely one (what training does; evaluation is greedy). `decisions: query` runs
     the same policy at query level (agents.learned.query_level), the form `lsched real` runs.
+    `deviation_margin` replaces the checkpoint's (PolicyOptions.deviation_margin; 0: never
+    gated by the guide).
     Any other option is an error listing these (OPTIONS).
     """
     if unknown:
@@ -46,6 +50,14 @@ def lsched_agent(
         raise AgentOptionError(f"option sample: must be true or false (got {sample!r})")
     if decisions not in ("pipeline", "query"):
         raise AgentOptionError(f"option decisions: {decisions!r}; one of pipeline, query")
+    if deviation_margin is not None and (
+        isinstance(deviation_margin, bool)
+        or not isinstance(deviation_margin, int | float)
+        or not deviation_margin >= 0
+    ):
+        raise AgentOptionError(
+            f"option deviation_margin: must be a number >= 0 (got {deviation_margin!r})"
+        )
     # One decision is a forward pass over a few hundred rows: torch's intra-op threads only add
     # synchronisation, and on a busy machine they made evaluation 12x slower (17 ms/decision).
     torch.set_num_threads(1)
@@ -54,6 +66,9 @@ def lsched_agent(
     limits = info.observation_limits
     guide_name = info.guide
     query_level = decisions == "query"
+    options = PolicyOptions.of(info)
+    if deviation_margin is not None:
+        options = replace(options, deviation_margin=float(deviation_margin))
     scheduler = LearnedScheduler(
         policy,
         ObservationLimits(
@@ -64,10 +79,8 @@ def lsched_agent(
             parallelism_levels=policy.config.limit_levels,
         ),
         rng=context.rng.spawn(1)[0] if sample else None,
-        workload_features=info.workload_features,
+        options=options,
         scalability=context.scalability,
-        scalability_features=info.scalability_features,
-        wait_only_with_guide=info.wait_only_with_guide,
         guide=_checkpoint_guide(path, guide_name, context)
         if guide_name and not query_level
         else None,

@@ -183,6 +183,43 @@ class Policy(nn.Module):
         level = int(torch.argmax(limit)) if uniforms is None else _inverse_cdf(limit, uniforms[1])
         return chosen, level
 
+    @torch.inference_mode()
+    def act_near(
+        self, batch: PolicyBatch, anchor: tuple[int, int], margin: float
+    ) -> tuple[int, int] | None:
+        """The greedy action of `act` if the policy prefers it to `anchor` (another scheduler's
+        action, as `act` returns them) by at least `margin` in log-likelihood; None: keep the
+        anchor. An illegal anchor (masked pipeline, level or WAIT) never wins.
+
+        Safe policy improvement in the manner of SPIBB (Laroche et al., ICML 2019): deviate
+        from the baseline only where the policy is confident, so the small, noisy preferences
+        a policy-gradient fine-tune leaves everywhere do not replace the baseline's choice."""
+        logits, wait, node, query, glob = self(batch)
+        options = torch.log_softmax(torch.cat((logits, wait)), dim=0)
+        chosen = int(torch.argmax(options))
+        level = 0
+        log_p = float(options[chosen])
+        if chosen != len(logits):
+            limit = torch.log_softmax(
+                self.limit_logits(batch, torch.tensor([chosen]), node, query, glob)[0], dim=0
+            )
+            level = int(torch.argmax(limit))
+            log_p += float(limit[level])
+        else:
+            chosen = WAIT_ACTION
+        index, anchor_level = anchor
+        anchor_p = float(options[len(logits) if index == WAIT_ACTION else index])
+        if index != WAIT_ACTION and math.isfinite(anchor_p):
+            limit = torch.log_softmax(
+                self.limit_logits(batch, torch.tensor([index]), node, query, glob)[0], dim=0
+            )
+            anchor_p += float(limit[anchor_level])
+        if (chosen, level) == (index, anchor_level) or (chosen == index == WAIT_ACTION):
+            return None
+        if math.isfinite(anchor_p) and log_p - anchor_p < margin:
+            return None
+        return chosen, level
+
     def log_probs(
         self, batch: PolicyBatch, chosen: Tensor, levels: Tensor, pipeline_graph: Tensor
     ) -> tuple[Tensor, Tensor]:

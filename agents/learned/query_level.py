@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.context import AgentOptionError
-from agents.learned.agent import LearnedScheduler
+from agents.learned.agent import FOLLOW_GUIDE, LearnedScheduler
 from agents.learned.policy import WAIT_ACTION
 from sim.interface import WAIT, Decision, Scheduler
 from sim.model import ClusterConfig
@@ -44,8 +44,10 @@ class LearnedQueryPolicy:
     def start(self, state: QueryState) -> Start | None:
         obs = state.obs
         hint = None  # no guide: no guide features
+        proposal = None
         if self._guide_policy is not None:
-            hint = self._as_decision(self._guide_policy.start(state), state)
+            proposal = self._guide_policy.start(state)
+            hint = self._as_decision(proposal, state)
         step, rows, _ = self.scheduler.observe(obs, hint)
         ids = self.scheduler.query_ids_of(rows)
         waiting = np.array([q.query_id for q in state.waiting], np.int64)
@@ -53,12 +55,14 @@ class LearnedQueryPolicy:
         if not offered.any():
             return None
         # WAIT (leave the rest waiting) only while a query runs, and, as at pipeline level,
-        # only when the guide would wait too (LearnedScheduler.wait_only_with_guide)
+        # only when the guide would wait too (PolicyOptions.wait_only_with_guide)
         wait_ok = bool(state.running)
-        if hint is not None and self.scheduler.wait_only_with_guide:
+        if hint is not None and self.scheduler.options.wait_only_with_guide:
             wait_ok = wait_ok and hint.pipeline is None
         step = step._replace(candidate=offered, wait_ok=wait_ok)
-        chosen, level = self.scheduler.policy.act(step.to_batch())
+        chosen, level = self.scheduler.act(step)
+        if (chosen, level) == FOLLOW_GUIDE:  # deviation_margin: the guide's start as it was
+            return proposal
         if chosen == WAIT_ACTION:
             return None
         threads = self.scheduler.level_limit(level)

@@ -28,7 +28,8 @@ class TrainConfig:
     seed: int = 0
     """Everything random in a run derives from (seed, iteration): same seed, same policy."""
     iterations: int = 400
-    """Policy-gradient steps."""
+    """Policy-gradient steps. 0 (with `init` or `imitate`): none, the start ships — with
+    `margin_grid`, how a trained policy gets its deviation margin chosen afterwards."""
     workloads_per_iteration: int = 4
     """Training workloads (groups) per step; scenarios are visited round-robin."""
     rollouts_per_workload: int = 4
@@ -91,6 +92,17 @@ class TrainConfig:
     wait_only_with_guide: bool = True
     """A guided policy may WAIT (leave free threads idle) only when its guide would
     (LearnedScheduler.wait_only_with_guide); stored in the checkpoint."""
+    deviation_margin: float = 0.0
+    """PolicyOptions.deviation_margin during training's validation (rollouts sample, so it
+    never gates them); the shipped file holds the one `margin_grid` picks."""
+    margin_grid: tuple[float, ...] = ()
+    """After training, the deviation margins tried on `margin_seeds` validation workloads per
+    scenario with the best policy; the one with the lowest worst-scenario ratio to the best
+    baseline ships (ties: the smaller margin). Empty: keep `deviation_margin`."""
+    margin_seeds: int = 4
+    """Validation workloads per scenario for `margin_grid` (from the validation range)."""
+    margin_max_queries: int | None = None
+    """Queries of each `margin_grid` workload (None: all: the margin guards whole runs)."""
     time_limit_s: float | None = 1740.0
     """Stop (with a checkpoint) after this much training wall time, whatever `iterations` says:
     29 minutes, so the whole command (loading, the final files) stays within 30 on 2 cores."""
@@ -188,7 +200,8 @@ def check_config(config: TrainConfig) -> None:
         raise TrainError(f"train settings: {'; '.join(wrong)}")
     checks = {
         "seed": config.seed >= 0,
-        "iterations": config.iterations >= 1,
+        "iterations": config.iterations >= 1
+        or (config.iterations == 0 and (config.init is not None or config.imitate is not None)),
         "workloads_per_iteration": config.workloads_per_iteration >= 1,
         "rollouts_per_workload": config.rollouts_per_workload >= 2,
         "workers": config.workers >= 0,
@@ -224,8 +237,12 @@ def check_config(config: TrainConfig) -> None:
         "rollout_seed_offset": config.rollout_seed_offset
         >= max(
             config.imitation_seed_offset + config.imitation_workloads,
-            config.validation_seed_offset + config.eval_seeds,
+            config.validation_seed_offset + max(config.eval_seeds, config.margin_seeds),
         ),
+        "deviation_margin": config.deviation_margin >= 0,
+        "margin_grid": all(m >= 0 for m in config.margin_grid),
+        "margin_seeds": config.margin_seeds >= 1,
+        "margin_max_queries": config.margin_max_queries is None or config.margin_max_queries >= 1,
         "rollout_seed_span": config.rollout_seed_span >= 1,
     }
     bad = [name for name, ok in checks.items() if not ok]
@@ -314,7 +331,12 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
             settings[key] = text
     if isinstance(settings.get("baselines"), list):
         settings["baselines"] = tuple(settings["baselines"])
-    for key in ("time_limit_s", "learning_rate", "imitation_learning_rate"):
+    if isinstance(settings.get("margin_grid"), list):
+        settings["margin_grid"] = tuple(
+            float(m) if isinstance(m, int) and not isinstance(m, bool) else m
+            for m in settings["margin_grid"]
+        )
+    for key in ("time_limit_s", "learning_rate", "imitation_learning_rate", "deviation_margin"):
         if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
             settings[key] = float(settings[key])
     try:

@@ -4,12 +4,13 @@ rollout or teacher episode draws."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from agents.learned.agent import PolicyOptions
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend
 from lsched.learn.config import TrainConfig
@@ -26,10 +27,8 @@ class EvalTask:
     scenario: str
     seed: int
     max_queries: int | None
-    workload_features: bool = True
+    options: PolicyOptions = field(default_factory=PolicyOptions)
     guide: str | None = None
-    scalability_features: bool = True
-    wait_only_with_guide: bool = True
 
 
 def evaluate_one(task: EvalTask) -> float:
@@ -49,9 +48,7 @@ def evaluate_one(task: EvalTask) -> float:
         scheduler: Any = learned_scheduler(
             scenario,
             policy,
-            workload_features=task.workload_features,
-            scalability_features=task.scalability_features,
-            wait_only_with_guide=task.wait_only_with_guide,
+            options=task.options,
             guide=task.guide,
         )
     else:
@@ -67,20 +64,41 @@ def evaluate_one(task: EvalTask) -> float:
     return result.mean_latency_s
 
 
-def validation_seeds(scenario: Scenario, config: TrainConfig) -> list[int]:
-    """Training-range seeds no rollout or teacher episode draws (TrainConfig's offsets)."""
+@dataclass(frozen=True)
+class Workloads:
+    """Which validation workloads a measurement runs: the first `seeds` of each scenario's
+    validation range, each cut at its first `max_queries` queries (None: whole)."""
+
+    seeds: int
+    max_queries: int | None
+
+    @classmethod
+    def validation(cls, config: TrainConfig) -> Workloads:
+        """The ones training's periodic evaluation picks the best iteration on."""
+        return cls(config.eval_seeds, config.eval_max_queries)
+
+    @classmethod
+    def margin(cls, config: TrainConfig) -> Workloads:
+        """The ones the deviation margin is chosen on (lsched.learn.margin)."""
+        return cls(config.margin_seeds, config.margin_max_queries)
+
+
+def validation_seeds(scenario: Scenario, config: TrainConfig, count: int) -> list[int]:
+    """The first `count` training-range seeds no rollout or teacher episode draws
+    (TrainConfig's offsets)."""
     start = scenario.train_seed_offset + config.validation_seed_offset
-    return [start + k for k in range(config.eval_seeds)]
+    return [start + k for k in range(count)]
 
 
 def baseline_latencies(
-    config: TrainConfig, loaded: Sequence[Scenario], pool: Backend
+    config: TrainConfig, loaded: Sequence[Scenario], pool: Backend, workloads: Workloads
 ) -> dict[str, dict[str, float]]:
+    """Mean latency of every baseline per scenario on `workloads`."""
     tasks = [
-        EvalTask(None, None, agent, s.source, seed, config.eval_max_queries)
+        EvalTask(None, None, agent, s.source, seed, workloads.max_queries)
         for s in loaded
         for agent in config.baselines
-        for seed in validation_seeds(s, config)
+        for seed in validation_seeds(s, config, workloads.seeds)
     ]
     values = pool.map(evaluate_one, tasks)
     table: dict[str, dict[str, list[float]]] = {}
@@ -97,8 +115,11 @@ def evaluate_policy(
     policy_config: PolicyConfig,
     pool: Backend,
     baselines: Mapping[str, Mapping[str, float]],
+    workloads: Workloads,
+    options: PolicyOptions | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Greedy mean latency per scenario next to the best baseline's (lower is better)."""
+    """Greedy mean latency per scenario on `workloads`, next to the best baseline's there
+    (lower is better), with `options` (default the run's)."""
     weights = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     tasks = [
         EvalTask(
@@ -107,14 +128,12 @@ def evaluate_policy(
             "lsched",
             s.source,
             seed,
-            config.eval_max_queries,
-            config.workload_features,
+            workloads.max_queries,
+            options or PolicyOptions.of(config),
             config.guide,
-            config.scalability_features,
-            config.wait_only_with_guide,
         )
         for s in loaded
-        for seed in validation_seeds(s, config)
+        for seed in validation_seeds(s, config, workloads.seeds)
     ]
     values = pool.map(evaluate_one, tasks)
     report: dict[str, dict[str, float]] = {}

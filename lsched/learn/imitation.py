@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.learned.agent import Step, feature_sizes
+from agents.learned.agent import PolicyOptions, Step, feature_sizes
 from agents.learned.policy import WAIT_ACTION, Policy, PolicyConfig, collate
 from lsched.backends import Backend
 from lsched.learn.config import SEED_STREAM_IMITATION, ProgressCallback, TrainConfig
@@ -26,11 +26,9 @@ class ImitationTask:
     teacher: str
     seed: int
     max_queries: int | None
-    workload_features: bool = True
+    options: PolicyOptions = field(default_factory=PolicyOptions)
     limit_levels: int = 10
     guide: str | None = None
-    scalability_features: bool = True
-    wait_only_with_guide: bool = True
 
 
 def teacher_episode(task: ImitationTask) -> tuple[list[Step], list[tuple[int, int]]]:
@@ -48,9 +46,7 @@ def teacher_episode(task: ImitationTask) -> tuple[list[Step], list[tuple[int, in
     student = learned_scheduler(
         scenario,
         Policy(PolicyConfig(sizes.pipeline, sizes.query, sizes.global_, task.limit_levels)),
-        workload_features=task.workload_features,
-        scalability_features=task.scalability_features,
-        wait_only_with_guide=task.wait_only_with_guide,
+        options=task.options,
         guide=teacher if task.guide == task.teacher else task.guide,
     )
     simulation = Simulation(
@@ -105,11 +101,9 @@ def imitate(
             config.imitate,
             scenario_named(name).train_seed_offset + config.imitation_seed_offset + k,
             config.imitation_max_queries,
-            config.workload_features,
+            PolicyOptions.of(config),
             config.limit_levels,
             config.guide,
-            config.scalability_features,
-            config.wait_only_with_guide,
         )
         for name in names
         for k in range(config.imitation_workloads)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from agents.features import FEATURE_SCHEMA_VERSION
-from agents.learned.agent import INPUT_VERSION, feature_sizes, limits_of
+from agents.learned.agent import INPUT_VERSION, PolicyOptions, feature_sizes, limits_of
 from agents.learned.checkpoint import load_checkpoint, read_document, save_checkpoint
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend, LocalBackend
@@ -31,8 +31,9 @@ from lsched.learn.config import (
     check_config,
     config_document,
 )
-from lsched.learn.evaluation import baseline_latencies, evaluate_policy
+from lsched.learn.evaluation import Workloads, baseline_latencies, evaluate_policy
 from lsched.learn.imitation import imitate
+from lsched.learn.margin import choose_margin
 from lsched.learn.rollout import RolloutResult, RolloutTask, rollout_group, scenario_named
 from lsched.learn.state import (
     Board,
@@ -119,7 +120,7 @@ def train(
         """Greedy validation; the best policy so far (mean latency / best baseline's, averaged
         over scenarios) is kept as best.pt, the file the run finally ships."""
         record["eval"] = report = evaluate_policy(
-            config, loaded, policy, policy_config, pool, baselines
+            config, loaded, policy, policy_config, pool, baselines, Workloads.validation(config)
         )
         ratios = [entry["vs_best"] for entry in report.values() if "vs_best" in entry]
         score = float(np.mean(ratios)) if ratios else math.inf
@@ -136,7 +137,7 @@ def train(
     try:
         started = time.perf_counter()
         if not baselines and config.eval_every > 0:
-            baselines = baseline_latencies(config, loaded, pool)
+            baselines = baseline_latencies(config, loaded, pool, Workloads.validation(config))
         if start_iteration == 0 and (config.init is not None or config.imitate is not None):
             record: dict[str, Any] = {"iteration": 0}
             if config.init is not None:
@@ -172,22 +173,35 @@ def train(
                 save(iteration, wall_before_s + time.perf_counter() - started)
             if over_time:
                 break
+        chosen = out / BEST_FILE if (out / BEST_FILE).exists() else checkpoint_path
+        final, chosen_info, _ = load_checkpoint(chosen, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
+        shipped, margin_wall_s, margin_report = config, 0.0, None
+        if config.margin_grid:
+            margin_started = time.perf_counter()
+            margin, margin_report = choose_margin(config, loaded, final, policy_config, pool)
+            margin_wall_s = time.perf_counter() - margin_started
+            shipped = replace(config, deviation_margin=margin)
+            record = {"iteration": iteration, "margin": margin_report}
+            record["wall_s"] = round(wall_before_s + time.perf_counter() - started, 3)
+            append_metrics(metrics_path, record)
+            if progress is not None:
+                progress(record)
     finally:
         board.close()
         if backend is None:
             pool.close()
     document = read_document(checkpoint_path)
-    chosen = out / BEST_FILE if (out / BEST_FILE).exists() else checkpoint_path
-    final, chosen_info, _ = load_checkpoint(chosen, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     info = checkpoint_info(
         policy_config,
         limits,
         names,
         chosen_info.iterations,
-        config,
-        float(document["training"]["wall_s"]),
+        shipped,
+        float(document["training"]["wall_s"]) + margin_wall_s,
         baselines,
     )
+    if margin_report is not None:
+        info = replace(info, extra={**info.extra, "margin": margin_report})
     return save_checkpoint(out / POLICY_FILE, final, info)
 
 
@@ -231,9 +245,7 @@ def iteration_tasks(
                 sample_seeds=samples,
                 horizon_queries=horizon,
                 entropy_weight=config.entropy_weight(iteration),
-                workload_features=config.workload_features,
-                scalability_features=config.scalability_features,
-                wait_only_with_guide=config.wait_only_with_guide,
+                options=PolicyOptions.of(config),
                 learn_batch_decisions=config.learn_batch_decisions,
                 guide=config.guide,
                 episode_end=config.episode_end,

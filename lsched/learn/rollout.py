@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 import torch
 
-from agents.learned.agent import LearnedScheduler, Recorder, limits_of
+from agents.learned.agent import LearnedScheduler, PolicyOptions, Recorder, limits_of
 from agents.learned.factory import build_guide
 from agents.learned.policy import Policy, PolicyConfig, collate
 from lsched.scenario import Scenario, load_scenario
@@ -37,13 +37,11 @@ class RolloutTask:
     """SeedSequence entropy of each rollout's sampling Generator."""
     horizon_queries: int
     entropy_weight: float
-    workload_features: bool = True
+    options: PolicyOptions = field(default_factory=PolicyOptions)
     learn_batch_decisions: int = 512
     guide: str | None = None
     episode_end: str = "auto"
     """TrainConfig.episode_end."""
-    scalability_features: bool = True
-    wait_only_with_guide: bool = True
 
 
 def episode_drains(episode_end: str, first_arrivals_s: np.ndarray) -> bool:
@@ -93,10 +91,8 @@ def learned_scheduler(
     scenario: Scenario,
     policy: Policy,
     *,
-    workload_features: bool,
-    scalability_features: bool,
+    options: PolicyOptions,
     guide: str | Scheduler | None,
-    wait_only_with_guide: bool = True,
     rng: np.random.Generator | None = None,
     recorder: Recorder | None = None,
 ) -> LearnedScheduler:
@@ -109,9 +105,7 @@ def learned_scheduler(
         limits_of(scenario.env),
         rng=rng,
         recorder=recorder,
-        workload_features=workload_features,
-        scalability_features=scalability_features,
-        wait_only_with_guide=wait_only_with_guide,
+        options=options,
         scalability=agent_context(scenario).scalability,
         guide=guide_for(scenario, guide) if isinstance(guide, str) else guide,
     )
@@ -150,9 +144,7 @@ def rollout_group(task: RolloutTask) -> RolloutResult:
             policy,
             rng=np.random.default_rng(list(sample_seed)),
             recorder=recorder,
-            workload_features=task.workload_features,
-            scalability_features=task.scalability_features,
-            wait_only_with_guide=task.wait_only_with_guide,
+            options=task.options,
             guide=task.guide,
         )
         simulation = Simulation(

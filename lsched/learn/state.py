@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from agents.features import FEATURE_SCHEMA_VERSION
-from agents.learned.agent import INPUT_VERSION
+from agents.learned.agent import INPUT_VERSION, PolicyOptions
 from agents.learned.checkpoint import CheckpointError, CheckpointInfo, git_revision, load_checkpoint
 from agents.learned.factory import PRETRAINED
 from agents.learned.policy import Policy, PolicyConfig
@@ -65,9 +65,7 @@ def checkpoint_info(
         extra={
             "train_config": config_document(config),
             "train_wall_s": wall_s,
-            "workload_features": config.workload_features,
-            "scalability_features": config.scalability_features,
-            "wait_only_with_guide": config.wait_only_with_guide,
+            **PolicyOptions.of(config).to_dict(),
             "guide": config.guide,
             "input_version": INPUT_VERSION,
         },
@@ -119,8 +117,8 @@ def truncate_metrics(path: Path, iteration: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             break  # a line cut by the kill: everything after it is gone anyway
-        if record.get("iteration", 0) <= iteration:
-            kept.append(line)
+        if record.get("iteration", 0) <= iteration and "margin" not in record:
+            kept.append(line)  # the margin is chosen again after the last iteration
     atomic_write_text(path, "".join(k + "\n" for k in kept))
 
 
