@@ -91,4 +91,7 @@ def test_the_shipped_policy_passes_every_check() -> None:
     from agents.learned.factory import PRETRAINED
 
     policy, info, _ = load_checkpoint(PRETRAINED, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
-    assert info.iterations > 0 and all(torch.isfinite(p).all() for p in policy.parameters())
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+    # Trained by policy gradient (pretrained/README.md), then its deviation margin chosen by a
+    # run of 0 iterations that starts from it: the file records that second run's choice.
+    assert info.guide == "tuned" and info.deviation_margin == info.extra["margin"]["chosen"]

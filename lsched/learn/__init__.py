@@ -2,7 +2,8 @@
 
 The package reads in one sitting: `config` (every setting, one dataclass), `rollout` (a group
 of rollouts, its rewards and gradient), `imitation` (the warm start), `evaluation` (greedy
-validation), `state` (checkpoints, resume, metrics) and `loop` (`train`, top to bottom).
+validation), `margin` (how sure the policy must be to override its guide), `state`
+(checkpoints, resume, metrics) and `loop` (`train`, top to bottom).
 
 First, optionally, a warm start: the policy clones a teacher heuristic (`imitate`, by default
 the `tuned` agent) on training workloads, so policy gradient refines a good schedule instead of
@@ -27,6 +28,8 @@ Then one iteration, read top to bottom:
 Every `checkpoint_every` iterations an atomic checkpoint (weights, optimizer, RNG state) is written;
 `resume=True` continues from it and ends with the same weights an uninterrupted run would: all
 randomness of iteration i is derived from (seed, i), never from state carried between iterations.
+The best-validated policy ships; with `margin_grid`, after its deviation margin is chosen
+(`margin`): every margin on whole validation workloads, the best worst scenario wins.
 """
 
 from lsched.learn.config import (
