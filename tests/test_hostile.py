@@ -424,11 +424,20 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
     command = [sys.executable, str(script), str(spec), str(out), str(counts)]
     draw = random.Random(16)
     kills = 0
+
+    def finished_runs() -> int:
+        return len(counts.read_text().split()) if counts.exists() else 0
+
     for _ in range(4):
+        before = finished_runs()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            process.wait(timeout=draw.uniform(1.5, 3.0))  # imports take about a second
-        except subprocess.TimeoutExpired:
+        # Kill at a random moment once this attempt has finished a run of its own: a fixed
+        # delay from the start raced the imports on slow machines and the whole sweep on fast ones.
+        deadline = time.monotonic() + 60
+        while process.poll() is None and finished_runs() == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(draw.uniform(0.0, 0.2))
+        if process.poll() is None:
             process.kill()
             kills += 1
         process.wait()
