@@ -196,26 +196,25 @@ class Policy(nn.Module):
         a policy-gradient fine-tune leaves everywhere do not replace the baseline's choice."""
         logits, wait, node, query, glob = self(batch)
         options = torch.log_softmax(torch.cat((logits, wait)), dim=0)
-        chosen = int(torch.argmax(options))
-        level = 0
+
+        def limit_log_p(index: int) -> Tensor:
+            chosen = torch.tensor([index])
+            return torch.log_softmax(self.limit_logits(batch, chosen, node, query, glob)[0], 0)
+
+        chosen, level = int(torch.argmax(options)), 0
         log_p = float(options[chosen])
-        if chosen != len(logits):
-            limit = torch.log_softmax(
-                self.limit_logits(batch, torch.tensor([chosen]), node, query, glob)[0], dim=0
-            )
+        if chosen == len(logits):
+            chosen = WAIT_ACTION
+        else:
+            limit = limit_log_p(chosen)
             level = int(torch.argmax(limit))
             log_p += float(limit[level])
-        else:
-            chosen = WAIT_ACTION
+        if (chosen, level) == anchor:
+            return None
         index, anchor_level = anchor
         anchor_p = float(options[len(logits) if index == WAIT_ACTION else index])
         if index != WAIT_ACTION and math.isfinite(anchor_p):
-            limit = torch.log_softmax(
-                self.limit_logits(batch, torch.tensor([index]), node, query, glob)[0], dim=0
-            )
-            anchor_p += float(limit[anchor_level])
-        if (chosen, level) == (index, anchor_level) or (chosen == index == WAIT_ACTION):
-            return None
+            anchor_p += float(limit_log_p(index)[anchor_level])
         if math.isfinite(anchor_p) and log_p - anchor_p < margin:
             return None
         return chosen, level

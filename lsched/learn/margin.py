@@ -33,12 +33,13 @@ def choose_margin(
     workloads = Workloads.margin(config)
     baselines = baseline_latencies(config, loaded, pool, workloads)
     rows: dict[str, Any] = {}
-    for margin in sorted(set(config.margin_grid)):
+    margins = sorted(set(config.margin_grid))
+    for margin in margins:
         options = replace(PolicyOptions.of(config), deviation_margin=float(margin))
         report = evaluate_policy(
             config, loaded, policy, policy_config, pool, baselines, workloads, options
         )
         ratios = {name: entry["vs_best"] for name, entry in report.items()}
         rows[str(margin)] = {"vs_best": ratios, "worst": max(ratios.values())}
-    chosen = min(sorted(set(config.margin_grid)), key=lambda m: rows[str(m)]["worst"])
+    chosen = min(margins, key=lambda m: rows[str(m)]["worst"])  # ties: the smaller margin
     return float(chosen), {"chosen": float(chosen), "seeds": workloads.seeds, "margins": rows}
