@@ -550,6 +550,33 @@ def test_act_near_keeps_the_anchor_unless_the_policy_prefers_its_action_by_the_m
     assert policy.act_near(batch, (WAIT_ACTION, 0), 1e9) == greedy
 
 
+def test_act_near_compares_decisions_so_levels_granting_the_same_threads_are_one() -> None:
+    policy = make_policy(4)
+    scheduler, _, observation = first_step(policy, [diamond_query(k) for k in range(3)])
+    step, _, _ = scheduler.observe(observation)
+    batch = step.to_batch()
+    greedy = policy.act(batch)
+    levels = policy.config.limit_levels
+    other_level = (greedy[1] + 1) % levels
+    one_limit = [1] * levels  # e.g. a 1-thread engine: every level is one thread
+    assert policy.act_near(batch, (greedy[0], other_level), 1e-6) == greedy  # by index: differs
+    assert policy.act_near(batch, (greedy[0], other_level), 1e-6, level_limits=one_limit) is None
+    # Against another pipeline, every level of each is one decision: the gap is the pipeline
+    # head's alone.
+    other = int(next(k for k in np.flatnonzero(step.candidate) if k != greedy[0]))
+    with torch.inference_mode():
+        logits, wait, *_ = policy(batch)
+        log_p = torch.log_softmax(torch.cat((logits, wait)), dim=0)
+    gap = float(log_p[greedy[0]] - log_p[other])
+    assert policy.act_near(batch, (other, 0), gap * 0.99, level_limits=one_limit) == greedy
+    assert policy.act_near(batch, (other, 0), gap * 1.01, level_limits=one_limit) is None
+    # At query level a query is one decision, whichever of its ready pipelines is offered.
+    groups = list(range(len(step.candidate)))
+    groups[other] = groups[greedy[0]]
+    assert policy.act_near(batch, (other, greedy[1]), 1e-6, pipeline_groups=groups) is None
+    assert policy.act_near(batch, (other, greedy[1]), 1e-6) == greedy
+
+
 def _latencies(agent) -> list[float]:
     result = simulate(workload(), CLUSTER, agent, np.random.default_rng(1))
     return [q.latency_s for q in sorted(result.queries, key=lambda q: q.query_id)]

@@ -302,12 +302,29 @@ class LearnedScheduler:
         query_id = int(self.query_ids_of(rows)[chosen])
         return Decision((query_id, int(cols[chosen])), self.level_limit(level))
 
-    def act(self, step: Step, uniforms: tuple[float, float] | None = None) -> tuple[int, int]:
+    def act(
+        self,
+        step: Step,
+        uniforms: tuple[float, float] | None = None,
+        *,
+        pipeline_groups: np.ndarray | None = None,
+        level_limits: np.ndarray | None = None,
+    ) -> tuple[int, int]:
         """The policy's (pipeline index, level) for `step`, or FOLLOW_GUIDE where, greedy
-        with a positive `deviation_margin`, it does not prefer its own action enough."""
+        with a positive `deviation_margin`, it does not prefer its own decision enough.
+
+        What counts as one decision (`Policy.act_near`): pipelines of a group
+        (`pipeline_groups`; default each its own) at levels granting the same threads
+        (`level_limits`; default the cluster's)."""
         batch = step.to_batch()
         if uniforms is None and self.options.deviation_margin > 0 and self.guide_action is not None:
-            own = self.policy.act_near(batch, self.guide_action, self.options.deviation_margin)
+            own = self.policy.act_near(
+                batch,
+                self.guide_action,
+                self.options.deviation_margin,
+                level_limits=self._level_limits if level_limits is None else level_limits,
+                pipeline_groups=pipeline_groups,
+            )
             return FOLLOW_GUIDE if own is None else own
         return self.policy.act(batch, uniforms)
 
@@ -318,6 +335,10 @@ class LearnedScheduler:
     def level_limit(self, level: int) -> int:
         """Threads of limit level `level` on the cluster of the last `reset`."""
         return int(self._level_limits[level])
+
+    def limits_by_level(self) -> np.ndarray:
+        """Threads of every limit level on the cluster of the last `reset` (a copy)."""
+        return self._level_limits.copy()
 
     def action_of(
         self, decision: Decision, rows: np.ndarray, cols: np.ndarray

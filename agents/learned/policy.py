@@ -185,37 +185,68 @@ class Policy(nn.Module):
 
     @torch.inference_mode()
     def act_near(
-        self, batch: PolicyBatch, anchor: tuple[int, int], margin: float
+        self,
+        batch: PolicyBatch,
+        anchor: tuple[int, int],
+        margin: float,
+        *,
+        level_limits: Sequence[int] | None = None,
+        pipeline_groups: Sequence[int] | None = None,
     ) -> tuple[int, int] | None:
-        """The greedy action of `act` if the policy prefers it to `anchor` (another scheduler's
-        action, as `act` returns them) by at least `margin` in log-likelihood; None: keep the
-        anchor. An illegal anchor (masked pipeline, level or WAIT) never wins.
+        """The greedy action of `act` if the policy prefers its decision to `anchor`'s (another
+        scheduler's action, as `act` returns them) by at least `margin` in log-likelihood; None:
+        keep the anchor. An illegal anchor (masked pipeline, level or WAIT) never wins.
 
         Safe policy improvement in the manner of SPIBB (Laroche et al., ICML 2019): deviate
         from the baseline only where the policy is confident, so the small, noisy preferences
-        a policy-gradient fine-tune leaves everywhere do not replace the baseline's choice."""
+        a policy-gradient fine-tune leaves everywhere do not replace the baseline's choice.
+
+        Decisions, not indices, are compared: actions whose pipelines share a group
+        (`pipeline_groups`, one entry per pipeline; at query level, its query) and whose
+        levels grant the same threads (`level_limits`, one entry per level; on a small
+        cluster several levels are 1 thread) are one decision, whose likelihood is the sum of
+        theirs — so another spelling of the guide's decision is no deviation."""
         logits, wait, node, query, glob = self(batch)
         options = torch.log_softmax(torch.cat((logits, wait)), dim=0)
+        levels = self.config.limit_levels
+        limits = torch.as_tensor(
+            list(range(levels)) if level_limits is None else level_limits, dtype=torch.long
+        )
+        groups = torch.as_tensor(
+            list(range(len(logits))) if pipeline_groups is None else pipeline_groups,
+            dtype=torch.long,
+        )
 
-        def limit_log_p(index: int) -> Tensor:
-            chosen = torch.tensor([index])
-            return torch.log_softmax(self.limit_logits(batch, chosen, node, query, glob)[0], 0)
+        def decision_log_p(index: int, level: int) -> float:
+            """log π of every action that makes the same decision as (index, level)."""
+            if index == WAIT_ACTION:
+                return float(options[len(logits)])
+            members = torch.nonzero((groups == groups[index]) & torch.isfinite(logits)).flatten()
+            if not len(members):
+                return float("-inf")
+            level_log_p = torch.log_softmax(
+                self.limit_logits(batch, members, node, query, glob), dim=1
+            )
+            same = level_log_p[:, limits == limits[level]]
+            return float(torch.logsumexp(options[members] + torch.logsumexp(same, 1), 0))
 
         chosen, level = int(torch.argmax(options)), 0
-        log_p = float(options[chosen])
         if chosen == len(logits):
             chosen = WAIT_ACTION
         else:
-            limit = limit_log_p(chosen)
-            level = int(torch.argmax(limit))
-            log_p += float(limit[level])
-        if (chosen, level) == anchor:
-            return None
+            index = torch.tensor([chosen])
+            level = int(torch.argmax(self.limit_logits(batch, index, node, query, glob)[0]))
         index, anchor_level = anchor
-        anchor_p = float(options[len(logits) if index == WAIT_ACTION else index])
-        if index != WAIT_ACTION and math.isfinite(anchor_p):
-            anchor_p += float(limit_log_p(index)[anchor_level])
-        if math.isfinite(anchor_p) and log_p - anchor_p < margin:
+        if chosen == WAIT_ACTION or index == WAIT_ACTION:
+            same_decision = chosen == index
+        else:
+            same_decision = bool(
+                groups[chosen] == groups[index] and limits[level] == limits[anchor_level]
+            )
+        if same_decision:
+            return None  # the guide's own decision
+        anchor_p = decision_log_p(index, anchor_level)
+        if math.isfinite(anchor_p) and decision_log_p(chosen, level) - anchor_p < margin:
             return None
         return chosen, level
 

@@ -60,7 +60,12 @@ class LearnedQueryPolicy:
         if hint is not None and self.scheduler.options.wait_only_with_guide:
             wait_ok = wait_ok and hint.pipeline is None
         step = step._replace(candidate=offered, wait_ok=wait_ok)
-        chosen, level = self.scheduler.act(step)
+        # one decision: a query (any of its ready pipelines) and the threads it would get
+        chosen, level = self.scheduler.act(
+            step,
+            pipeline_groups=ids,
+            level_limits=np.minimum(self.scheduler.limits_by_level(), max(1, state.free_threads)),
+        )
         if (chosen, level) == FOLLOW_GUIDE:  # deviation_margin: the guide's start as it was
             return proposal
         if chosen == WAIT_ACTION:
