@@ -90,6 +90,12 @@ PLUGIN_MODULES: dict[str, str] = {"lsched": "agents.learned"}
 """Name prefix -> module that registers the agents of that prefix when imported."""
 
 
+def is_learned(label: str) -> bool:
+    """Whether an agent name or label is a learned policy (`lsched`, `lsched:PATH`, ...):
+    what "the best baseline" of a comparison leaves out."""
+    return any(label.startswith(prefix) for prefix in PLUGIN_MODULES)
+
+
 def register(name: str, factory: AgentFactory, *, replace: bool = False) -> None:
     """Make `factory` available as `name`; re-registering needs `replace=True`."""
     if name in AGENTS and not replace and AGENTS[name] is not factory:

@@ -22,7 +22,7 @@ from lsched.errors import LschedError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from lsched.runner import ScenarioReport
+    from lsched.runner import PairedRatio, ScenarioReport
     from lsched.sweep import SweepReport
 
 USER_ERROR_EXIT = 2
@@ -89,15 +89,25 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of a table.")
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="The agent every other is compared with, seed by seed (default: the best "
+            "that is not a learned policy)."
+        ),
+    ] = None,
 ) -> None:
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
-        from lsched.runner import run_scenario, write_results
+        from lsched.runner import agent_labels, run_scenario, write_results
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
         loaded = load_scenario(scenario)
+        labels = agent_labels(loaded, _csv_list(agents))
+        if baseline is not None and baseline not in labels:
+            raise ValueError(f"--baseline: {baseline!r} is not one of {', '.join(labels)}")
         if out is not None:
             check_results_folder(out)
         console = _console()
@@ -115,14 +125,14 @@ def run(
             from lsched.plots import render_plots
 
             clear_run_outputs(out)
-            write_results(report, loaded, out)
+            write_results(report, loaded, out, baseline)
             render_plots(out)
         if json_output:
             from lsched.io import json_text
 
-            sys.stdout.write(json_text(report.to_document()))
+            sys.stdout.write(json_text(report.to_document(baseline)))
             return
-        console.print(_report_table(report))
+        console.print(_report_table(report, baseline))
         if out is not None:
             console.print(f"results, CSVs and plots written to {out}/")
 
@@ -227,7 +237,8 @@ def real(
 
 
 def _real_table(document: dict, fidelity: dict) -> Table:
-    """Per agent: real and predicted latency (ms) and the error after the speed factor."""
+    """Per agent: real and predicted latency (ms), the error after the speed factor, and the
+    time (ms per run) its policy spent deciding."""
     table = Table(
         title=(
             f"{document['scenario']} on DuckDB: {len(document['seeds'])} seed(s) × "
@@ -243,6 +254,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         "error",
         "real p95",
         "predicted p95",
+        "deciding",
         "failed",
     ):
         table.add_column(header, justify="left" if header == "agent" else "right")
@@ -254,6 +266,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{figures['mean_error']:+.1%}",
             f"{figures['real_p95_latency'] * 1e3:.1f}",
             f"{figures['predicted_p95_latency'] * 1e3:.1f}",
+            f"{figures['decide_s'] * 1e3:.0f}",
             f"{figures['failed_queries']:g}",
         )
     return table
@@ -299,14 +312,18 @@ def _progress(console: Console, enabled: bool) -> Iterator[object]:
         yield update
 
 
-def _report_table(report: ScenarioReport) -> Table:
-    """Per-agent figures (latencies in seconds), best mean latency in bold, and the lower bound."""
+def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
+    """Per-agent figures (latencies in seconds), best mean latency in bold, each agent's mean
+    latency against the baseline's seed by seed (with its 95% interval), and the lower bound."""
     seeds = ", ".join(str(s) for s in report.seeds)
+    paired = report.paired(baseline)
+    reference = next(iter(paired.values())).baseline
     table = Table(
         title=f"{report.scenario}: seeds {seeds}; latencies in seconds", title_justify="left"
     )
     table.add_column("agent")
-    headers = ("mean", "± sd", "p50", "p95", "p99", "slowdown", "makespan", "util.", "queries")
+    headers = ("mean", "± sd", f"vs {reference}", "p50", "p95", "p99", "slowdown", "makespan")
+    headers = (*headers, "util.", "queries")
     faults = any(s.lost_tasks for s in report.agents.values())
     if faults:
         headers = (*headers, "lost/re-run tasks")
@@ -319,6 +336,7 @@ def _report_table(report: ScenarioReport) -> Table:
             f"[bold]{label}[/bold]" if s.mean_latency_s == best else label,
             f"{s.mean_latency_s:.1f}",
             f"{s.mean_latency_std_s:.1f}",
+            "—" if label == reference else _versus(paired[label]),
             f"{s.p50_latency_s:.1f}",
             f"{s.p95_latency_s:.1f}",
             f"{s.p99_latency_s:.1f}",
@@ -335,6 +353,12 @@ def _report_table(report: ScenarioReport) -> Table:
         *[""] * (len(headers) - 1),
     )
     return table
+
+
+def _versus(paired: PairedRatio) -> str:
+    """ "+0.32% ±0.41": the mean per-seed change against the baseline and its 95% interval."""
+    change = 100 * (paired.ratio - 1)
+    return f"{change:+.2f}% ±{100 * paired.ci95:.2f}"
 
 
 @app.command()

@@ -26,7 +26,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,8 +279,10 @@ def run_workload(
     time_scale: float,
     timeout_s: float,
     on_done: Callable[[RealQuery], None] | None = None,
-) -> list[RealQuery]:
-    """Submit `queries` at their arrival times and start them as `agent`'s policy decides."""
+) -> tuple[list[RealQuery], float]:
+    """Submit `queries` at their arrival times and start them as `agent`'s policy decides;
+    (the queries, seconds the policy spent deciding: on a real engine the scheduler's own
+    CPU time is not free — it runs on the engine's cores and delays every start it makes)."""
     cluster = scenario.cluster
     policy = agent.policy
     policy.reset(cluster)
@@ -293,6 +295,7 @@ def run_workload(
     position = 0
     clock = time.monotonic()
     changed = False
+    decide_s = 0.0
     while len(done) < len(queries):
         now = time.monotonic() - clock
         obs.now_s = now
@@ -305,7 +308,10 @@ def run_workload(
         if changed:
             changed = False
             waiting = [q for q in obs.active.values() if q.query_id not in granted]
-            for choice in admit(policy, obs, waiting, granted, cluster.total_threads):
+            deciding = time.perf_counter()
+            starts = admit(policy, obs, waiting, granted, cluster.total_threads)
+            decide_s += time.perf_counter() - deciding
+            for choice in starts:
                 spec = specs[choice.query_id]
                 obs.start(choice.query_id, choice.threads, now)
                 text = calibrate.parameter_sql(
@@ -357,7 +363,7 @@ def run_workload(
             changed = True
             if on_done:
                 on_done(record)
-    return sorted(done, key=lambda r: r.query_id)
+    return sorted(done, key=lambda r: r.query_id), decide_s
 
 
 # --------------------------------------------------------------------------- agents
@@ -406,6 +412,8 @@ class RealReport:
     isolated: dict[tuple[str, float], tuple[float, ...]]
     """(template, scale factor) → its latency alone with every thread, one sample per repeat
     round, taken right before the round so that the speed factor sees the same engine."""
+    decide_s: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    """Seconds each run's policy spent deciding, by (agent label, seed, repeat)."""
 
 
 def run_real(
@@ -439,6 +447,7 @@ def run_real(
     paths = {sf: ensure_database(suite, sf, progress) for sf in factors}
     sql = {sf: template_sql(suite, path) for sf, path in paths.items()}
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}
+    decide_s: dict[tuple[str, int, int], float] = {}
     isolated: dict[tuple[str, float], list[float]] = {}
     threads = scenario.cluster.total_threads
     pools = {sf: _Pool(path, threads) for sf, path in paths.items()}
@@ -457,7 +466,7 @@ def run_real(
                     isolated.setdefault(key, []).append(value)
             for seed in seeds:
                 for label, agent in built:
-                    runs[label, seed, repeat] = run_workload(
+                    runs[label, seed, repeat], decide_s[label, seed, repeat] = run_workload(
                         workloads[seed],
                         agent,
                         scenario,
@@ -478,6 +487,7 @@ def run_real(
         repeats,
         time_scale,
         {key: tuple(values) for key, values in isolated.items()},
+        decide_s,
     )
 
 
@@ -587,6 +597,15 @@ def fidelity_report(
             "real_p95_latency": mean(real_p95),
             "p95_error": mean(predicted_p95) / mean(real_p95) - 1.0,
             "real_spread": max(spreads),
+            "decide_s": mean(
+                [
+                    statistics.median(
+                        report.decide_s.get((label, seed, r), math.nan)
+                        for r in range(report.repeats)
+                    )
+                    for seed in report.seeds
+                ]
+            ),
             "failed_queries": sum(
                 bool(q.error) for key, run in report.runs.items() if key[0] == label for q in run
             ),

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from agents import AgentContext, AgentError, make_agent
+from agents.registry import is_learned
 from lsched.errors import ScenarioError
 from lsched.io import (
     DAG_COLUMNS,
@@ -32,6 +33,7 @@ from lsched.io import (
     write_json,
 )
 from lsched.scenario import AgentChoice, Scenario, budget_error, load_scenario
+from lsched.stats import confidence_halfwidth
 from lsched.workloads.scalability import scalability_prior
 from sim.budget import BudgetExceeded
 from sim.engine import simulate
@@ -92,6 +94,18 @@ class AgentSummary:
     rerun_tasks: float
 
 
+@dataclass(frozen=True, slots=True)
+class PairedRatio:
+    """An agent's mean latency over a baseline's, seed by seed: both ran each seed's queries
+    with the same execution noise, so the interval is the schedules' difference alone."""
+
+    baseline: str
+    ratio: float
+    """Mean over seeds of (agent's mean latency / baseline's) on that seed."""
+    ci95: float
+    """Half-width of its 95% Student-t interval over seeds (0 for one seed)."""
+
+
 @dataclass(frozen=True)
 class ScenarioReport:
     """All runs of a comparison and their per-agent summaries, in the order agents were given."""
@@ -104,12 +118,44 @@ class ScenarioReport:
     results: dict[tuple[str, int], SimResult] = field(default_factory=dict, repr=False)
     """Full per-run results by (agent label, seed), when the caller asked to keep them."""
 
-    def to_document(self) -> dict[str, object]:
-        """The JSON document of `lsched run --json` and results.json."""
+    def best_baseline(self) -> str:
+        """The agent with the lowest mean latency that is not a learned policy (any agent
+        when all are learned): what "beats the heuristics by how much" is measured against."""
+        heuristics = [a for a in self.agents if not is_learned(a)] or list(self.agents)
+        return min(heuristics, key=lambda a: self.agents[a].mean_latency_s)
+
+    def paired(self, baseline: str | None = None) -> dict[str, PairedRatio]:
+        """Every agent against `baseline` (default: `best_baseline`), paired by seed."""
+        baseline = self.best_baseline() if baseline is None else baseline
+        if baseline not in self.agents:
+            known = ", ".join(self.agents)
+            raise ValueError(f"--baseline: {baseline!r} is not one of the agents run ({known})")
+        by_seed = {(r.agent, r.seed): r.mean_latency_s for r in self.runs}
+        paired: dict[str, PairedRatio] = {}
+        for label in self.agents:
+            ratios = [
+                by_seed[label, seed] / by_seed[baseline, seed]
+                for seed in self.seeds
+                if (label, seed) in by_seed and by_seed.get((baseline, seed), 0.0) > 0
+            ]
+            mean = float(np.mean(ratios)) if ratios else float("nan")
+            paired[label] = PairedRatio(baseline, mean, confidence_halfwidth(ratios))
+        return paired
+
+    def to_document(self, baseline: str | None = None) -> dict[str, object]:
+        """The JSON document of `lsched run --json` and results.json; `paired` holds every
+        agent's per-seed latency ratio to `baseline` (default: the best baseline)."""
+        paired = self.paired(baseline)
         return {
             "scenario": self.scenario,
             "seeds": list(self.seeds),
             "lower_bound": {"mean_latency": self.lower_bound_mean_latency_s},
+            "paired": {
+                "baseline": next(iter(paired.values())).baseline,
+                "agents": {
+                    label: {"ratio": p.ratio, "ci95": p.ci95} for label, p in paired.items()
+                },
+            },
             "agents": {
                 label: {
                     "mean_latency": s.mean_latency_s,
@@ -271,6 +317,11 @@ def run_scenario(
     )
 
 
+def agent_labels(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[str]:
+    """How results will name the agents `run_scenario(scenario, agents)` runs."""
+    return [choice.label for choice in _choices(scenario, agents)]
+
+
 def _choices(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[AgentChoice]:
     if agents is None:
         choices = list(scenario.agents)
@@ -330,7 +381,9 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(list(values)))
 
 
-def write_results(report: ScenarioReport, scenario: Scenario, folder: str | Path) -> list[Path]:
+def write_results(
+    report: ScenarioReport, scenario: Scenario, folder: str | Path, baseline: str | None = None
+) -> list[Path]:
     """results.json plus per-run query/task CSVs, per-seed plan CSVs and the scenario document
     (scenario.yaml); returns the files.
 
@@ -352,7 +405,7 @@ def write_results(report: ScenarioReport, scenario: Scenario, folder: str | Path
         )
         written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
     written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario)))
-    written.append(write_json(out / RESULTS_FILE, report.to_document()))
+    written.append(write_json(out / RESULTS_FILE, report.to_document(baseline)))
     return written
 
 

@@ -46,6 +46,7 @@ from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
 from lsched.plots import png_bytes
 from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
+from lsched.stats import confidence_halfwidth
 
 CSV_FILE = "sweep.csv"
 JSON_FILE = "sweep.json"
@@ -69,11 +70,6 @@ PLOT_COLUMNS = 3
 PLOT_DPI = 110
 LOG_SCALE_SPREAD = 20.0
 """A panel whose largest mean is this many times its smallest gets a log y axis."""
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
-"""Student-t 97.5% quantiles for 1..30 degrees of freedom (the normal 1.96 beyond)."""
-_Z_975 = 1.959964
 
 
 class SweepError(InputError):
@@ -669,15 +665,6 @@ def _previous_rows(out: Path, plan: Sequence[SweepRun], retry_failed: bool) -> d
 
 
 # --------------------------------------------------------------------------- plots
-def confidence_halfwidth(values: Sequence[float]) -> float:
-    """Half-width of the 95% Student-t confidence interval of the mean (0 for one value)."""
-    count = len(values)
-    if count < 2:
-        return 0.0
-    quantile = _T_975[count - 2] if count - 1 <= len(_T_975) else _Z_975
-    return float(quantile * np.std(values, ddof=1) / math.sqrt(count))
-
-
 @dataclass(frozen=True)
 class SweepSummary:
     """One (scenario, override combination, agent) cell of a sweep, over its seeds."""

@@ -62,6 +62,16 @@ def test_json_output_is_one_document_equal_to_results_json(run_dir: tuple[Path, 
     assert document["lower_bound"]["mean_latency"] < document["agents"]["fair"]["mean_latency"]
 
 
+def test_run_compares_every_agent_with_a_baseline(scenario_file: Path) -> None:
+    result = invoke("run", scenario_file, "--seeds", "2", "--baseline", "fifo")
+    assert result.exit_code == 0, result.output
+    assert "vs fifo" in result.stdout
+    bad = invoke("run", scenario_file, "--seeds", "2", "--baseline", "srpt")
+    assert bad.exit_code == 2
+    assert "--baseline: 'srpt' is not one of fifo, fair" in bad.output
+    assert "Traceback" not in bad.output
+
+
 def test_figures_can_be_recomputed_from_the_query_csvs(run_dir: tuple[Path, str]) -> None:
     out, stdout = run_dir
     document = json.loads(stdout)

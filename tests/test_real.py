@@ -72,6 +72,9 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
         assert all(float(row["latency_s"]) > 0 for row in rows)
         figures = document["fidelity"]["agents"][agent]
         assert figures["real_mean_latency"] > 0 and figures["predicted_mean_latency"] > 0
+        # the policy's own time, measured around its decisions: some, and far below the run's
+        run_s = max(float(row["finish_s"]) for row in rows)
+        assert 0 < figures["decide_s"] < run_s
     saved = json.loads((out / "results.json").read_text())
     assert saved == document["results"]
     assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40

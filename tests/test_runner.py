@@ -93,6 +93,38 @@ def test_the_report_aggregates_per_seed_figures(small: Scenario) -> None:
     }
 
 
+def test_every_agent_is_compared_with_the_best_baseline_seed_by_seed(small: Scenario) -> None:
+    report = run_scenario(small, ["fifo", "srpt", "random"], seeds=3)
+    best = min(report.agents, key=lambda a: report.agents[a].mean_latency_s)
+    assert report.best_baseline() == best
+    by_seed = {(r.agent, r.seed): r.mean_latency_s for r in report.runs}
+    for label, paired in report.paired("fifo").items():
+        ratios = [by_seed[label, seed] / by_seed["fifo", seed] for seed in report.seeds]
+        assert paired.baseline == "fifo"
+        assert paired.ratio == pytest.approx(np.mean(ratios))
+        # 95% Student-t half-width over 3 seeds: t(0.975, 2 df) = 4.303
+        assert paired.ci95 == pytest.approx(4.303 * np.std(ratios, ddof=1) / np.sqrt(3))
+    assert report.paired("fifo")["fifo"].ratio == 1.0
+    assert report.paired("fifo")["fifo"].ci95 == 0.0
+    document = report.to_document("srpt")
+    assert document["paired"]["baseline"] == "srpt"
+    assert document["paired"]["agents"]["fifo"]["ratio"] == report.paired("srpt")["fifo"].ratio
+    assert report.to_document()["paired"]["baseline"] == best
+    with pytest.raises(ValueError, match="'fair' is not one of the agents run"):
+        report.paired("fair")
+
+
+def test_a_learned_policy_is_never_the_best_baseline() -> None:
+    runs = [
+        RunFigures("s", agent, seed, 10, mean, mean, mean, mean, 1.0, 1.0, 1.0, 1.0, 1, 0, 0, 0)
+        for seed in (0, 1)
+        for agent, mean in (("fair", 2.0 + seed), ("lsched", 1.0 + seed), ("fifo", 3.0))
+    ]
+    report = summarize("s", runs, ["fair", "lsched", "fifo"])
+    assert report.best_baseline() == "fair"
+    assert report.paired()["lsched"].ratio == pytest.approx(np.mean([1 / 2, 2 / 3]))
+
+
 def test_every_agent_of_a_seed_faces_the_same_queries_and_tasks(small: Scenario) -> None:
     fifo = simulate_one(small, "fifo", 2)
     srpt = simulate_one(small, "srpt", 2)

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from agents.registry import is_learned
 from lsched.errors import ResultsError
 from lsched.io import RESULTS_FILE, queries_file, read_csv, tasks_file
 
@@ -167,13 +168,6 @@ def pair_queries(folder: str | Path, baseline: str, other: str, seeds: Sequence[
         )
     columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
     return Pairs(*columns)
-
-
-def is_learned(label: str) -> bool:
-    """Whether an agent label names a learned policy (`lsched`, `lsched:PATH`, ...)."""
-    from agents.registry import PLUGIN_MODULES
-
-    return any(label.startswith(prefix) for prefix in PLUGIN_MODULES)
 
 
 def default_comparison(results: ResultsFolder, baseline: str | None = None) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
 from lsched.plots.data import DPI, Pairs, template_order
+from lsched.stats import confidence_halfwidth
 
 MAX_TEMPLATE_COLOURS = 40
 """Up to this many templates, points are coloured by template (tab20 + tab20b); beyond, by class."""
@@ -47,8 +48,6 @@ class RatioBar:
 
 def group_ratios(pairs: Pairs, groups: np.ndarray, labels: Sequence[str]) -> list[RatioBar]:
     """One RatioBar per label in `labels` (groups[i] is query i's label), seed by seed."""
-    from lsched.sweep import confidence_halfwidth
-
     bars = []
     for label in labels:
         chosen = groups == label
@@ -103,8 +102,6 @@ class PeriodRatios:
 
 def period_ratios(pairs: Pairs, periods: int = PERIODS) -> PeriodRatios:
     """Cut the run into equal arrival-time windows and compare B with A in each."""
-    from lsched.sweep import confidence_halfwidth
-
     end = float(pairs.arrival_s.max()) if len(pairs.arrival_s) else 1.0
     edges = np.linspace(0.0, end, periods + 1)
     window = np.clip(np.searchsorted(edges, pairs.arrival_s, side="right") - 1, 0, periods - 1)
