@@ -254,7 +254,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         "error",
         "real p95",
         "predicted p95",
-        "deciding",
+        "deciding per run",
         "failed",
     ):
         table.add_column(header, justify="left" if header == "agent" else "right")
