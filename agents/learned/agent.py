@@ -252,6 +252,8 @@ class LearnedScheduler:
         self.predictor = RuntimePredictor()
         self._logged = 0
         self._serial: np.ndarray = np.zeros(0, np.float32)
+        self._serial_by_query: dict[int, np.ndarray] = {}
+        """Each query's pipelines' prior serial fractions, in plan order: fixed per query."""
         self._correction: np.ndarray = np.zeros(0, np.float32)
         self.guide = guide
         self.guide_decision: Decision = WAIT
@@ -276,6 +278,7 @@ class LearnedScheduler:
         self.guide_action = None
         self.predictor.clear()
         self._logged = 0
+        self._serial_by_query = {}
         self._state.reset()
         self._total = cluster.total_threads
         self._level_limits = np.array(
@@ -447,22 +450,41 @@ class LearnedScheduler:
     def _serial_fractions(
         self, obs: Observation, encoded: dict[str, np.ndarray], ids: np.ndarray
     ) -> np.ndarray:
-        """Per pipeline row (in `_structure`'s order): the prior's serial fraction × scale."""
-        rows, cols = self._structure[0], self._structure[1]
+        """Per pipeline row (in `_structure`'s order): the prior's serial fraction × scale.
+
+        `_structure` lists each query's pipelines together, in plan order, so the rows are
+        the queries' own arrays one after another; each is computed once per query (the set of
+        queries changes at every arrival and finish, a query's plan never)."""
+        rows = self._structure[0]
         if not self.options.scalability_features:
             return np.zeros(len(rows), np.float32)
+        cache = self._serial_by_query
+        parts = []
+        for row, query_id in enumerate(ids.tolist()):
+            values = cache.get(query_id)
+            if values is None:
+                values = cache[query_id] = self._query_serial(obs, encoded, row, query_id)
+            parts.append(values)
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _query_serial(
+        self, obs: Observation, encoded: dict[str, np.ndarray], row: int, query_id: int
+    ) -> np.ndarray:
+        """One query's pipelines' serial fractions × scale, in plan order."""
         prior = self.scalability
-        operators = encoded["operator"][rows, cols]
-        views = [obs.query(int(query_id)) for query_id in ids]
-        values = np.empty(len(rows), np.float32)
-        for k, (row, operator) in enumerate(zip(rows, operators, strict=True)):
-            view = views[row]
-            values[k] = (
+        view = obs.query(query_id)
+        cols = np.flatnonzero(encoded["pipeline_mask"][row])
+        operators = encoded["operator"][row, cols]
+        values = np.array(
+            [
                 DEFAULT_SERIAL_FRACTION
                 if prior is None
-                else prior.serial_fraction(OPERATORS[operator], view.scale_factor, view.query_class)
-            )
-        return values * SERIAL_FRACTION_SCALE
+                else prior.serial_fraction(OPERATORS[op], view.scale_factor, view.query_class)
+                for op in operators
+            ],
+            np.float32,
+        )
+        return values * np.float32(SERIAL_FRACTION_SCALE)
 
 
 def _structure(encoded: dict[str, np.ndarray], count: int) -> tuple[np.ndarray, ...]:
