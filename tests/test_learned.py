@@ -18,6 +18,7 @@ from agents.learned.agent import (
     LearnedScheduler,
     ObservationLimits,
     PolicyOptions,
+    Step,
     feature_sizes,
 )
 from agents.learned.checkpoint import (
@@ -527,12 +528,17 @@ def test_a_guided_policy_waits_only_when_its_guide_does() -> None:
 
 
 # ------------------------------------------------------------------- deviation margin
-def test_act_near_keeps_the_anchor_unless_the_policy_prefers_its_action_by_the_margin() -> None:
+def _first_decision() -> tuple[Policy, Step, PolicyBatch, tuple[int, int]]:
+    """(policy, step, its batch, the greedy action) at the first decision of three diamonds."""
     policy = make_policy(4)
     scheduler, _, observation = first_step(policy, [diamond_query(k) for k in range(3)])
     step, _, _ = scheduler.observe(observation)
     batch = step.to_batch()
-    greedy = policy.act(batch)
+    return policy, step, batch, policy.act(batch)
+
+
+def test_act_near_keeps_the_anchor_unless_the_policy_prefers_its_action_by_the_margin() -> None:
+    policy, step, batch, greedy = _first_decision()
     options = np.flatnonzero(step.candidate)
     anchor = (int(next(k for k in options if k != greedy[0])), 3)
     log_p, _ = policy.log_probs(
@@ -551,11 +557,7 @@ def test_act_near_keeps_the_anchor_unless_the_policy_prefers_its_action_by_the_m
 
 
 def test_act_near_compares_decisions_so_levels_granting_the_same_threads_are_one() -> None:
-    policy = make_policy(4)
-    scheduler, _, observation = first_step(policy, [diamond_query(k) for k in range(3)])
-    step, _, _ = scheduler.observe(observation)
-    batch = step.to_batch()
-    greedy = policy.act(batch)
+    policy, step, batch, greedy = _first_decision()
     levels = policy.config.limit_levels
     other_level = (greedy[1] + 1) % levels
     one_limit = [1] * levels  # e.g. a 1-thread engine: every level is one thread
