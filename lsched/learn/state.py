@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ def warm_start(config: TrainConfig, policy_config: PolicyConfig, policy: Policy)
     path = PRETRAINED if config.init == "lsched" else Path(config.init)
     saved, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION, INPUT_VERSION)
     check_policy_config(path, info.policy_config, policy_config)
-    for key in ("guide", "workload_features", "scalability_features", "wait_only_with_guide"):
+    # what the weights were trained to read and do; the deviation margin is chosen after
+    # training (margin_grid), so a run from them may change it
+    trained = [f.name for f in fields(PolicyOptions) if f.name != "deviation_margin"]
+    for key in ("guide", *trained):
         value = getattr(info, key)
         if value != getattr(config, key):
             raise CheckpointError(
