@@ -407,7 +407,9 @@ overrides:
 
 def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Path) -> None:
     """Kill -9 four times at random moments, then let it finish: every run of the 60 ran
-    to its end exactly once over all five attempts (none lost, none repeated)."""
+    to its end, none was lost, and the only runs repeated are ones a kill caught between
+    finishing and reaching the journal (the one window no journal can close: the run's own
+    side effect lands before its row does), once per such kill."""
     import collections
     import json
     import random
@@ -424,9 +426,17 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
     command = [sys.executable, str(script), str(spec), str(out), str(counts)]
     draw = random.Random(16)
     kills = 0
+    caught_unjournalled: list[str] = []  # the last run a kill caught finished but not journalled
 
     def finished_runs() -> int:
         return len(counts.read_text().split()) if counts.exists() else 0
+
+    def journalled() -> set[str]:
+        journal = out / "sweep-runs.jsonl"
+        if not journal.exists():
+            return set()
+        lines = journal.read_text().splitlines()
+        return {json.loads(line)["key"] for line in lines if line.endswith("}")}
 
     for _ in range(4):
         before = finished_runs()
@@ -441,13 +451,17 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
             process.kill()
             kills += 1
         process.wait()
+        counted = counts.read_text().split() if counts.exists() else []
+        if counted and counted[-1] not in journalled():
+            caught_unjournalled.append(counted[-1])
     final = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     table = json.loads((out / "sweep.json").read_text())
     assert table["finished"] == table["total"] == 60 and table["failed"] == 0
     finished = collections.Counter(counts.read_text().split())
     assert sorted(finished) == sorted(row["key"] for row in table["runs"])
-    assert set(finished.values()) == {1}, [k for k, n in finished.items() if n > 1]
+    repeats = collections.Counter({k: n - 1 for k, n in finished.items() if n > 1})
+    assert repeats <= collections.Counter(caught_unjournalled), (repeats, caught_unjournalled)
     assert kills >= 2, "the kills should land while runs were going on"
     assert not (out / "sweep-runs.jsonl").exists()
 
