@@ -405,7 +405,9 @@ overrides:
 """
 
 
-def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Path) -> None:
+def test_a_sweep_killed_at_random_moments_loses_no_run_and_repeats_only_caught_ones(
+    tmp_path: Path,
+) -> None:
     """Kill -9 four times at random moments, then let it finish: every run of the 60 ran
     to its end, none was lost, and the only runs repeated are ones a kill caught between
     finishing and reaching the journal (the one window no journal can close: the run's own
@@ -415,6 +417,8 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
     import random
     import subprocess
     import sys
+
+    from lsched.sweep import read_journal
 
     tiny = with_value("workload.queries", 40, with_value("agents", ["fifo"], BASE))
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
@@ -431,13 +435,6 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
     def finished_runs() -> int:
         return len(counts.read_text().split()) if counts.exists() else 0
 
-    def journalled() -> set[str]:
-        journal = out / "sweep-runs.jsonl"
-        if not journal.exists():
-            return set()
-        lines = journal.read_text().splitlines()
-        return {json.loads(line)["key"] for line in lines if line.endswith("}")}
-
     for _ in range(4):
         before = finished_runs()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -452,7 +449,7 @@ def test_a_sweep_killed_at_random_moments_runs_each_simulation_once(tmp_path: Pa
             kills += 1
         process.wait()
         counted = counts.read_text().split() if counts.exists() else []
-        if counted and counted[-1] not in journalled():
+        if counted and counted[-1] not in {row.key for row in read_journal(out)}:
             caught_unjournalled.append(counted[-1])
     final = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
