@@ -630,3 +630,51 @@ def test_the_deviation_margin_comes_from_the_checkpoint_or_the_option(tmp_path: 
     for bad in (-1.0, "high", True):
         with pytest.raises(AgentError, match="option deviation_margin: must be a number >= 0"):
             lsched_agent(context, checkpoint=path, deviation_margin=bad)
+
+
+def test_the_cached_plans_are_the_queries_own_edges_and_operators_at_every_decision() -> None:
+    """Plans are cached per query while queries come and go: at every decision of a workload
+    with arrivals and finishes, the policy's pipelines, edges and operators are exactly those
+    of the queries in the system, query by query and in plan order."""
+    queries = workload(16)
+    for k, query in enumerate(queries):  # distinct operators, so a misplaced row shows
+        names = [OPERATORS[(k + p.index) % len(OPERATORS)] for p in query.pipelines]
+        queries[k] = replace(
+            query,
+            pipelines=tuple(
+                replace(p, operator=name) for p, name in zip(query.pipelines, names, strict=True)
+            ),
+        )
+    specs = {q.query_id: q for q in queries}
+    scheduler = LearnedScheduler(make_policy(), ObservationLimits(max_queries=32))
+    simulation = Simulation(queries, CLUSTER, np.random.default_rng(2))
+    scheduler.reset(CLUSTER)
+    observation = simulation.advance()
+    seen_sets = set()
+    while observation is not None:
+        step, rows, cols = scheduler.observe(observation)
+        owners = scheduler.query_ids_of(rows)
+        in_system = [view.query_id for view in observation.queries]
+        seen_sets.add(tuple(in_system))
+        expected = [(q, p.index) for q in in_system for p in specs[q].pipelines]
+        assert list(zip(owners.tolist(), cols.tolist(), strict=True)) == expected
+        assert (step.pipeline_query == rows).all()
+        edges = {
+            (int(owners[c]), int(cols[c]), int(cols[p]))
+            for c, p in zip(step.edge_child, step.edge_parent, strict=True)
+        }
+        assert all(owners[step.edge_child] == owners[step.edge_parent])
+        assert edges == {
+            (q, p.index, parent)
+            for q in in_system
+            for p in specs[q].pipelines
+            for parent in p.parents
+        }
+        onehot = step.pipeline_x[
+            :, len(PIPELINE_FEATURES) : len(PIPELINE_FEATURES) + len(OPERATORS)
+        ]
+        names = [OPERATORS[i] for i in onehot.argmax(axis=1)]
+        assert names == [specs[q].pipelines[c].operator for q, c in expected]
+        simulation.apply(scheduler.decide(observation))
+        observation = simulation.advance()
+    assert len(seen_sets) > 10  # the set of queries changed many times

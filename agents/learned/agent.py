@@ -1,13 +1,13 @@
 """The learned scheduler: `agents.features.encode` → policy → a `Decision`.
 
 The observation is encoded by the same `encode` the Gymnasium environment uses, then flattened
-into a `PolicyBatch` (only the rows of queries in the system, only real pipelines; plan edges
-are cached per set of queries, since plans never change). The policy picks among pipelines that
-can still take a thread — schedulable and holding fewer threads than the largest limit level —
-and among the limit levels above the chosen pipeline's current threads, so every decision binds
-at least one thread — or it waits (leaves the free threads idle until the next event), which is
-offered only while some task runs. Greedy at evaluation; sampling (with the caller's Generator)
-in training.
+into a `PolicyBatch` (only the rows of queries in the system, only real pipelines; each query's
+plan edges, operators and serial fractions are cached, since plans never change). The policy
+picks among pipelines that can still take a thread — schedulable and holding fewer threads than
+the largest limit level — and among the limit levels above the chosen pipeline's current
+threads, so every decision binds at least one thread — or it waits (leaves the free threads
+idle until the next event), which is offered only while some task runs. Greedy at evaluation;
+sampling (with the caller's Generator) in training.
 """
 
 from __future__ import annotations
@@ -252,8 +252,8 @@ class LearnedScheduler:
         self.predictor = RuntimePredictor()
         self._logged = 0
         self._serial: np.ndarray = np.zeros(0, np.float32)
-        self._serial_by_query: dict[int, np.ndarray] = {}
-        """Each query's pipelines' prior serial fractions, in plan order: fixed per query."""
+        self._plans: dict[int, _Plan] = {}
+        """Each query's plan as the policy input holds it: fixed per query."""
         self._correction: np.ndarray = np.zeros(0, np.float32)
         self.guide = guide
         self.guide_decision: Decision = WAIT
@@ -278,7 +278,7 @@ class LearnedScheduler:
         self.guide_action = None
         self.predictor.clear()
         self._logged = 0
-        self._serial_by_query = {}
+        self._plans = {}
         self._state.reset()
         self._total = cluster.total_threads
         self._level_limits = np.array(
@@ -372,9 +372,8 @@ class LearnedScheduler:
         count = self._state.num_queries
         ids = self._state.query_ids[:count]
         if not np.array_equal(ids, self._structure_ids):
-            self._structure = _structure(encoded, count)
+            self._structure, self._serial = self._assemble(obs, encoded, ids)
             self._structure_ids = ids.copy()
-            self._serial = self._serial_fractions(obs, encoded, ids)
             self._correction = self._corrections(obs, ids)
         elif len(obs.completed) != self._logged:
             self._correction = self._corrections(obs, ids)
@@ -447,55 +446,80 @@ class LearnedScheduler:
         views = [obs.query(int(query_id)) for query_id in ids]
         return np.array([correction(v.template, v.scale_factor) for v in views], np.float32)
 
-    def _serial_fractions(
+    def _assemble(
         self, obs: Observation, encoded: dict[str, np.ndarray], ids: np.ndarray
-    ) -> np.ndarray:
-        """Per pipeline row (in `_structure`'s order): the prior's serial fraction × scale.
-
-        `_structure` lists each query's pipelines together, in plan order, so the rows are
-        the queries' own arrays one after another; each is computed once per query (the set of
-        queries changes at every arrival and finish, a query's plan never)."""
-        rows = self._structure[0]
-        if not self.options.scalability_features:
-            return np.zeros(len(rows), np.float32)
-        cache = self._serial_by_query
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """(`_structure`'s arrays, each pipeline row's serial fraction × scale) for the queries
+        `ids`, from each query's cached plan: the set of queries changes at every arrival and
+        finish (at query level, at every decision), a query's plan never."""
+        plans = self._plans
         parts = []
         for row, query_id in enumerate(ids.tolist()):
-            values = cache.get(query_id)
-            if values is None:
-                values = cache[query_id] = self._query_serial(obs, encoded, row, query_id)
-            parts.append(values)
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            plan = plans.get(query_id)
+            if plan is None:
+                plan = plans[query_id] = self._plan(obs, encoded, row, query_id)
+            parts.append(plan)
+        return _structure(parts), np.concatenate([p.serial for p in parts] or [_NO_FLOATS])
 
-    def _query_serial(
+    def _plan(
         self, obs: Observation, encoded: dict[str, np.ndarray], row: int, query_id: int
-    ) -> np.ndarray:
-        """One query's pipelines' serial fractions × scale, in plan order."""
-        prior = self.scalability
-        view = obs.query(query_id)
+    ) -> _Plan:
+        """One query's pipelines (in plan order), plan edges, operators and serial fractions."""
         cols = np.flatnonzero(encoded["pipeline_mask"][row])
+        local = np.full(encoded["pipeline_mask"].shape[1], -1, np.int64)
+        local[cols] = np.arange(len(cols))
+        children, parents = np.nonzero(encoded["adjacency"][row])
         operators = encoded["operator"][row, cols]
-        values = np.array(
-            [
-                DEFAULT_SERIAL_FRACTION
-                if prior is None
-                else prior.serial_fraction(OPERATORS[op], view.scale_factor, view.query_class)
-                for op in operators
-            ],
-            np.float32,
-        )
-        return values * np.float32(SERIAL_FRACTION_SCALE)
+        onehot = np.zeros((len(cols), len(OPERATORS)), np.float32)
+        onehot[np.arange(len(cols)), operators] = 1.0
+        prior = self.scalability
+        if not self.options.scalability_features:
+            serial = np.zeros(len(cols), np.float32)
+        else:
+            view = obs.query(query_id)
+            serial = np.array(
+                [
+                    DEFAULT_SERIAL_FRACTION
+                    if prior is None
+                    else prior.serial_fraction(OPERATORS[op], view.scale_factor, view.query_class)
+                    for op in operators
+                ],
+                np.float32,
+            ) * np.float32(SERIAL_FRACTION_SCALE)
+        return _Plan(cols, local[children], local[parents], onehot, serial)
 
 
-def _structure(encoded: dict[str, np.ndarray], count: int) -> tuple[np.ndarray, ...]:
-    """Static per set of queries: pipeline positions, their queries, plan edges, operators."""
-    mask = encoded["pipeline_mask"][:count]
-    rows, cols = np.nonzero(mask)
-    node = np.full(mask.shape, -1, np.int64)
-    node[rows, cols] = np.arange(len(rows))
-    query_rows, children, parents = np.nonzero(encoded["adjacency"][:count])
-    child = node[query_rows, children]
-    parent = node[query_rows, parents]
-    onehot = np.zeros((len(rows), len(OPERATORS)), np.float32)
-    onehot[np.arange(len(rows)), encoded["operator"][rows, cols]] = 1.0
-    return rows, cols, rows.astype(np.int64), child, parent, onehot
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the policy input holds of one query that never changes."""
+
+    cols: np.ndarray
+    """Positions of its pipelines in the padded encoding, in plan order."""
+    child: np.ndarray
+    parent: np.ndarray
+    """Its plan edges, as indices into `cols`."""
+    onehot: np.ndarray
+    """Each pipeline's operator, one-hot."""
+    serial: np.ndarray
+    """Each pipeline's prior serial fraction × SERIAL_FRACTION_SCALE (0 when those features are
+    off)."""
+
+
+_NO_FLOATS = np.zeros(0, np.float32)
+_NO_INTS = np.zeros(0, np.int64)
+
+
+def _structure(plans: list[_Plan]) -> tuple[np.ndarray, ...]:
+    """Per set of queries (their plans in row order): each pipeline's row, column and query,
+    plan edges as pipeline indices, operators — the order `np.nonzero` gives the padded
+    arrays: query by query, and within one in plan order."""
+    if not plans:
+        return (*(_NO_INTS,) * 5, np.zeros((0, len(OPERATORS)), np.float32))
+    sizes = np.array([len(p.cols) for p in plans], np.int64)
+    offsets = np.cumsum(sizes) - sizes
+    rows = np.repeat(np.arange(len(plans), dtype=np.int64), sizes)
+    cols = np.concatenate([p.cols for p in plans]).astype(np.int64, copy=False)
+    child = np.concatenate([p.child + o for p, o in zip(plans, offsets.tolist(), strict=True)])
+    parent = np.concatenate([p.parent + o for p, o in zip(plans, offsets.tolist(), strict=True)])
+    onehot = np.concatenate([p.onehot for p in plans])
+    return rows, cols, rows.copy(), child, parent, onehot
