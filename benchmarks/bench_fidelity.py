@@ -49,6 +49,12 @@ def main() -> None:
             "predicted_mean_latency_s": {
                 a: round(f["predicted_mean_latency"], 5) for a, f in fidelity["agents"].items()
             },
+            "predicted_mean_latency_free_s": {
+                a: round(f["predicted_mean_latency_free"], 5) for a, f in fidelity["agents"].items()
+            },
+            "decision_ms": {
+                a: round(f["decision_s"] * 1e3, 4) for a, f in fidelity["agents"].items()
+            },
             "mean_error": errors,
             "worst_mean_error": max(errors.values(), key=abs),
             "ratio_error": ratios,

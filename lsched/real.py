@@ -279,10 +279,11 @@ def run_workload(
     time_scale: float,
     timeout_s: float,
     on_done: Callable[[RealQuery], None] | None = None,
-) -> tuple[list[RealQuery], float]:
+) -> tuple[list[RealQuery], float, int]:
     """Submit `queries` at their arrival times and start them as `agent`'s policy decides;
-    (the queries, seconds the policy spent deciding: on a real engine the scheduler's own
-    CPU time is not free — it runs on the engine's cores and delays every start it makes)."""
+    (the queries, seconds the policy spent deciding, how many times it was asked: on a real
+    engine the scheduler's own CPU time is not free — it runs on the engine's cores and
+    delays every start it makes)."""
     cluster = scenario.cluster
     policy = agent.policy
     policy.reset(cluster)
@@ -296,6 +297,7 @@ def run_workload(
     clock = time.monotonic()
     changed = False
     decide_s = 0.0
+    asked = 0
     while len(done) < len(queries):
         now = time.monotonic() - clock
         obs.now_s = now
@@ -309,9 +311,10 @@ def run_workload(
             changed = False
             waiting = [q for q in obs.active.values() if q.query_id not in granted]
             deciding = time.perf_counter()
-            starts = admit(policy, obs, waiting, granted, cluster.total_threads)
+            admission = admit(policy, obs, waiting, granted, cluster.total_threads)
             decide_s += time.perf_counter() - deciding
-            for choice in starts:
+            asked += admission.asked
+            for choice in admission.starts:
                 spec = specs[choice.query_id]
                 obs.start(choice.query_id, choice.threads, now)
                 text = calibrate.parameter_sql(
@@ -363,7 +366,7 @@ def run_workload(
             changed = True
             if on_done:
                 on_done(record)
-    return sorted(done, key=lambda r: r.query_id), decide_s
+    return sorted(done, key=lambda r: r.query_id), decide_s, asked
 
 
 # --------------------------------------------------------------------------- agents
@@ -414,6 +417,16 @@ class RealReport:
     round, taken right before the round so that the speed factor sees the same engine."""
     decide_s: dict[tuple[str, int, int], float] = field(default_factory=dict)
     """Seconds each run's policy spent deciding, by (agent label, seed, repeat)."""
+    asked: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    """How many times each run's policy was asked (its decisions), by the same keys."""
+
+    def decision_s(self, agent: str) -> float:
+        """Seconds one decision of `agent` took: the median over its runs of time spent
+        deciding over decisions made (0 for runs that made none)."""
+        keys = [key for key in self.decide_s if key[0] == agent]
+        return statistics.median(
+            self.decide_s[key] / self.asked[key] if self.asked.get(key) else 0.0 for key in keys
+        )
 
 
 def run_real(
@@ -448,6 +461,7 @@ def run_real(
     sql = {sf: template_sql(suite, path) for sf, path in paths.items()}
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}
     decide_s: dict[tuple[str, int, int], float] = {}
+    asked: dict[tuple[str, int, int], int] = {}
     isolated: dict[tuple[str, float], list[float]] = {}
     threads = scenario.cluster.total_threads
     pools = {sf: _Pool(path, threads) for sf, path in paths.items()}
@@ -466,7 +480,8 @@ def run_real(
                     isolated.setdefault(key, []).append(value)
             for seed in seeds:
                 for label, agent in built:
-                    runs[label, seed, repeat], decide_s[label, seed, repeat] = run_workload(
+                    key = label, seed, repeat
+                    runs[key], decide_s[key], asked[key] = run_workload(
                         workloads[seed],
                         agent,
                         scenario,
@@ -488,6 +503,7 @@ def run_real(
         time_scale,
         {key: tuple(values) for key, values in isolated.items()},
         decide_s,
+        asked,
     )
 
 
@@ -542,8 +558,12 @@ def fidelity_report(
     predicted at the load the engine really saw; scaling latencies afterwards would not. Then:
     per agent mean and p95 latency predicted and real (median of the repeats) and their error,
     each pair's ratio of mean latencies, and the noise floor (the widest spread of an agent's
-    repeats' mean latencies)."""
-    from lsched.runner import build_agent
+    repeats' mean latencies).
+
+    The prediction charges each of the agent's decisions the seconds one took in the real runs
+    (`RealReport.decision_s`, `QueryLevel.decision_s`): the scheduler's own time, as the speed
+    factor is the engine's, measured in the same run; `predicted_mean_latency_free` is the
+    prediction with deciding free."""
     from lsched.workloads.scalability import isolated_latency_s
     from sim.engine import simulate
 
@@ -556,18 +576,28 @@ def fidelity_report(
     parity: list[dict[str, Any]] = []
     for choice in agents:
         label = choice.label
-        agent = build_agent(
-            scenario, AgentChoice(choice.name, {"decisions": "query", **dict(choice.options)})
-        )
-        predicted_means, predicted_p95 = [], []
+        form = query_level_agent(scenario, choice)
+        decision_s = report.decision_s(label) if report.decide_s else 0.0
+        charged = QueryLevel(form.policy, decision_s)
+        predicted_means, predicted_p95, free_means = [], [], []
         real_means, real_p95, spreads = [], [], []
         for seed in report.seeds:
             slowed = [_slower(q, speed) for q in scenario.queries(seed)]
             simulated = simulate(
-                slowed, scenario.cluster, agent, scenario.execution_rng(seed), record_tasks=False
+                slowed, scenario.cluster, charged, scenario.execution_rng(seed), record_tasks=False
             )
             latencies = [q.latency_s for q in simulated.queries]
             predicted_means.append(mean(latencies))
+            free = simulated
+            if decision_s:
+                free = simulate(
+                    slowed,
+                    scenario.cluster,
+                    QueryLevel(form.policy),
+                    scenario.execution_rng(seed),
+                    record_tasks=False,
+                )
+            free_means.append(mean([q.latency_s for q in free.queries]))
             predicted_p95.append(_percentile(latencies, 95))
             repeats = [
                 [q.latency_s for q in report.runs[label, seed, r]] for r in range(report.repeats)
@@ -593,10 +623,13 @@ def fidelity_report(
             "predicted_mean_latency": predicted,
             "real_mean_latency": measured,
             "mean_error": predicted / measured - 1.0,
+            "predicted_mean_latency_free": mean(free_means),
+            "mean_error_free": mean(free_means) / measured - 1.0,
             "predicted_p95_latency": mean(predicted_p95),
             "real_p95_latency": mean(real_p95),
             "p95_error": mean(predicted_p95) / mean(real_p95) - 1.0,
             "real_spread": max(spreads),
+            "decision_s": decision_s,
             "decide_s": mean(
                 [
                     statistics.median(

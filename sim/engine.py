@@ -9,6 +9,7 @@ at arrivals, pipeline ends, freed threads and repairs — never per task.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -68,6 +69,7 @@ class _Thread:
         "callback",
         "delay_s",
         "event",
+        "held_s",
         "index",
         "last_pipeline",
         "last_query",
@@ -90,6 +92,8 @@ class _Thread:
         self.warm = False
         self.delay_s = 0.0
         """Moving delay owed by the next task after switching queries."""
+        self.held_s = 0.0
+        """The binding decision's delay (Decision.delay_s), owed by the next task."""
         self.callback = None
 
 
@@ -217,6 +221,10 @@ class Simulation:
                 f"parallelism limit {limit!r} for pipeline {ref} is out of range "
                 f"1..{self.cluster.total_threads}"
             )
+        delay = decision.delay_s
+        duration = isinstance(delay, int | float) and not isinstance(delay, bool)
+        if not duration or not 0 <= delay < math.inf:
+            raise ValueError(f"decision delay {delay!r} for pipeline {ref} must be >= 0 s")
         view.limit = int(limit)
         run = self._runs[ref]
         want = min(view.limit - view.threads, len(run.pending))
@@ -226,6 +234,7 @@ class Simulation:
         chosen = self._pick_threads(run, want)
         for thread in chosen:
             self._bind(thread, run)
+            thread.held_s = delay
         self._recharge_memory(run)
         for thread in chosen:
             self._start_task(thread)
@@ -392,6 +401,9 @@ class Simulation:
             duration += cluster.warmup_s + thread.delay_s
             thread.delay_s = 0.0
             thread.warm = True
+        if thread.held_s:
+            duration += thread.held_s
+            thread.held_s = 0.0
         now = self._env.now
         if view.tasks_running == 0 and view.tasks_done == 0 and run.query.started_s is None:
             run.query.started_s = now

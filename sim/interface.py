@@ -288,6 +288,10 @@ class Decision:
 
     pipeline: PipelineRef | None
     limit: int = 0
+    delay_s: float = 0.0
+    """Seconds the threads it binds wait before their first task: the scheduler's own time
+    spent deciding, which a query-level scheduler pays on the engine's clock
+    (`sim.query_level.QueryLevel.decision_s`); 0 for an engine-internal scheduler."""
 
 
 WAIT = Decision(None, 0)

@@ -11,13 +11,20 @@ first ready pipeline in plan order — how DuckDB's threads take the next task o
 pipeline, and the rule `lsched calibrate` fits each pipeline's scalability under. A granted
 thread the query cannot use (its ready pipelines have no tasks left) stays idle, as a process
 started with `SET threads = k` keeps its k threads.
+
+Deciding is not free on a real engine: the scheduler runs on the engine's cores while the
+threads it is about to grant wait. `QueryLevel(policy, decision_s=...)` charges each ask of the
+policy that many seconds: the starts of one admission begin `asks × decision_s` later (as the
+real-engine runner submits them after its admission). `lsched real` measures each agent's
+`decision_s` and predicts with it; 0 (the default) makes deciding free.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from sim.interface import WAIT, Decision, Observation, QueryView
 from sim.model import ClusterConfig
@@ -55,18 +62,33 @@ class QueryPolicy(Protocol):
         ...
 
 
+class Admission(NamedTuple):
+    """What one round of asking a query-level policy gave."""
+
+    starts: list[Start]
+    asked: int
+    """How many times the policy was asked (each ask is a decision the scheduler pays for)."""
+
+
 class QueryLevel:
     """A Scheduler that carries out a QueryPolicy's decisions (see the module docstring)."""
 
-    def __init__(self, policy: QueryPolicy) -> None:
+    def __init__(self, policy: QueryPolicy, decision_s: float = 0.0) -> None:
+        if isinstance(decision_s, bool) or not 0 <= decision_s < math.inf:
+            raise ValueError(f"decision_s must be a number of seconds >= 0 (got {decision_s!r})")
         self.policy = policy
+        self.decision_s = float(decision_s)
+        """Seconds each ask of the policy takes on the engine's clock (module docstring)."""
         self._granted: dict[int, int] = {}
+        self._held: dict[int, tuple[float, float]] = {}
+        """Query started with a delay → (the instant it started, the delay)."""
         self._asked_at = (-1, -1)
         self._total = 0
 
     def reset(self, cluster: ClusterConfig) -> None:
         self.policy.reset(cluster)
         self._granted = {}
+        self._held = {}
         self._asked_at = (-1, -1)
         self._total = cluster.total_threads
 
@@ -99,17 +121,29 @@ class QueryLevel:
             return WAIT
         _, pipeline, threads = best
         spare = threads - obs.query(pipeline.query_id).threads
-        return Decision(pipeline.ref, pipeline.threads + spare)
+        delay = 0.0
+        held = self._held.get(pipeline.query_id)
+        if held is not None:  # threads bound at the instant of its start wait for the decision
+            if held[0] == obs.now_s:
+                delay = held[1]
+            else:
+                del self._held[pipeline.query_id]
+        return Decision(pipeline.ref, pipeline.threads + spare, delay)
 
     def _forget_finished(self, obs: Observation) -> None:
         active = {q.query_id for q in obs.queries}
         for query_id in [q for q in self._granted if q not in active]:
             del self._granted[query_id]
+            self._held.pop(query_id, None)
 
     def _admit(self, obs: Observation) -> None:
         waiting = [q for q in obs.queries if q.query_id not in self._granted]
-        for choice in admit(self.policy, obs, waiting, self._granted, self._total):
+        admission = admit(self.policy, obs, waiting, self._granted, self._total)
+        delay = admission.asked * self.decision_s
+        for choice in admission.starts:
             self._granted[choice.query_id] = choice.threads
+            if delay:
+                self._held[choice.query_id] = (obs.now_s, delay)
 
 
 def admit(
@@ -118,20 +152,22 @@ def admit(
     waiting: Sequence[QueryView],
     granted: Mapping[int, int],
     total_threads: int,
-) -> list[Start]:
+) -> Admission:
     """Ask `policy` for starts until it waits, nothing waits or no thread is free; each start
     is checked (a waiting query, 1..free threads). The simulator's QueryLevel and the
     real-engine runner both admit through here."""
     granted = dict(granted)
     waiting = list(waiting)
     starts: list[Start] = []
+    asked = 0
     while True:
         free = total_threads - sum(granted.values())
         if free <= 0 or not waiting:
-            return starts
+            return Admission(starts, asked)
+        asked += 1
         choice = policy.start(QueryState(obs, tuple(waiting), dict(granted), free))
         if choice is None:
-            return starts
+            return Admission(starts, asked)
         if not isinstance(choice, Start):
             raise ValueError(f"a query policy returns Start or None, not {choice!r}")
         position = next((i for i, q in enumerate(waiting) if q.query_id == choice.query_id), None)

@@ -3,6 +3,8 @@ pipelines inside them, and the heuristics' query-level forms order and admit as 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sim_helpers import QUIET, chain_query
@@ -11,7 +13,7 @@ from agents import AgentContext
 from agents.context import AgentOptionError
 from agents.query_level import QueryFair, QueryFifo, QueryKnobs, QuerySjf
 from agents.registry import make_agent
-from sim import ClusterConfig, simulate
+from sim import ClusterConfig, Decision, Simulation, simulate
 from sim.query_level import QueryLevel, QueryState, Start
 
 
@@ -128,3 +130,39 @@ def test_tuned_searches_the_query_level_forms() -> None:
     assert {t.candidate.family for t in trials} == {"srpt", "fair"}  # sjf is srpt here
     assert {t.candidate.max_concurrent_queries for t in trials} == {None, 1, 2}
     assert tuned.chosen.score == min(t.score for t in trials)
+
+
+def test_each_ask_of_the_policy_delays_the_starts_it_makes_by_decision_s() -> None:
+    """The scheduler's own time: the starts of one admission begin asks × decision_s later."""
+    config = ClusterConfig(**{**QUIET, "nodes": 1, "threads_per_node": 2})
+
+    def latencies(queries, policy, decision_s: float) -> list[float]:
+        scheduler = QueryLevel(policy, decision_s)
+        result = simulate(queries, config, scheduler, np.random.default_rng(0))
+        return [q.latency_s for q in result.queries]
+
+    one_slot = QueryFifo(QueryKnobs(max_concurrent_queries=1))
+    queries = [chain_query(0, [4.0], tasks=4), chain_query(1, [2.0], tasks=2)]
+    assert latencies(queries, one_slot, 0.0) == [pytest.approx(2.0), pytest.approx(3.0)]
+    # one ask per start: q0 starts at 0.25, q1 0.25 after q0 ends (2.25)
+    assert latencies(queries, one_slot, 0.25) == [pytest.approx(2.25), pytest.approx(3.5)]
+    # two starts from one admission (two asks) both wait for both decisions
+    single = QueryFifo(QueryKnobs(max_parallelism=1))
+    pair = [chain_query(i, [2.0], tasks=2) for i in range(2)]
+    assert latencies(pair, single, 0.25) == [pytest.approx(2.5), pytest.approx(2.5)]
+    # free deciding is the default, to the last digit
+    free = simulate(queries, config, QueryLevel(one_slot), np.random.default_rng(0))
+    assert [q.latency_s for q in free.queries] == latencies(queries, one_slot, 0.0)
+    with pytest.raises(ValueError, match="decision_s"):
+        QueryLevel(one_slot, -1.0)
+
+
+def test_a_decision_delay_that_is_not_a_duration_is_refused() -> None:
+    config = ClusterConfig(**{**QUIET, "nodes": 1, "threads_per_node": 2})
+    simulation = Simulation([chain_query(0, [1.0], tasks=1)], config, np.random.default_rng(0))
+    observation = simulation.advance()
+    ref = next(iter(observation.schedulable)).ref
+    for bad in (-0.5, math.inf, True):
+        with pytest.raises(ValueError, match="delay"):
+            simulation.apply(Decision(ref, 1, bad))
+    assert simulation.apply(Decision(ref, 1, 0.5)) == 1
