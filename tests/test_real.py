@@ -75,6 +75,9 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
         # the policy's own time, measured around its decisions: some, and far below the run's
         run_s = max(float(row["finish_s"]) for row in rows)
         assert 0 < figures["decide_s"] < run_s
+        # ... and per decision, which the prediction charges: 20 queries take 20 starts or more
+        assert 0 < figures["decision_s"] <= figures["decide_s"] / 20
+        assert figures["predicted_mean_latency_free"] > 0
     saved = json.loads((out / "results.json").read_text())
     assert saved == document["results"]
     assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40

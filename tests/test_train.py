@@ -281,6 +281,50 @@ def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
         train(replace(FAST, iterations=0, init=None, imitate=None), [tiny], tmp_path / "none")
 
 
+def test_the_query_level_form_gets_its_own_margin_chosen_at_query_level(
+    tiny: str, tmp_path: Path
+) -> None:
+    """`query_margin_grid` runs the file's query-level form (what `lsched real` runs) at each
+    margin against the baselines' query-level forms, and records the choice, which the agent
+    then gates with at query level; the pipeline-level margin stays."""
+    from lsched.learn.evaluation import validation_seeds
+    from lsched.runner import agent_context, simulate_one
+    from lsched.scenario import AgentChoice
+
+    first = train(replace(FAST, iterations=1), [tiny], tmp_path / "first")
+    config = replace(
+        FAST,
+        iterations=0,
+        init=str(first),
+        margin_seeds=1,
+        query_margin_grid=(1e6, 0.0),
+        query_margin_scenarios=(tiny,),
+    )
+    out = tmp_path / "query"
+    path = train(config, [tiny], out)
+    records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    report = records[-1]["query_margin"]
+    worst = {float(m): row["worst"] for m, row in report["margins"].items()}
+    assert set(worst) == {0.0, 1e6} and report["baselines"] == ["fifo", "fair"]
+    assert report["chosen"] == min(worst, key=lambda m: (worst[m], m))
+    # a huge margin is the guide's (fair's) query-level form itself, measured apart
+    scenario = load_scenario(tiny)
+    seeds = validation_seeds(scenario, config, 1)
+    assert report["seeds"] == {scenario.name: seeds}
+    latency = {
+        name: simulate_one(scenario, AgentChoice(name, {"decisions": "query"}), seeds[0])
+        for name in ("fifo", "fair")
+    }
+    best = min(r.mean_latency_s for r in latency.values())
+    assert worst[1e6] == pytest.approx(latency["fair"].mean_latency_s / best - 1.0)
+    _, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
+    assert info.query_deviation_margin == report["chosen"] and info.deviation_margin == 0.0
+    context = agent_context(scenario)
+    form = lsched_agent(context, checkpoint=path, decisions="query")
+    assert form.policy.scheduler.options.deviation_margin == report["chosen"]
+    assert lsched_agent(context, checkpoint=path).options.deviation_margin == 0.0
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"hidden": 32}, "policy_config: hidden 16 (this run: 32)"), ({"guide": "fifo"}, "guide")],

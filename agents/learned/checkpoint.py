@@ -84,6 +84,12 @@ class CheckpointInfo:
         gated; files from before the option were not)."""
         return float(self.extra.get("deviation_margin", 0.0))
 
+    @property
+    def query_deviation_margin(self) -> float:
+        """The margin of the query-level form (chosen on query-level workloads,
+        `TrainConfig.query_margin_grid`); files without one use `deviation_margin`."""
+        return float(self.extra.get("query_deviation_margin", self.deviation_margin))
+
 
 def save_checkpoint(
     path: str | Path,

@@ -37,7 +37,7 @@ def lsched_agent(
     the most likely one (what training does; evaluation is greedy). `decisions: query` runs
     the same policy at query level (agents.learned.query_level), the form `lsched real` runs.
     `deviation_margin` replaces the checkpoint's (PolicyOptions.deviation_margin; 0: never
-    gated by the guide).
+    gated by the guide; at query level the checkpoint's `query_deviation_margin`).
     Any other option is an error listing these (OPTIONS).
     """
     if unknown:
@@ -67,6 +67,8 @@ def lsched_agent(
     guide_name = info.guide
     query_level = decisions == "query"
     options = PolicyOptions.of(info)
+    if query_level:
+        options = replace(options, deviation_margin=info.query_deviation_margin)
     if deviation_margin is not None:
         options = replace(options, deviation_margin=float(deviation_margin))
     scheduler = LearnedScheduler(

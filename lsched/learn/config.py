@@ -103,6 +103,14 @@ class TrainConfig:
     """Validation workloads per scenario for `margin_grid` (from the validation range)."""
     margin_max_queries: int | None = None
     """Queries of each `margin_grid` workload (None: all: the margin guards whole runs)."""
+    query_margin_scenarios: tuple[str, ...] = ()
+    """Scenarios the query-level form's deviation margin is chosen on (the form `lsched real`
+    runs; e.g. the bundled `duckdb-*`), after `margin_grid`. Empty: the query-level form
+    gates with the pipeline-level margin."""
+    query_margin_grid: tuple[float, ...] = ()
+    """The margins tried there, on `margin_seeds` whole validation workloads per scenario
+    against the best baseline's query-level form; the same worst-case rule as `margin_grid`
+    (the checkpoint's `query_deviation_margin`)."""
     time_limit_s: float | None = 1740.0
     """Stop (with a checkpoint) after this much training wall time, whatever `iterations` says:
     29 minutes, so the whole command (loading, the final files) stays within 30 on 2 cores."""
@@ -243,6 +251,8 @@ def check_config(config: TrainConfig) -> None:
         "margin_grid": all(m >= 0 for m in config.margin_grid),
         "margin_seeds": config.margin_seeds >= 1,
         "margin_max_queries": config.margin_max_queries is None or config.margin_max_queries >= 1,
+        "query_margin_grid": all(m >= 0 for m in config.query_margin_grid),
+        "query_margin_scenarios": all(isinstance(s, str) for s in config.query_margin_scenarios),
         "rollout_seed_span": config.rollout_seed_span >= 1,
     }
     bad = [name for name, ok in checks.items() if not ok]
@@ -307,6 +317,7 @@ def config_document(config: TrainConfig) -> dict[str, Any]:
     """The settings as plain data: what checkpoints record and `--resume` compares."""
     document = asdict(config)
     document["baselines"] = list(config.baselines)
+    document["query_margin_scenarios"] = list(config.query_margin_scenarios)
     return document
 
 
@@ -331,11 +342,14 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
             settings[key] = text
     if isinstance(settings.get("baselines"), list):
         settings["baselines"] = tuple(settings["baselines"])
-    if isinstance(settings.get("margin_grid"), list):
-        settings["margin_grid"] = tuple(
-            float(m) if isinstance(m, int) and not isinstance(m, bool) else m
-            for m in settings["margin_grid"]
-        )
+    for key in ("margin_grid", "query_margin_grid"):
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(
+                float(m) if isinstance(m, int) and not isinstance(m, bool) else m
+                for m in settings[key]
+            )
+    if isinstance(settings.get("query_margin_scenarios"), list):
+        settings["query_margin_scenarios"] = tuple(settings["query_margin_scenarios"])
     for key in ("time_limit_s", "learning_rate", "imitation_learning_rate", "deviation_margin"):
         if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
             settings[key] = float(settings[key])

@@ -16,6 +16,7 @@ import torch
 from agents.features import FEATURE_SCHEMA_VERSION
 from agents.learned.agent import INPUT_VERSION, PolicyOptions, feature_sizes, limits_of
 from agents.learned.checkpoint import load_checkpoint, read_document, save_checkpoint
+from agents.learned.factory import cached_policy
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend, LocalBackend
 from lsched.learn.config import (
@@ -33,7 +34,7 @@ from lsched.learn.config import (
 )
 from lsched.learn.evaluation import Workloads, baseline_latencies, evaluate_policy
 from lsched.learn.imitation import imitate
-from lsched.learn.margin import choose_margin
+from lsched.learn.margin import choose_margin, choose_query_margin
 from lsched.learn.rollout import RolloutResult, RolloutTask, rollout_group, scenario_named
 from lsched.learn.state import (
     Board,
@@ -202,7 +203,24 @@ def train(
     )
     if margin_report is not None:
         info = replace(info, extra={**info.extra, "margin": margin_report})
-    return save_checkpoint(out / POLICY_FILE, final, info)
+    path = save_checkpoint(out / POLICY_FILE, final, info)
+    if config.query_margin_grid and config.query_margin_scenarios:
+        margin_started = time.perf_counter()
+        query_margin, query_report = choose_query_margin(config, path)
+        wall_s = float(info.extra["train_wall_s"]) + time.perf_counter() - margin_started
+        record = {"iteration": iteration, "query_margin": query_report, "wall_s": round(wall_s, 3)}
+        append_metrics(metrics_path, record)
+        if progress is not None:
+            progress(record)
+        extra = {
+            **info.extra,
+            "query_deviation_margin": query_margin,
+            "query_margin": query_report,
+            "train_wall_s": wall_s,
+        }
+        path = save_checkpoint(out / POLICY_FILE, final, replace(info, extra=extra))
+        cached_policy.cache_clear()  # the file at `path` changed: reload its info
+    return path
 
 
 def iteration_tasks(
