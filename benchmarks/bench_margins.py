@@ -5,7 +5,10 @@ training-range seeds — the validation seeds margin selection uses (`TrainConfi
 validation_seed_offset`), never the held-out 0..N-1 — and prints one JSON line: each margin's
 mean latency against `tuned` in percent. Shows whether a scenario's deviations are gated by
 the margin or confident ones (a scenario whose ratio only moves at huge margins).
+`--decisions query` runs both in their query-level forms (what `lsched real` runs; the margin
+given replaces the checkpoint's `query_deviation_margin`).
 Usage: python benchmarks/bench_margins.py SCENARIO [--margins 0,0.5,2,8,16] [--seeds 4]
+       [--decisions query]
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ def main() -> None:
     parser.add_argument("scenario")
     parser.add_argument("--margins", default="0,0.5,2,8,16")
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--decisions", choices=("pipeline", "query"), default="pipeline")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     margins = [float(m) for m in args.margins.split(",")]
     first = scenario.train_seed_offset + TrainConfig().validation_seed_offset
     seeds = list(range(first, first + args.seeds))
-    agents = [AgentChoice("tuned")]
-    agents += [AgentChoice("lsched", {"deviation_margin": m}) for m in margins]
+    form = {"decisions": args.decisions}
+    agents = [AgentChoice("tuned", form)]
+    agents += [AgentChoice("lsched", {**form, "deviation_margin": m}) for m in margins]
     started = time.perf_counter()
     means = {
         agent.label: float(
@@ -49,6 +54,7 @@ def main() -> None:
         json.dumps(
             {
                 "scenario": scenario.name,
+                "decisions": args.decisions,
                 "seeds": seeds,
                 "tuned_mean_latency_s": tuned,
                 "vs_tuned_pct": vs_tuned,
