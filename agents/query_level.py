@@ -9,14 +9,20 @@ entry says `decisions: query` (`{name: sjf, decisions: query, max_concurrent_que
 - `max_parallelism`: threads a started query gets; None: an equal share of the cluster per slot
   (all threads without a slot limit), never more than are free.
 
+`decision_s` (any query-level entry, `tuned` included): seconds each decision is charged on the
+engine's clock (`sim.query_level.QueryLevel.decision_s`; default 0, free), to ask what a slower
+scheduler would cost; `lsched real` measures the real one.
+
 SRPT at query level is SJF: a query that has not started has all its estimated work left, and a
 started query keeps its threads (no preemption), so both order waiting queries by estimated work.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from agents.context import AgentOptionError
 from agents.heuristics import Knobs
 from sim.interface import QueryView
 from sim.model import ClusterConfig
@@ -37,6 +43,13 @@ class QueryKnobs:
 
 
 QUERY_KNOB_NAMES = frozenset(QueryKnobs.__dataclass_fields__)
+
+
+def decision_seconds(value: object) -> float:
+    """An entry's `decision_s`, checked: the seconds each query-level decision is charged."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise AgentOptionError(f"option decision_s: must be seconds >= 0 (got {value!r})")
+    return float(value)
 
 
 class _QueryRule:

@@ -16,7 +16,7 @@ from typing import Any
 from agents.context import AgentContext, AgentError, AgentOptionError, UnknownAgentError
 from agents.families import HEURISTICS
 from agents.heuristics import KNOB_NAMES, Heuristic, Knobs
-from agents.query_level import QUERY_FORMS, QUERY_KNOB_NAMES, QueryKnobs
+from agents.query_level import QUERY_FORMS, QUERY_KNOB_NAMES, QueryKnobs, decision_seconds
 from agents.tuned import TUNING_OPTIONS, Tuned, TuningBudget
 from sim.interface import Scheduler
 from sim.query_level import QueryLevel
@@ -53,8 +53,9 @@ def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
                     f"has no query-level form (decisions: query); those with one: "
                     f"{', '.join(sorted(QUERY_FORMS))}"
                 )
-            _check_options(options, sorted(QUERY_KNOB_NAMES))
-            return QueryLevel(form(QueryKnobs(**options)))
+            _check_options(options, sorted([*QUERY_KNOB_NAMES, "decision_s"]))
+            decision_s = decision_seconds(options.pop("decision_s", 0.0))
+            return QueryLevel(form(QueryKnobs(**options)), decision_s)
         _check_options(options, [*sorted(cls.knobs_read), *own, "decisions"])
         knobs = Knobs(**{k: v for k, v in options.items() if k in KNOB_NAMES})
         extra = {k: v for k, v in options.items() if k not in KNOB_NAMES}

@@ -18,7 +18,7 @@ import numpy as np
 from agents.context import AgentContext, AgentOptionError
 from agents.families import FAMILIES, HEURISTICS, PRIORITY_FAMILIES
 from agents.heuristics import Heuristic, Knobs
-from agents.query_level import QUERY_FORMS, QueryKnobs
+from agents.query_level import QUERY_FORMS, QueryKnobs, decision_seconds
 from agents.scalability import ScalabilityPrior
 from agents.theory import DEFAULT_MARGINAL_SPEEDUP
 from sim.engine import simulate
@@ -78,6 +78,9 @@ class TuningBudget:
     """`query`: tune the query-level forms (agents.query_level) of the families that have one,
     each at admission limits of 1 / fraction queries (and none) for each parallelism fraction —
     what `lsched real` can carry out on DuckDB."""
+    decision_s: float = 0.0
+    """`decisions: query` only: seconds each decision is charged (QueryLevel.decision_s), in
+    the search as in the run."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -132,6 +135,11 @@ class TuningBudget:
             )
         if self.decisions not in ("pipeline", "query"):
             raise AgentOptionError(f"option decisions: {self.decisions!r}; one of pipeline, query")
+        object.__setattr__(self, "decision_s", decision_seconds(self.decision_s))
+        if self.decision_s and self.decisions != "query":
+            raise AgentOptionError(
+                "option decision_s: charged at query level only (decisions: query)"
+            )
         if self.objective not in OBJECTIVES:
             raise AgentOptionError(
                 f"option objective: {self.objective!r} not among {', '.join(OBJECTIVES)}"
@@ -163,11 +171,14 @@ class Candidate:
     query_level: bool = False
     """Build the family's query-level form (agents.query_level) instead."""
 
-    def build(self, scalability: ScalabilityPrior | None = None) -> Heuristic | QueryLevel:
-        """The scheduler; the theory families read the database's scalability model."""
+    def build(
+        self, scalability: ScalabilityPrior | None = None, decision_s: float = 0.0
+    ) -> Heuristic | QueryLevel:
+        """The scheduler; the theory families read the database's scalability model; a
+        query-level form charges `decision_s` per decision."""
         if self.query_level:
             knobs = QueryKnobs(max_concurrent_queries=self.max_concurrent_queries)
-            return QueryLevel(QUERY_FORMS[self.family](knobs))
+            return QueryLevel(QUERY_FORMS[self.family](knobs), decision_s)
         knobs = Knobs(
             max_parallelism=self.max_parallelism, adaptive_parallelism=self.adaptive_parallelism
         )
@@ -273,7 +284,9 @@ class Tuned:
         return choice
 
     def reset(self, cluster: ClusterConfig) -> None:
-        self._active = self.tune(cluster).best.build(self.context.scalability)
+        self._active = self.tune(cluster).best.build(
+            self.context.scalability, self.budget.decision_s
+        )
         self._active.reset(cluster)
 
     def decide(self, obs: Observation) -> Decision:
@@ -305,7 +318,7 @@ class Tuned:
                     simulate(
                         queries,
                         cluster,
-                        candidate.build(self.context.scalability),
+                        candidate.build(self.context.scalability, budget.decision_s),
                         self.context.execution_rng_for(seed),
                         oracle=self.context.oracle,
                         budget=self.context.budget,

@@ -222,8 +222,8 @@ class Simulation:
                 f"1..{self.cluster.total_threads}"
             )
         delay = decision.delay_s
-        duration = isinstance(delay, int | float) and not isinstance(delay, bool)
-        if not duration or not 0 <= delay < math.inf:
+        seconds = isinstance(delay, int | float) and not isinstance(delay, bool)
+        if not seconds or not 0 <= delay < math.inf:
             raise ValueError(f"decision delay {delay!r} for pipeline {ref} must be >= 0 s")
         view.limit = int(limit)
         run = self._runs[ref]

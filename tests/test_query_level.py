@@ -166,3 +166,31 @@ def test_a_decision_delay_that_is_not_a_duration_is_refused() -> None:
         with pytest.raises(ValueError, match="delay"):
             simulation.apply(Decision(ref, 1, bad))
     assert simulation.apply(Decision(ref, 1, 0.5)) == 1
+
+
+def test_every_query_level_entry_takes_decision_s_and_tuned_searches_with_it() -> None:
+    """`decision_s` on an agent entry charges its query-level form (tuned: the search too);
+    at pipeline level it is refused, since only a scheduler beside the engine pays it."""
+    from lsched.runner import build_agent
+    from lsched.scenario import AgentChoice, load_scenario
+
+    scenario = load_scenario("duckdb-stream-60")
+    sjf = build_agent(scenario, AgentChoice("sjf", {"decisions": "query", "decision_s": 0.002}))
+    assert isinstance(sjf, QueryLevel) and sjf.decision_s == 0.002
+    options = {"decisions": "query", "max_queries": 60}
+    charged = build_agent(scenario, AgentChoice("tuned", {**options, "decision_s": 0.002}))
+    charged.reset(scenario.cluster)
+    assert charged.query_level.decision_s == 0.002
+    free = build_agent(scenario, AgentChoice("tuned", options))
+    free.reset(scenario.cluster)
+    assert free.query_level.decision_s == 0.0
+    # the search ran with the charge: the same candidates, each scored slower
+    pairs = zip(charged.chosen.trials, free.chosen.trials, strict=True)
+    assert all(c.candidate == f.candidate and c.score > f.score for c, f in pairs)
+    learned = build_agent(scenario, AgentChoice("lsched", {"decisions": "query", "decision_s": 1}))
+    assert learned.decision_s == 1.0
+    for name in ("sjf", "tuned", "lsched"):
+        with pytest.raises(AgentOptionError, match="decision_s"):
+            build_agent(scenario, AgentChoice(name, {"decision_s": 0.002}))
+    with pytest.raises(AgentOptionError, match="decision_s: must be seconds"):
+        build_agent(scenario, AgentChoice("fifo", {"decisions": "query", "decision_s": -1}))

@@ -14,13 +14,14 @@ from agents.learned.agent import INPUT_VERSION, LearnedScheduler, ObservationLim
 from agents.learned.checkpoint import CheckpointInfo, load_checkpoint
 from agents.learned.policy import Policy
 from agents.learned.query_level import LearnedQueryPolicy
+from agents.query_level import decision_seconds
 from sim.interface import Scheduler
 from sim.query_level import QueryLevel
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "policy.pt"
 """The policy `lsched` runs: trained by the command in pretrained/README.md."""
 
-OPTIONS = ("checkpoint", "sample", "decisions", "deviation_margin")
+OPTIONS = ("checkpoint", "sample", "decisions", "deviation_margin", "decision_s")
 
 
 def lsched_agent(
@@ -29,6 +30,7 @@ def lsched_agent(
     sample: bool = False,
     decisions: str = "pipeline",
     deviation_margin: float | None = None,
+    decision_s: float = 0.0,
     **unknown: object,
 ) -> LearnedScheduler | QueryLevel:
     """The learned scheduler; `checkpoint` a policy file (default: the shipped one).
@@ -38,6 +40,8 @@ def lsched_agent(
     the same policy at query level (agents.learned.query_level), the form `lsched real` runs.
     `deviation_margin` replaces the checkpoint's (PolicyOptions.deviation_margin; 0: never
     gated by the guide; at query level the checkpoint's `query_deviation_margin`).
+    `decision_s` (query level only) charges each decision that many seconds
+    (QueryLevel.decision_s).
     Any other option is an error listing these (OPTIONS).
     """
     if unknown:
@@ -58,6 +62,9 @@ def lsched_agent(
         raise AgentOptionError(
             f"option deviation_margin: must be a number >= 0 (got {deviation_margin!r})"
         )
+    decision_s = decision_seconds(decision_s)
+    if decision_s and decisions != "query":
+        raise AgentOptionError("option decision_s: charged at query level only (decisions: query)")
     # One decision is a forward pass over a few hundred rows: torch's intra-op threads only add
     # synchronisation, and on a busy machine they made evaluation 12x slower (17 ms/decision).
     torch.set_num_threads(1)
@@ -90,7 +97,7 @@ def lsched_agent(
     if not query_level:
         return scheduler
     guide = _checkpoint_guide(path, guide_name, context, decisions="query") if guide_name else None
-    return QueryLevel(LearnedQueryPolicy(scheduler, guide))
+    return QueryLevel(LearnedQueryPolicy(scheduler, guide), decision_s)
 
 
 def _checkpoint_guide(path: Path, name: str, context: AgentContext, **options: object) -> Scheduler:
