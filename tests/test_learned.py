@@ -678,3 +678,36 @@ def test_the_cached_plans_are_the_queries_own_edges_and_operators_at_every_decis
         simulation.apply(scheduler.decide(observation))
         observation = simulation.advance()
     assert len(seen_sets) > 10  # the set of queries changed many times
+
+
+def test_a_forced_query_level_start_skips_the_forward_pass_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When one start is legal (one waiting query, one free thread, no WAIT), the query-level
+    form returns it without asking the policy; the run is the same to the last digit."""
+    from agents.learned.query_level import LearnedQueryPolicy
+    from lsched.runner import simulate_one
+    from lsched.scenario import AgentChoice, load_scenario
+
+    scenario = load_scenario("duckdb-stream-90")
+    scenario = replace(scenario, workload=replace(scenario.workload, queries=80))
+    choice = AgentChoice("lsched", {"decisions": "query"})
+    forced_calls, policy_calls = [], []
+    original_forced, original_act = LearnedQueryPolicy._forced, LearnedScheduler.act
+
+    def counting_forced(self, *args):
+        start = original_forced(self, *args)
+        forced_calls.append(start is not None)
+        return start
+
+    def counting_act(self, *args, **kwargs):
+        policy_calls.append(1)
+        return original_act(self, *args, **kwargs)
+
+    monkeypatch.setattr(LearnedQueryPolicy, "_forced", counting_forced)
+    monkeypatch.setattr(LearnedScheduler, "act", counting_act)
+    fast = simulate_one(scenario, choice, 0)
+    assert sum(forced_calls) > 0 and len(policy_calls) == len(forced_calls) - sum(forced_calls)
+    monkeypatch.setattr(LearnedQueryPolicy, "_forced", lambda self, *args: None)
+    slow = simulate_one(scenario, choice, 0)
+    assert [q.finish_s for q in fast.queries] == [q.finish_s for q in slow.queries]

@@ -60,18 +60,28 @@ class LearnedQueryPolicy:
         if hint is not None and self.scheduler.options.wait_only_with_guide:
             wait_ok = wait_ok and hint.pipeline is None
         step = step._replace(candidate=offered, wait_ok=wait_ok)
+        limits = np.minimum(self.scheduler.limits_by_level(), max(1, state.free_threads))
+        forced = self._forced(ids[offered], limits, wait_ok)
+        if forced is not None:
+            return forced
         # one decision: a query (any of its ready pipelines) and the threads it would get
-        chosen, level = self.scheduler.act(
-            step,
-            pipeline_groups=ids,
-            level_limits=np.minimum(self.scheduler.limits_by_level(), max(1, state.free_threads)),
-        )
+        chosen, level = self.scheduler.act(step, pipeline_groups=ids, level_limits=limits)
         if (chosen, level) == FOLLOW_GUIDE:  # deviation_margin: the guide's start as it was
             return proposal
         if chosen == WAIT_ACTION:
             return None
         threads = self.scheduler.level_limit(level)
         return Start(int(ids[chosen]), max(1, min(threads, state.free_threads)))
+
+    def _forced(self, offered: np.ndarray, limits: np.ndarray, wait_ok: bool) -> Start | None:
+        """The start when only one is legal — one waiting query offered, every level granting
+        the same threads, no WAIT (a query finished, one waits, one thread is free: a quarter
+        to a third of the decisions on the duckdb streams) — so the greedy policy's forward
+        pass could choose nothing else; None otherwise, and always while sampling."""
+        if wait_ok or self.scheduler.rng is not None or (limits != limits[0]).any():
+            return None
+        queries = np.unique(offered)
+        return Start(int(queries[0]), int(limits[0])) if len(queries) == 1 else None
 
     @staticmethod
     def _as_decision(proposal: Start | None, state: QueryState) -> Decision:
