@@ -42,6 +42,7 @@ def main() -> None:
         ratios = {p: round(f["ratio_error"], 4) for p, f in fidelity["pairs"].items()}
         figures[name] = {
             "speed_factor": round(fidelity["speed_factor"], 4),
+            "speed_factor_median": round(fidelity["speed_factor_median"], 4),
             "noise_floor": round(fidelity["noise_floor"], 4),
             "real_mean_latency_s": {
                 a: round(f["real_mean_latency"], 5) for a, f in fidelity["agents"].items()

@@ -78,6 +78,22 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
         # ... and per decision, which the prediction charges: 20 queries take 20 starts or more
         assert 0 < figures["decision_s"] <= figures["decide_s"] / 20
         assert figures["predicted_mean_latency_free"] > 0
+    # the speed factor weighs each template as the workload does: summed real isolated
+    # latencies of the queries run over the summed simulated ones
+    from lsched.scenario import load_scenario
+    from lsched.workloads.scalability import isolated_latency_s
+
+    scenario = load_scenario(scenario_file)
+    rows = read_csv(out / "queries-fifo-seed0.csv")
+    simulated = sum(
+        isolated_latency_s(
+            scenario.templates[r["template"]], float(r["scale_factor"]), scenario.cluster
+        )
+        for r in rows
+    )
+    real_sum = sum(float(r["isolated_s"]) for r in rows)
+    assert document["fidelity"]["speed_factor"] == pytest.approx(real_sum / simulated, rel=1e-6)
+    assert document["fidelity"]["speed_factor_median"] > 0
     saved = json.loads((out / "results.json").read_text())
     assert saved == document["results"]
     assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40
