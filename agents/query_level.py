@@ -45,10 +45,13 @@ class QueryKnobs:
 QUERY_KNOB_NAMES = frozenset(QueryKnobs.__dataclass_fields__)
 
 
-def decision_seconds(value: object) -> float:
-    """An entry's `decision_s`, checked: the seconds each query-level decision is charged."""
+def decision_seconds(value: object, decisions: str = "query") -> float:
+    """An entry's `decision_s`, checked: the seconds each query-level decision is charged —
+    only at query level (`decisions`), where the scheduler is a process beside the engine."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         raise AgentOptionError(f"option decision_s: must be seconds >= 0 (got {value!r})")
+    if value and decisions != "query":
+        raise AgentOptionError("option decision_s: charged at query level only (decisions: query)")
     return float(value)
 
 

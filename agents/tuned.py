@@ -135,11 +135,7 @@ class TuningBudget:
             )
         if self.decisions not in ("pipeline", "query"):
             raise AgentOptionError(f"option decisions: {self.decisions!r}; one of pipeline, query")
-        object.__setattr__(self, "decision_s", decision_seconds(self.decision_s))
-        if self.decision_s and self.decisions != "query":
-            raise AgentOptionError(
-                "option decision_s: charged at query level only (decisions: query)"
-            )
+        object.__setattr__(self, "decision_s", decision_seconds(self.decision_s, self.decisions))
         if self.objective not in OBJECTIVES:
             raise AgentOptionError(
                 f"option objective: {self.objective!r} not among {', '.join(OBJECTIVES)}"

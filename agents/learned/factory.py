@@ -62,9 +62,7 @@ def lsched_agent(
         raise AgentOptionError(
             f"option deviation_margin: must be a number >= 0 (got {deviation_margin!r})"
         )
-    decision_s = decision_seconds(decision_s)
-    if decision_s and decisions != "query":
-        raise AgentOptionError("option decision_s: charged at query level only (decisions: query)")
+    decision_s = decision_seconds(decision_s, decisions)
     # One decision is a forward pass over a few hundred rows: torch's intra-op threads only add
     # synchronisation, and on a busy machine they made evaluation 12x slower (17 ms/decision).
     torch.set_num_threads(1)
