@@ -575,7 +575,8 @@ def fidelity_report(
     alone_sim = {(t, sf): isolated_latency_s(library[t], sf, cluster) for t, sf in report.isolated}
     alone_real = {key: statistics.median(runs) for key, runs in report.isolated.items()}
     median_speed = statistics.median(alone_real[key] / alone_sim[key] for key in alone_sim)
-    ran = [(q.template, q.scale_factor) for seed in report.seeds for q in scenario.queries(seed)]
+    workloads = {seed: scenario.queries(seed) for seed in report.seeds}
+    ran = [(q.template, q.scale_factor) for queries in workloads.values() for q in queries]
     speed = sum(alone_real[key] for key in ran) / sum(alone_sim[key] for key in ran)
     per_agent: dict[str, Any] = {}
     parity: list[dict[str, Any]] = []
@@ -587,7 +588,7 @@ def fidelity_report(
         predicted_means, predicted_p95, free_means = [], [], []
         real_means, real_p95, spreads = [], [], []
         for seed in report.seeds:
-            slowed = [_slower(q, speed) for q in scenario.queries(seed)]
+            slowed = [_slower(q, speed) for q in workloads[seed]]
             simulated = simulate(
                 slowed, scenario.cluster, charged, scenario.execution_rng(seed), record_tasks=False
             )

@@ -222,8 +222,7 @@ class Simulation:
                 f"1..{self.cluster.total_threads}"
             )
         delay = decision.delay_s
-        seconds = isinstance(delay, int | float) and not isinstance(delay, bool)
-        if not seconds or not 0 <= delay < math.inf:
+        if delay and not _positive_seconds(delay):  # checked only when set: most carry none
             raise ValueError(f"decision delay {delay!r} for pipeline {ref} must be >= 0 s")
         view.limit = int(limit)
         run = self._runs[ref]
@@ -568,6 +567,12 @@ def _draw_durations(
             position += pipeline.num_tasks
         durations[query.query_id] = per_pipeline
     return durations
+
+
+def _positive_seconds(value: object) -> bool:
+    """A finite number of seconds above 0 (not a bool)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and 0 < value < math.inf
 
 
 def simulate(

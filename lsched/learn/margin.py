@@ -26,7 +26,7 @@ from lsched.learn.evaluation import (
     validation_seeds,
 )
 from lsched.learn.rollout import scenario_named
-from lsched.scenario import Scenario
+from lsched.scenario import AgentChoice, Scenario
 
 
 def choose_margin(
@@ -63,7 +63,6 @@ def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, d
     grant a query keeps to its end, where the pipeline-level limit it was trained on is a cap
     other pipelines share around."""
     from agents.query_level import QUERY_FORMS
-    from lsched.scenario import AgentChoice
 
     baselines = [b for b in config.baselines if b in QUERY_FORMS or b == "tuned"]
     margins = sorted(set(config.query_margin_grid))
@@ -88,7 +87,7 @@ def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, d
     return float(chosen), {**report, "margins": rows}
 
 
-def _mean_latency(scenario: Scenario, agent: Any, seeds: Sequence[int]) -> float:
+def _mean_latency(scenario: Scenario, agent: AgentChoice, seeds: Sequence[int]) -> float:
     from lsched.runner import simulate_one
 
     return statistics.fmean(simulate_one(scenario, agent, seed).mean_latency_s for seed in seeds)
