@@ -8,6 +8,7 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,11 +266,22 @@ def test_tiny_tpch_calibration_writes_valid_templates(tmp_path: Path) -> None:
         assert all(len(p.serial_fraction) == 4 for p in template.pipelines)
     q1 = result.templates["tpch-q1"]
     assert q1.pipelines[0].tasks_sf1 == pytest.approx(6_001_215 / ROWS_PER_MORSEL, rel=0.05)
-    # Q1 on 100 GB: its scan-aggregate pipeline carries the measured Amdahl f (0.0042 for
-    # the query; its split over pipelines uses the local profile, which load moves), well
-    # below the suite's p10 of 0.011: the best-scaling query stays the best-scaling one. The
-    # split can put all of it on the other pipelines under load (0.0 seen in a full-suite run).
-    assert 0.0 <= q1.serial_fractions(100.0)[0] < 0.011
+    # On 100 GB each query carries the table's measured Amdahl f (Q1 0.0042, Q3 0.0194, Q5
+    # 0.0209) as its work-weighted mean over pipelines. How it splits over pipelines follows
+    # the operator model fitted on these three queries' local profiles, which load moves (one
+    # CI run put 0.0164 on Q1's scan pipeline), so only the mean is asserted; a pipeline's
+    # fraction clipped at 1 can only lower it. The file rounds fractions to 4 significant
+    # digits and work exponents to 3 decimals: 1% covers that.
+    table = {"tpch-q1": 0.0042, "tpch-q3": 0.0194, "tpch-q5": 0.0209}
+    for name, measured_f in table.items():
+        template = result.templates[name]
+        fractions = np.array(template.serial_fractions(100.0))
+        works = np.array([p.work_s_sf1 * 100.0**p.work_exponent for p in template.pipelines])
+        mean = float(fractions @ works / works.sum())
+        if fractions.max() < 1.0:
+            assert mean == pytest.approx(measured_f, rel=0.01), name
+        else:
+            assert 0.0 < mean <= measured_f * 1.01, name
     assert any("tpch-q5 sf=0.02" in line for line in lines)
 
 
