@@ -15,7 +15,7 @@ import pytest
 from lsched.engines import engine_preset
 from lsched.errors import ScenarioError
 from lsched.scenario import load_scenario, scenario_from_document
-from lsched.workloads import fidelity
+from lsched.workloads import fidelity, scalability
 from lsched.workloads.templates import (
     TemplateError,
     bundled_template_set,
@@ -53,6 +53,35 @@ def test_tpch_serial_fractions_span_the_measured_range_at_large_scale() -> None:
     # scan-aggregate queries scale best, EXISTS / NOT EXISTS worst (as measured)
     by_name = dict(zip(TPCH.templates, per_query, strict=True))
     assert by_name["tpch-q1"] < by_name["tpch-q22"] and by_name["tpch-q6"] < by_name["tpch-q4"]
+
+
+def _calibration_fit(template_name: str, scale_factor: float) -> tuple[float, float, bool]:
+    """Shipped and refitted simulated/measured 2-thread latency of a TPC-H template, and
+    whether the refit spreads the level uniformly."""
+    template = TPCH.templates[template_name]
+    measured = template.latency_s[TPCH.scale_factors.index(scale_factor)]
+    warmup = TPCH.engine_costs["warmup_s"]
+    model = TPCH.scalability_model
+    shape_model = {op: v[model.scale_factors.index(100.0)] for op, v in model.by_operator.items()}
+    shape = scalability.pipeline_shape(template, shape_model, scale_factor)
+    fractions, _, uniform = scalability.fit_local_fractions(
+        template, scale_factor, shape, {2: measured}, warmup
+    )
+    cluster = scalability._calibration_cluster(2, warmup)
+    shipped = scalability.isolated_latency_s(template, scale_factor, cluster) / measured
+    refit = scalability.isolated_latency_s(template, scale_factor, cluster, fractions) / measured
+    return shipped, refit, uniform
+
+
+def test_a_query_the_operator_shape_cannot_slow_gets_a_uniform_level() -> None:
+    # Q11's CTE pipeline, half its work, has the SF-100 operator model's cte value 0: spread by
+    # that shape, no level reaches its 2-thread measurement (15% under); uniformly, one does.
+    shipped, refit, uniform = _calibration_fit("tpch-q11", 1.0)
+    assert uniform and refit == pytest.approx(1.0, abs=0.01)
+    assert shipped == pytest.approx(refit, abs=1e-3)
+    # where the operator shape reaches the measurement, it is kept
+    shipped, refit, uniform = _calibration_fit("tpch-q1", 1.0)
+    assert not uniform and refit == pytest.approx(1.0, abs=0.01)
 
 
 def test_every_bundled_template_carries_serial_fractions() -> None:

@@ -909,6 +909,7 @@ def fit_suite(
     shape_model = operator_models[min(operator_models)] if operator_models else {"*": 1.0}
     scalability_sfs = tuple(sorted(set(sfs) | set(large)))
     levels: dict[str, dict[float, float]] = {}
+    uniform_shape: dict[str, list[float]] = {}
     for name in names:
         template = templates[name]
         levels[name] = {}
@@ -917,12 +918,15 @@ def fit_suite(
             shape = scalability.pipeline_shape(template, shape_model, sf)
             if sf in large:
                 level = large[sf][name]
+                fractions = np.minimum(level * shape, 1.0)
             else:
-                level = scalability.fit_query_fraction(
+                fractions, level, uniform = scalability.fit_local_fractions(
                     template, sf, shape, measured[name][sf].latency_s, warmup_s
                 )
+                if uniform:
+                    uniform_shape.setdefault(name, []).append(sf)
             levels[name][sf] = level
-            fractions_by_sf.append(np.minimum(level * shape, 1.0))
+            fractions_by_sf.append(fractions)
         pipelines = tuple(
             replace(p, serial_fraction=tuple(float(f[i]) for f in fractions_by_sf))
             for i, p in enumerate(template.pipelines)
@@ -946,6 +950,7 @@ def fit_suite(
     for op in operators:
         by_operator[op] = [model.get(op, model["*"]) for model in per_sf_models]
     report["serial_fraction_levels"] = levels
+    report["serial_fraction_uniform_shape"] = uniform_shape
     report["parameter_plan_changes"] = sorted(n for n in names if measured[n][sfs[-1]].plan_changes)
     report["work_correction"] = corrections
     notes = _notes(suite, names, sfs, refitted)
@@ -983,10 +988,12 @@ def _notes(suite: str, names: Sequence[str], sfs: Sequence[float], refitted: Seq
         f"at the most threads measured. serial_fraction: per pipeline at each of "
         f"scalability_scale_factors: at the measured scale factors, the level that makes the "
         f"simulated isolated latency match the unprofiled latency at every thread count, spread "
-        f"over pipelines by the operator model; beyond them, the 1-to-24-thread measurement "
-        f"(TPC-H) or the operator model. estimate_ratio: the optimizer's estimated rows through "
-        f"a per-operator-type seconds-per-row cost model fitted on the suite, over the measured "
-        f"work. Exponents: log-log fit per pipeline, matched by position across scale factors"
+        f"over pipelines by the operator model (uniformly where that fits the measurement "
+        f"better: serial_fraction_uniform_shape in calibration); beyond them, the "
+        f"1-to-24-thread measurement (TPC-H) or the operator model. estimate_ratio: the "
+        f"optimizer's estimated rows through a per-operator-type seconds-per-row cost model "
+        f"fitted on the suite, over the measured work. Exponents: log-log fit per pipeline, "
+        f"matched by position across scale factors"
         + (
             f"; breakers differed across scale factors for {', '.join(refitted)}, which keep the "
             f"largest scale factor's plan scaled by the query's total slopes."
@@ -1150,6 +1157,8 @@ def run_calibration(
             calibration[key] = {k: v for k, v in value.items() if v is not None}
     if report["parameter_plan_changes"]:
         calibration["parameter_plan_changes"] = report["parameter_plan_changes"]
+    if report["serial_fraction_uniform_shape"]:
+        calibration["serial_fraction_uniform_shape"] = report["serial_fraction_uniform_shape"]
     costs = dict(template_set.engine_costs)
     for key in ("spill_factor", "interference", "memory_limit_gb"):
         if key in engine:

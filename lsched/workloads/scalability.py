@@ -43,6 +43,10 @@ OPERATOR_MODEL_RIDGE = 0.0
 minimum-norm where a breaker type never occurs). Shrinking hurt: leave-one-out on TPC-H (SF 100
 / 500, bundled templates) gave correlations 0.80 / 0.61 at 0, 0.74 / 0.46 at 0.05 and
 0.68 / −0.10 at 1."""
+SHAPE_FIT_TOLERANCE = 1e-3
+"""RMS log error (0.1%) within which a shape counts as matching a query's measured latencies:
+ten times the 4-significant-digit rounding of the stored latencies, so rounding never flips
+which shape `fit_local_fractions` picks."""
 SEARCH_ITERATIONS = 40
 """Golden-section steps for a query's level F: the bracket shrinks to 0.618^40 ≈ 4e-9 of it."""
 
@@ -171,6 +175,21 @@ def _calibration_cluster(threads: int, warmup_s: float) -> ClusterConfig:
     )
 
 
+def _latency_log_error(
+    template: QueryTemplate,
+    scale_factor: float,
+    fractions: np.ndarray,
+    measured_s: Mapping[int, float],
+    clusters: Mapping[int, ClusterConfig],
+) -> float:
+    """Squared log error of the simulated latencies at the measured thread counts."""
+    total = 0.0
+    for k, cluster in clusters.items():
+        simulated = isolated_latency_s(template, scale_factor, cluster, fractions)
+        total += math.log(simulated / measured_s[k]) ** 2
+    return total
+
+
 def fit_query_fraction(
     template: QueryTemplate,
     scale_factor: float,
@@ -180,21 +199,27 @@ def fit_query_fraction(
 ) -> float:
     """The level F (pipeline fractions F·shape, clipped to 1) whose simulated latencies at the
     measured thread counts (> 1) best match the measurements in log space."""
+    return _fit_level(template, scale_factor, shape, measured_s, warmup_s)[0]
+
+
+def _fit_level(
+    template: QueryTemplate,
+    scale_factor: float,
+    shape: np.ndarray,
+    measured_s: Mapping[int, float],
+    warmup_s: float,
+) -> tuple[float, float]:
+    """`fit_query_fraction`'s level and its squared log error (0 without a count > 1)."""
     counts = [k for k in sorted(measured_s) if k > 1]
     if not counts:
-        return 0.0
+        return 0.0, 0.0
     positive = shape[shape > 0]
     high = min(1.0 / float(positive.min()), 1e3) if len(positive) else 1.0
-
     clusters = {k: _calibration_cluster(k, warmup_s) for k in counts}
 
     def error(level: float) -> float:
         fractions = np.minimum(level * shape, 1.0)
-        total = 0.0
-        for k in counts:
-            simulated = isolated_latency_s(template, scale_factor, clusters[k], fractions)
-            total += math.log(simulated / measured_s[k]) ** 2
-        return total
+        return _latency_log_error(template, scale_factor, fractions, measured_s, clusters)
 
     low, top = 0.0, high
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
@@ -209,9 +234,35 @@ def fit_query_fraction(
             low, a, fa = a, b, fb
             b = low + ratio * (top - low)
             fb = error(b)
-    best = (low + top) / 2.0
     # the ends of the bracket are never evaluated by the search: keep one if it is better
-    return min((0.0, best, high), key=error)
+    scored = [(error(level), level) for level in (0.0, (low + top) / 2.0, high)]
+    best_error, best = min(scored, key=lambda pair: pair[0])
+    return best, best_error
+
+
+def fit_local_fractions(
+    template: QueryTemplate,
+    scale_factor: float,
+    shape: np.ndarray,
+    measured_s: Mapping[int, float],
+    warmup_s: float,
+) -> tuple[np.ndarray, float, bool]:
+    """Per-pipeline serial fractions at a measured scale factor: the level fitted on the
+    operator shape, or on a uniform shape where that matches the measurement strictly better.
+
+    The operator shape comes from the large-scale model, where a breaker type can fit to 0
+    (TPC-H's `cte` at SF 100): a query whose work sits mostly in such pipelines (Q11's CTE
+    holds half of it) then cannot slow down at any level, and its template ran 15% under its
+    own 2-thread measurement. Uniform wins only where the operator shape misses by more than
+    `SHAPE_FIT_TOLERANCE` and uniform comes closer by more than it. Returns the fractions,
+    the level and whether uniform won."""
+    level, error = _fit_level(template, scale_factor, shape, measured_s, warmup_s)
+    uniform = np.ones(len(shape))
+    uniform_level, uniform_error = _fit_level(template, scale_factor, uniform, measured_s, warmup_s)
+    error, uniform_error = math.sqrt(error), math.sqrt(uniform_error)
+    if error > SHAPE_FIT_TOLERANCE and uniform_error < error - SHAPE_FIT_TOLERANCE:
+        return np.minimum(uniform_level * uniform, 1.0), uniform_level, True
+    return np.minimum(level * shape, 1.0), level, False
 
 
 def scalability_prior(workload: WorkloadSpec) -> ScalabilityPrior:
