@@ -681,9 +681,19 @@ def calibrate(
     parameter_draws: Annotated[
         int, typer.Option(help="Parameter draws timed per template (TPC-H, SSB); 0: none.")
     ] = 6,
+    refit: Annotated[
+        Path | None,
+        typer.Option(
+            help="Refit this template file's serial fractions from its stored latencies "
+            "(no engine run; written to --out, default in place)."
+        ),
+    ] = None,
 ) -> None:
     """Measure query plans on DuckDB and write a template file (needs the calibrate extra)."""
     with _user_errors():
+        if refit is not None:
+            _refit(suite, refit, out if out is not None else refit)
+            return
         try:
             from lsched.workloads.calibrate import run_calibration
         except ModuleNotFoundError as error:
@@ -715,6 +725,25 @@ def calibrate(
                 f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
             ) from None
         typer.echo(f"{len(result.templates)} templates of {suite} written to {target}")
+
+
+def _refit(suite: str, path: Path, target: Path) -> None:
+    """`lsched calibrate SUITE --refit FILE`: today's scalability fit on FILE's measurements."""
+    from lsched.workloads.calibrate import refit_local_fractions
+    from lsched.workloads.templates import load_template_file, write_template_file
+
+    template_set = load_template_file(path)
+    if template_set.suite != suite:
+        raise ValueError(f"{path}: suite: the file holds {template_set.suite!r}, not {suite!r}")
+    refitted, uniform = refit_local_fractions(template_set)
+    write_template_file(refitted, target)
+    spread = ", ".join(
+        f"{n} at SF {'/'.join(f'{sf:g}' for sf in sfs)}" for n, sfs in uniform.items()
+    )
+    typer.echo(
+        f"{len(refitted.templates)} templates of {suite} refitted to {target}"
+        f" (uniform shape: {spread or 'none'})"
+    )
 
 
 def _positive_float(text: str, option: str) -> float:

@@ -298,3 +298,15 @@ def test_lost_and_rerun_tasks_are_reported_for_a_faulty_cluster(tmp_path: Path) 
     assert figures["lost_tasks"] > 0 and figures["rerun_tasks"] > 0
     table = invoke("run", faulty, "--agents", "fair", "--seeds", "1")
     assert "lost/re-run" in table.output
+
+
+def test_calibrate_refit_rewrites_a_file_from_its_own_latencies(tmp_path: Path) -> None:
+    shipped = Path(__file__).parent.parent / "lsched" / "workloads" / "templates" / "tpch.json"
+    out = tmp_path / "tpch.json"
+    result = invoke("calibrate", "tpch", "--refit", shipped, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "uniform shape: tpch-q11 at SF 1" in result.stdout
+    assert out.read_bytes() == shipped.read_bytes()  # the shipped file is its own refit
+    result = invoke("calibrate", "ssb", "--refit", shipped, "--out", tmp_path / "x.json")
+    assert result.exit_code == 2 and "suite: the file holds 'tpch', not 'ssb'" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "x.json").exists()

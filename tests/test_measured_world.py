@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from lsched.engines import engine_preset
 from lsched.errors import ScenarioError
 from lsched.scenario import load_scenario, scenario_from_document
 from lsched.workloads import fidelity, scalability
+from lsched.workloads.calibrate import CalibrationError, refit_local_fractions
 from lsched.workloads.templates import (
     TemplateError,
     bundled_template_set,
@@ -82,6 +84,38 @@ def test_a_query_the_operator_shape_cannot_slow_gets_a_uniform_level() -> None:
     # where the operator shape reaches the measurement, it is kept
     shipped, refit, uniform = _calibration_fit("tpch-q1", 1.0)
     assert not uniform and refit == pytest.approx(1.0, abs=0.01)
+
+
+def test_refit_spreads_q11_uniformly_and_refuses_files_it_cannot_refit() -> None:
+    # Q11 as calibrated before the fallback: its SF-1 fractions from the operator shape.
+    template = TPCH.templates["tpch-q11"]
+    model = TPCH.scalability_model
+    shape_model = {op: v[model.scale_factors.index(100.0)] for op, v in model.by_operator.items()}
+    shape = scalability.pipeline_shape(template, shape_model, 1.0)
+    level = scalability.fit_query_fraction(
+        template, 1.0, shape, {2: template.latency_s[1]}, TPCH.engine_costs["warmup_s"]
+    )
+    column = TPCH.scalability_scale_factors.index(1.0)
+    before = tuple(
+        replace(
+            p,
+            serial_fraction=tuple(
+                min(level * s, 1.0) if j == column else f for j, f in enumerate(p.serial_fraction)
+            ),
+        )
+        for p, s in zip(template.pipelines, shape, strict=True)
+    )
+    old = replace(
+        TPCH, templates={**TPCH.templates, "tpch-q11": replace(template, pipelines=before)}
+    )
+    refitted, uniform = refit_local_fractions(old)
+    assert uniform == {"tpch-q11": [1.0]}
+    fractions = refitted.templates["tpch-q11"].serial_fractions(1.0)
+    assert fractions == pytest.approx(template.serial_fractions(1.0), rel=1e-3)
+    assert len(set(fractions)) == 1 and fractions[0] > 0.1  # one level on every pipeline
+    timed_at_four = replace(TPCH, calibration={**TPCH.calibration, "thread_counts": [1, 2, 4]})
+    with pytest.raises(CalibrationError, match=r"calibration.thread_counts: needs \[1, 2\]"):
+        refit_local_fractions(timed_at_four)
 
 
 def test_every_bundled_template_carries_serial_fractions() -> None:

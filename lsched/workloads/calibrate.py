@@ -977,6 +977,62 @@ def _correlation(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return float(np.corrcoef(xs, ys)[0, 1])
 
 
+def refit_local_fractions(template_set: TemplateSet) -> tuple[TemplateSet, dict[str, list[float]]]:
+    """`fit_suite`'s fallback to a uniform shape applied to a written file from its own
+    2-thread latencies: where `scalability.fit_local_fractions` picks the uniform shape at a
+    measured scale factor, its fractions replace the stored ones; elsewhere the file already
+    holds the operator-shape fit (to its rounding) and keeps it. So a fitting fix reaches a
+    file without re-timing the engine, which drifts (a recalibration moves every template),
+    and a refitted file refits to itself. The shape comes from the file's operator model at
+    its first large scale factor, as in `fit_suite`. Returns the set and, per template, the
+    scale factors fitted uniformly. Only for files timed at 1 and 2 threads: a file keeps the
+    latency at the most threads."""
+    counts = list(template_set.calibration.get("thread_counts", []))
+    if counts != [1, 2]:
+        raise CalibrationError(
+            f"refit: calibration.thread_counts: needs [1, 2] (the file keeps only the latency "
+            f"at the most threads), got {counts}"
+        )
+    model = template_set.scalability_model
+    large = [
+        sf for sf in template_set.scalability_scale_factors if sf > template_set.scale_factors[-1]
+    ]
+    if model is None or not large or large[0] not in model.scale_factors:
+        raise CalibrationError("refit: scalability_model: needs a large-scale operator model")
+    column = model.scale_factors.index(large[0])
+    shape_model = {op: values[column] for op, values in model.by_operator.items()}
+    warmup_s = template_set.engine_costs["warmup_s"]
+    templates: dict[str, QueryTemplate] = {}
+    uniform_shape: dict[str, list[float]] = {}
+    for name, template in template_set.templates.items():
+        per_pipeline = [list(p.serial_fraction) for p in template.pipelines]
+        for i, sf in enumerate(template_set.scale_factors):
+            shape = scalability.pipeline_shape(template, shape_model, sf)
+            fractions, _, uniform = scalability.fit_local_fractions(
+                template, sf, shape, {2: template.latency_s[i]}, warmup_s
+            )
+            if not uniform:
+                continue
+            uniform_shape.setdefault(name, []).append(sf)
+            column_at = template_set.scalability_scale_factors.index(sf)
+            for k, fraction in enumerate(fractions):
+                per_pipeline[k][column_at] = float(fraction)
+        pipelines = tuple(
+            replace(p, serial_fraction=tuple(per_pipeline[k]))
+            for k, p in enumerate(template.pipelines)
+        )
+        templates[name] = replace(template, pipelines=pipelines)
+    calibration = {
+        key: value
+        for key, value in template_set.calibration.items()
+        if key != "serial_fraction_uniform_shape"
+    }
+    if uniform_shape:
+        calibration["serial_fraction_uniform_shape"] = uniform_shape
+    refitted = replace(template_set, templates=templates, calibration=calibration)
+    return refitted, uniform_shape
+
+
 def _notes(suite: str, names: Sequence[str], sfs: Sequence[float], refitted: Sequence[str]) -> str:
     sf_list = ", ".join(f"{s:g}" for s in sfs)
     return (
