@@ -237,8 +237,9 @@ def real(
 
 
 def _real_table(document: dict, fidelity: dict) -> Table:
-    """Per agent: real and predicted latency (ms), the error after the speed factor, the
-    prediction had deciding been free, and the time (ms) one of its decisions took."""
+    """Per agent: real and predicted latency (ms), the error after the speed factor and
+    after each run's own (drift-matched), the prediction had deciding been free, and the time
+    (ms) one of its decisions took."""
     table = Table(
         title=(
             f"{document['scenario']} on DuckDB: {len(document['seeds'])} seed(s) × "
@@ -252,6 +253,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         "real mean",
         "predicted",
         "error",
+        "drift-matched",
         "if deciding were free",
         "real p95",
         "predicted p95",
@@ -265,6 +267,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{figures['real_mean_latency'] * 1e3:.1f}",
             f"{figures['predicted_mean_latency'] * 1e3:.1f}",
             f"{figures['mean_error']:+.1%}",
+            f"{figures['mean_error_matched']:+.1%}" if "mean_error_matched" in figures else "",
             f"{figures['predicted_mean_latency_free'] * 1e3:.1f}",
             f"{figures['real_p95_latency'] * 1e3:.1f}",
             f"{figures['predicted_p95_latency'] * 1e3:.1f}",

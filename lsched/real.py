@@ -413,12 +413,18 @@ class RealReport:
     repeats: int
     time_scale: float
     isolated: dict[tuple[str, float], tuple[float, ...]]
-    """(template, scale factor) → its latency alone with every thread, one sample per repeat
-    round, taken right before the round so that the speed factor sees the same engine."""
+    """(template, scale factor) → its latency alone with every thread, one sample per probe
+    (`probes`), so that the speed factor sees the same engine as the runs."""
     decide_s: dict[tuple[str, int, int], float] = field(default_factory=dict)
     """Seconds each run's policy spent deciding, by (agent label, seed, repeat)."""
     asked: dict[tuple[str, int, int], int] = field(default_factory=dict)
     """How many times each run's policy was asked (its decisions), by the same keys."""
+    brackets: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
+    """Per run (same keys): the indices into `probes` of the isolated pass right before it
+    and right after it (the next run's before), so each run's own speed factor can be read
+    off the engine as it was around that run (`fidelity_report`'s drift-matched figures)."""
+    probes: tuple[dict[tuple[str, float], float], ...] = ()
+    """Every isolated pass in the order taken: (template, scale factor) → seconds alone."""
 
     def decision_s(self, agent: str) -> float:
         """Seconds one decision of `agent` took: the median over its runs of time spent
@@ -442,7 +448,9 @@ def run_real(
 ) -> RealReport:
     """Each seed's workload on DuckDB under each agent, `repeats` times. Repeats and agents
     interleave (repeat 1 of every agent, then repeat 2, ...), so the engine's drift spreads
-    over all agents instead of favouring the one that ran first."""
+    over all agents instead of favouring the one that ran first. Every run is bracketed by
+    isolated passes (one right before it, which is the previous run's after, and one after
+    the last): the engine's speed around each run, for the drift-matched figures."""
     built = [(choice.label, query_level_agent(scenario, choice)) for choice in agents]
     workloads = {seed: scenario.queries(seed) for seed in seeds}
     suites = {_suite_of(q.template) for qs in workloads.values() for q in qs}
@@ -462,7 +470,8 @@ def run_real(
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}
     decide_s: dict[tuple[str, int, int], float] = {}
     asked: dict[tuple[str, int, int], int] = {}
-    isolated: dict[tuple[str, float], list[float]] = {}
+    probes: list[dict[tuple[str, float], float]] = []
+    brackets: dict[tuple[str, int, int], tuple[int, int]] = {}
     threads = scenario.cluster.total_threads
     pools = {sf: _Pool(path, threads) for sf, path in paths.items()}
     try:
@@ -474,13 +483,19 @@ def run_real(
         }
         for sf, pool in pools.items():
             _warm_up(pool, sql[sf], set(used[sf]))
-        for repeat in range(repeats):
+
+        def probe() -> int:
+            sample = {}
             for sf, pool in pools.items():
-                for key, value in isolated_pass(pool, sql[sf], used[sf], threads, sf).items():
-                    isolated.setdefault(key, []).append(value)
+                sample.update(isolated_pass(pool, sql[sf], used[sf], threads, sf))
+            probes.append(sample)
+            return len(probes) - 1
+
+        for repeat in range(repeats):
             for seed in seeds:
                 for label, agent in built:
                     key = label, seed, repeat
+                    brackets[key] = (probe(), len(probes))  # the next probe closes the bracket
                     runs[key], decide_s[key], asked[key] = run_workload(
                         workloads[seed],
                         agent,
@@ -491,9 +506,14 @@ def run_real(
                         timeout_s=timeout_s,
                         on_done=on_done,
                     )
+        probe()
     finally:
         for pool in pools.values():
             pool.close()
+    isolated: dict[tuple[str, float], list[float]] = {}
+    for sample in probes:
+        for key, value in sample.items():
+            isolated.setdefault(key, []).append(value)
     return RealReport(
         scenario.name,
         tuple(seeds),
@@ -504,6 +524,8 @@ def run_real(
         {key: tuple(values) for key, values in isolated.items()},
         decide_s,
         asked,
+        brackets,
+        tuple(probes),
     )
 
 
@@ -566,7 +588,15 @@ def fidelity_report(
     The prediction charges each of the agent's decisions the seconds one took in the real runs
     (`RealReport.decision_s`, `QueryLevel.decision_s`): the scheduler's own time, as the speed
     factor is the engine's, measured in the same run; `predicted_mean_latency_free` is the
-    prediction with deciding free."""
+    prediction with deciding free.
+
+    Drift-matched figures (`*_matched`, where the report has `brackets`): the engine's speed
+    drifts within a session (up to 25% in an hour here), and queueing amplifies it near
+    saturation, so one factor for the whole session predicts every run at the session's
+    average speed. Each run is then also predicted at its own factor — the same weighting,
+    from the isolated passes right before and right after it — and compared with itself:
+    an agent's error is the median over its repeats of predicted over real, and a pair's
+    ratio is compared repeat by repeat (the two runs of a round ran minutes apart at most)."""
     from lsched.workloads.scalability import isolated_latency_s
     from sim.engine import simulate
 
@@ -580,6 +610,9 @@ def fidelity_report(
     speed = sum(alone_real[key] for key in ran) / sum(alone_sim[key] for key in ran)
     per_agent: dict[str, Any] = {}
     parity: list[dict[str, Any]] = []
+    matched_pred: dict[tuple[str, int, int], float] = {}
+    matched_real: dict[tuple[str, int, int], float] = {}
+    run_speeds: list[float] = []
     for choice in agents:
         label = choice.label
         form = query_level_agent(scenario, choice)
@@ -609,6 +642,20 @@ def fidelity_report(
                 [q.latency_s for q in report.runs[label, seed, r]] for r in range(report.repeats)
             ]
             means = [mean(r) for r in repeats]
+            for r, real_mean in enumerate(means):
+                run_speed = _run_speed(report, (label, seed, r), workloads[seed], alone_sim)
+                if run_speed is None:
+                    continue
+                run_speeds.append(run_speed)
+                at_run = simulate(
+                    [_slower(q, run_speed) for q in workloads[seed]],
+                    scenario.cluster,
+                    charged,
+                    scenario.execution_rng(seed),
+                    record_tasks=False,
+                )
+                matched_pred[label, seed, r] = mean([q.latency_s for q in at_run.queries])
+                matched_real[label, seed, r] = real_mean
             real_means.append(statistics.median(means))
             real_p95.append(statistics.median(_percentile(r, 95) for r in repeats))
             spreads.append((max(means) - min(means)) / statistics.median(means))
@@ -649,6 +696,15 @@ def fidelity_report(
                 bool(q.error) for key, run in report.runs.items() if key[0] == label for q in run
             ),
         }
+        if matched_pred:
+            per_agent[label]["mean_error_matched"] = _matched(
+                report,
+                {
+                    key[1:]: matched_pred[key] / matched_real[key]
+                    for key in matched_pred
+                    if key[0] == label
+                },
+            )
     pairs = {}
     labels = [c.label for c in agents]
     for i, a in enumerate(labels):
@@ -661,6 +717,16 @@ def fidelity_report(
                 "real_ratio": real,
                 "ratio_error": predicted / real - 1.0,
             }
+            if matched_pred:
+                pairs[f"{a} / {b}"]["ratio_error_matched"] = _matched(
+                    report,
+                    {
+                        (seed, r): (matched_pred[a, seed, r] / matched_pred[b, seed, r])
+                        / (matched_real[a, seed, r] / matched_real[b, seed, r])
+                        for seed in report.seeds
+                        for r in range(report.repeats)
+                    },
+                )
     return {
         "scenario": report.scenario,
         "seeds": list(report.seeds),
@@ -669,10 +735,36 @@ def fidelity_report(
         "speed_factor": speed,
         "speed_factor_median": median_speed,
         "noise_floor": max(a["real_spread"] for a in per_agent.values()),
+        "speed_factor_runs": [min(run_speeds), max(run_speeds)] if run_speeds else None,
         "agents": per_agent,
         "pairs": pairs,
         "queries": parity,
     }
+
+
+def _run_speed(
+    report: RealReport,
+    key: tuple[str, int, int],
+    queries: Sequence[QuerySpec],
+    alone_sim: dict[tuple[str, float], float],
+) -> float | None:
+    """One run's speed factor: the workload-weighted real isolated latencies of the passes
+    right before and right after it (their mean) over the simulated ones; None without."""
+    bracket = report.brackets.get(key)
+    if bracket is None:
+        return None
+    before, after = (report.probes[i] for i in bracket)
+    ran = [(q.template, q.scale_factor) for q in queries]
+    real = sum(before[k] + after[k] for k in ran) / 2.0
+    return real / sum(alone_sim[k] for k in ran)
+
+
+def _matched(report: RealReport, ratios: dict[tuple[int, int], float]) -> float:
+    """Mean over seeds of the median over repeats of `ratios[seed, repeat]`, minus 1."""
+    medians = [
+        statistics.median(ratios[seed, r] for r in range(report.repeats)) for seed in report.seeds
+    ]
+    return mean(medians) - 1.0
 
 
 def _slower(query: QuerySpec, speed: float) -> QuerySpec:

@@ -94,6 +94,12 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
     real_sum = sum(float(r["isolated_s"]) for r in rows)
     assert document["fidelity"]["speed_factor"] == pytest.approx(real_sum / simulated, rel=1e-6)
     assert document["fidelity"]["speed_factor_median"] > 0
+    # every run bracketed by isolated passes: 2 runs, 3 passes; each run's own factor
+    low, high = document["fidelity"]["speed_factor_runs"]
+    assert 0 < low <= high
+    for agent in ("fifo", "sjf"):
+        assert abs(document["fidelity"]["agents"][agent]["mean_error_matched"]) < 10
+    assert "ratio_error_matched" in document["fidelity"]["pairs"]["fifo / sjf"]
     saved = json.loads((out / "results.json").read_text())
     assert saved == document["results"]
     assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40

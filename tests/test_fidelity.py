@@ -1,0 +1,120 @@
+"""`lsched.real.fidelity_report` without an engine: real runs stood in for by the simulator
+itself on an engine whose speed drifts between runs, so the right answer is known."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsched.real import RealQuery, RealReport, _slower, fidelity_report, query_level_agent
+from lsched.scenario import AgentChoice, scenario_from_document
+from lsched.workloads.scalability import isolated_latency_s
+from sim.engine import simulate
+from sim.query_level import QueryLevel
+
+DOCUMENT = {
+    "name": "drifting",
+    "cluster": {"engine": "duckdb"},
+    "workload": {
+        "queries": 30,
+        "streams": [
+            {
+                "name": "adhoc",
+                "arrivals": {"process": "poisson", "rate_per_s": 12},
+                "mix": ["tpch-q1", "tpch-q3", "tpch-q6", "tpch-q14"],
+                "scale_factors": 0.1,
+            }
+        ],
+    },
+    "agents": ["fifo", "sjf"],
+}
+
+SPEEDS = {"fifo": (1.35, 0.8, 1.05), "sjf": (1.0, 1.2, 0.9)}
+"""The engine's speed during each agent's run of each repeat round: it drifts run by run."""
+
+
+def drifting_report() -> tuple[RealReport, object, list[AgentChoice]]:
+    """A report whose every run is the simulator's own at that round's speed, with isolated
+    passes that measure exactly that speed around it."""
+    scenario = scenario_from_document(DOCUMENT, "drifting.yaml")
+    agents = [AgentChoice("fifo"), AgentChoice("sjf")]
+    queries = scenario.queries(0)
+    alone = {
+        (q.template, q.scale_factor): isolated_latency_s(
+            scenario.templates[q.template], q.scale_factor, scenario.cluster
+        )
+        for q in queries
+    }
+    runs, brackets, probes = {}, {}, []
+    for repeat in range(3):
+        for choice in agents:
+            speed = SPEEDS[choice.label][repeat]
+            policy = query_level_agent(scenario, choice).policy
+            result = simulate(
+                [_slower(q, speed) for q in queries],
+                scenario.cluster,
+                QueryLevel(policy),
+                scenario.execution_rng(0),
+                record_tasks=False,
+            )
+            key = choice.label, 0, repeat
+            runs[key] = [
+                RealQuery(
+                    q.query_id,
+                    q.template,
+                    q.query_class,
+                    q.scale_factor,
+                    q.arrival_s,
+                    q.start_s,
+                    q.finish_s,
+                    1,
+                    0,
+                )
+                for q in result.queries
+            ]
+            sample = {k: v * speed for k, v in alone.items()}
+            probes += [sample, sample]
+            brackets[key] = (len(probes) - 2, len(probes) - 1)
+    isolated = {k: tuple(p[k] for p in probes) for k in alone}
+    report = RealReport(
+        scenario.name,
+        (0,),
+        tuple(a.label for a in agents),
+        runs,
+        3,
+        1.0,
+        isolated,
+        brackets=brackets,
+        probes=tuple(probes),
+    )
+    return report, scenario, agents
+
+
+def test_drift_matched_figures_see_through_a_drifting_engine() -> None:
+    report, scenario, agents = drifting_report()
+    fidelity = fidelity_report(report, scenario, agents)
+    every = [v for speeds in SPEEDS.values() for v in speeds]
+    assert fidelity["speed_factor_runs"] == pytest.approx([min(every), max(every)])
+    for figures in fidelity["agents"].values():
+        assert figures["mean_error_matched"] == pytest.approx(0.0, abs=1e-9)
+    assert fidelity["pairs"]["fifo / sjf"]["ratio_error_matched"] == pytest.approx(0.0, abs=1e-9)
+    # one factor for the whole session predicts every run at the session's median speed
+    # (1.025), which neither agent's median run had
+    assert fidelity["speed_factor"] == pytest.approx(1.025)
+    assert min(abs(f["mean_error"]) for f in fidelity["agents"].values()) > 1e-3
+
+
+def test_a_report_without_brackets_has_no_drift_matched_figures() -> None:
+    report, scenario, agents = drifting_report()
+    bare = RealReport(
+        report.scenario,
+        report.seeds,
+        report.agents,
+        report.runs,
+        report.repeats,
+        report.time_scale,
+        report.isolated,
+    )
+    fidelity = fidelity_report(bare, scenario, agents)
+    assert fidelity["speed_factor_runs"] is None
+    assert "mean_error_matched" not in fidelity["agents"]["fifo"]
+    assert "ratio_error_matched" not in fidelity["pairs"]["fifo / sjf"]
