@@ -155,6 +155,13 @@ def real(
     timeout_s: Annotated[
         float, typer.Option(help="Per-query timeout on the engine (seconds).")
     ] = 60.0,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Workers' tables: memory (default: a copy per worker, the storage the "
+            "templates are calibrated on) or file (the read-only database file)."
+        ),
+    ] = None,
     out_text: Annotated[
         str | None,
         typer.Option(
@@ -173,7 +180,9 @@ def real(
             raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
         from lsched.real import (
+            DEFAULT_STORAGE,
             QUERY_LEVEL_AGENTS,
+            STORAGES,
             fidelity_report,
             results_document,
             run_real,
@@ -188,6 +197,9 @@ def real(
             check_results_folder(out)
         if repeats < 1 or not time_scale > 0 or not timeout_s > 0:
             raise ValueError("--repeats must be >= 1, --time-scale and --timeout-s > 0")
+        storage = storage or DEFAULT_STORAGE
+        if storage not in STORAGES:
+            raise ValueError(f"--storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
         seed_list = seed_range(seeds, seed_start, loaded)
         choices = _choices(loaded, _csv_list(agents))
         if agents is None:  # the scenario's list: the agents that can steer DuckDB
@@ -213,6 +225,7 @@ def real(
                     repeats=repeats,
                     time_scale=time_scale,
                     timeout_s=timeout_s,
+                    storage=storage,
                     progress=say,
                     on_done=on_done,
                 )

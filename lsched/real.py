@@ -48,6 +48,16 @@ READY_TIMEOUT_S = 120.0
 """How long a worker process may take to start and open the database."""
 POLL_S = 0.005
 """How long the coordinator waits for a finished query before looking at arrivals again."""
+STORAGES = ("memory", "file")
+DEFAULT_STORAGE = "memory"
+"""Where each worker's tables live. `memory`: copied from the database file into the worker's
+in-memory database at start (about 4 s for TPC-H SF 1), the storage `lsched calibrate` times
+the templates on (it generates the data into an in-memory connection). `file`: the read-only
+file itself, for data too large to hold once per worker — measured 2026-12-04 on TPC-H SF 1
+at 1 thread, the file runs the scan-heavy queries in 0.55-0.58x their in-memory time (Q1,
+Q12, Q19: compressed columns and zone maps), Q13 in 1.20x, 0.84x summed; the in-memory copy
+in 0.86-1.05x (median 0.98) of the generated tables' time. Per-template differences a single
+speed factor cannot absorb."""
 
 
 class RealEngineError(LschedError):
@@ -110,11 +120,22 @@ def template_sql(suite: str, path: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- workers
-def _serve(path: str, requests: Any, results: Any) -> None:
-    """A worker process: one read-only connection, one query at a time with its threads."""
+def _serve(path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAGE) -> None:
+    """A worker process: one connection (`storage`: the read-only file, or an in-memory copy
+    of its tables), one query at a time with its threads."""
     import duckdb
 
-    con = duckdb.connect(path, read_only=True, config={"threads": 1})
+    if storage == "file":
+        con = duckdb.connect(path, read_only=True, config={"threads": 1})
+    else:
+        con = duckdb.connect(config={"threads": 1})
+        con.execute(f"ATTACH '{path}' AS source (READ_ONLY)")
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'source'"
+        ).fetchall()
+        for schema, table in tables:
+            con.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM source."{schema}"."{table}"')
+        con.execute("DETACH source")
     results.put(None)  # ready: the pool's clock may start
     while True:
         request = requests.get()
@@ -143,17 +164,17 @@ def _serve(path: str, requests: Any, results: Any) -> None:
 class _Pool:
     """Worker processes for one database: `workers` queries at most at once."""
 
-    def __init__(self, path: Path, workers: int) -> None:
+    def __init__(self, path: Path, workers: int, storage: str = DEFAULT_STORAGE) -> None:
         context = multiprocessing.get_context("spawn")
         self.results = context.Queue()
         self.requests = [context.Queue() for _ in range(workers)]
         self.processes = [
-            context.Process(target=_serve, args=(str(path), r, self.results), daemon=True)
+            context.Process(target=_serve, args=(str(path), r, self.results, storage), daemon=True)
             for r in self.requests
         ]
         for process in self.processes:
             process.start()
-        for _ in range(workers):  # starting a process and opening the file take ~0.4 s
+        for _ in range(workers):  # starting and opening the file ~0.4 s; a memory copy ~4 s more
             self.results.get(timeout=READY_TIMEOUT_S)
         self.idle = list(range(workers))
         self.busy: dict[int, int] = {}
@@ -443,6 +464,7 @@ def run_real(
     repeats: int = 3,
     time_scale: float = 1.0,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    storage: str = DEFAULT_STORAGE,
     progress: Callable[[str], None] | None = None,
     on_done: Callable[[RealQuery], None] | None = None,
 ) -> RealReport:
@@ -473,7 +495,9 @@ def run_real(
     probes: list[dict[tuple[str, float], float]] = []
     brackets: dict[tuple[str, int, int], tuple[int, int]] = {}
     threads = scenario.cluster.total_threads
-    pools = {sf: _Pool(path, threads) for sf, path in paths.items()}
+    if storage not in STORAGES:
+        raise RealEngineError(f"storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
+    pools = {sf: _Pool(path, threads, storage) for sf, path in paths.items()}
     try:
         used = {
             sf: sorted(

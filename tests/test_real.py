@@ -163,3 +163,49 @@ def test_a_failed_generation_leaves_no_database(
     with pytest.raises(KeyboardInterrupt):
         real.ensure_database("tpch", 0.01)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_on_the_database_file_run_the_same_queries(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """`--storage file` (no per-worker copy) answers every query as the default does."""
+    out = tmp_path / "out"
+    result = invoke(
+        "real",
+        scenario_file,
+        "--agents",
+        "fifo",
+        "--repeats",
+        "1",
+        "--storage",
+        "file",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "queries-fifo-seed0.csv")
+    assert len(rows) == 20 and all(not row["error"] for row in rows)
+
+
+def test_an_in_memory_worker_copies_the_files_tables(data: Path) -> None:
+    """A `memory` worker answers from its own copy of the file's tables (in-memory tables:
+    what the templates were calibrated on), and a table the file lacks is an error."""
+    import multiprocessing
+
+    path = data / real.database_path("tpch", 0.1).name
+    requests, results = multiprocessing.Queue(), multiprocessing.Queue()
+    join = "SELECT count(*) FROM lineitem JOIN orders ON l_orderkey = o_orderkey"
+    requests.put((7, join, 1, 30.0))
+    requests.put((8, "SELECT count(*) FROM source.lineitem", 1, 30.0))
+    requests.put(None)
+    real._serve(str(path), requests, results, "memory")
+    assert results.get(timeout=5) is None  # ready
+    assert results.get(timeout=5)[::3] == (7, "")
+    query_id, _, _, error, _ = results.get(timeout=5)
+    assert query_id == 8 and "source" in error  # the file was detached after the copy
+
+
+def test_an_unknown_storage_is_a_one_line_error(scenario_file: Path) -> None:
+    result = invoke("real", scenario_file, "--storage", "disk")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--storage" in result.output
