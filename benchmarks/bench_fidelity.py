@@ -9,7 +9,7 @@ latencies, and the noise floor (the largest spread of an agent's repeats). Targe
 every mean within 10%, every ratio within 5%. Beside them, the drift-matched figures
 (`*_matched`): each run predicted at its own speed factor, from the isolated passes right
 before and after it, and compared with itself (`lsched.real.fidelity_report`).
-Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3]
+Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3] [--out DIR]
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
-from lsched.real import fidelity_report, run_real
+from lsched.real import fidelity_report, run_real, write_real_results
 from lsched.scenario import AgentChoice, load_scenario
 
 SCENARIOS = "duckdb-batch,duckdb-stream-60,duckdb-stream-90"
@@ -31,6 +32,12 @@ def main() -> None:
     parser.add_argument("--agents", default=AGENTS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write each scenario's `lsched real` folder here",
+    )
     args = parser.parse_args()
     figures = {}
     for name in args.scenarios.split(","):
@@ -40,6 +47,10 @@ def main() -> None:
         seeds = list(range(args.seeds))
         report = run_real(scenario, agents, seeds, repeats=args.repeats)
         fidelity = fidelity_report(report, scenario, agents)
+        if args.out is not None:
+            folder = args.out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_real_results(report, fidelity, folder)
         errors = {a: round(f["mean_error"], 4) for a, f in fidelity["agents"].items()}
         ratios = {p: round(f["ratio_error"], 4) for p, f in fidelity["pairs"].items()}
         errors_matched = {
