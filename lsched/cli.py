@@ -704,11 +704,23 @@ def calibrate(
             "(no engine run; written to --out, default in place)."
         ),
     ] = None,
+    interference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Measure the co-run slow-down again for this template file (the engine "
+            "cost the duckdb preset reads; written to --out, default in place)."
+        ),
+    ] = None,
 ) -> None:
     """Measure query plans on DuckDB and write a template file (needs the calibrate extra)."""
     with _user_errors():
+        if refit is not None and interference is not None:
+            raise ValueError("--refit and --interference: give one of them")
         if refit is not None:
             _refit(suite, refit, out if out is not None else refit)
+            return
+        if interference is not None:
+            _remeasure_interference(suite, interference, out if out is not None else interference)
             return
         try:
             from lsched.workloads.calibrate import run_calibration
@@ -759,6 +771,29 @@ def _refit(suite: str, path: Path, target: Path) -> None:
     typer.echo(
         f"{len(refitted.templates)} templates of {suite} refitted to {target}"
         f" (uniform shape: {spread or 'none'})"
+    )
+
+
+def _remeasure_interference(suite: str, path: Path, target: Path) -> None:
+    """`lsched calibrate SUITE --interference FILE`: the co-run slow-down measured again."""
+    from lsched.workloads.templates import load_template_file, write_template_file
+
+    template_set = load_template_file(path)
+    if template_set.suite != suite:
+        raise ValueError(f"{path}: suite: the file holds {template_set.suite!r}, not {suite!r}")
+    try:
+        from lsched.workloads.calibrate import remeasure_interference
+
+        measured = remeasure_interference(template_set)
+    except ModuleNotFoundError as error:
+        raise LschedError(
+            f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
+        ) from None
+    write_template_file(measured, target)
+    typer.echo(
+        f"co-run interference of {suite} measured: {measured.engine_costs['interference']:.4f} "
+        f"per other query (was {template_set.engine_costs.get('interference', 0.0):.4f}), "
+        f"written to {target}"
     )
 
 

@@ -301,3 +301,38 @@ def test_bad_settings_are_rejected_before_running(tmp_path: Path) -> None:
         run_calibration("tpch", [0.1], 0, tmp_path / "x.json")
     with pytest.raises(CalibrationError, match="threads: must include 1"):
         run_calibration("tpch", [0.1], [2, 4], tmp_path / "x.json")
+
+
+def test_interference_is_the_time_weighted_slowdown_when_clear_of_noise() -> None:
+    from lsched.workloads.engine_costs import BESIDE_ALL, CoRun, interference_from
+
+    def runs(*pairs: tuple[float, float]) -> list[CoRun]:
+        return [CoRun(f"q{k}", BESIDE_ALL, a, b) for k, (a, b) in enumerate(pairs)]
+
+    # every template slower beside the loop: the summed time says by how much (the long one
+    # weighs most), not the median template
+    slower = runs((1.0, 1.04), (0.01, 0.0115), (0.02, 0.0212), (0.5, 0.52))
+    assert interference_from(slower) == pytest.approx((1.04 + 0.0115 + 0.0212 + 0.52) / 1.53 - 1)
+    # the middle half straddles 1: noise, 0
+    assert interference_from(runs((1.0, 0.9), (1.0, 1.1), (1.0, 0.95), (1.0, 1.08))) == 0.0
+    # faster beside the loop (as this machine measured, 2026-12-04): never negative
+    assert interference_from(runs((1.0, 0.97), (1.0, 0.96), (1.0, 0.98), (1.0, 0.99))) == 0.0
+
+
+@needs_duckdb
+def test_interference_times_every_template_alone_and_beside_the_loop() -> None:
+    from functools import partial
+
+    from lsched.workloads import engine_costs
+    from lsched.workloads.calibrate import _duckdb, _prepare
+
+    con = _duckdb().connect()
+    sql = _prepare(con, "tpch", 0.01)
+    con.close()
+    names = ["tpch-q1", "tpch-q6", "tpch-q14"]
+    setup = partial(engine_costs.single_thread_connection, "tpch", 0.01)
+    runs = engine_costs.measure_interference(setup, sql, names, runs=2)
+    assert [r.measured for r in runs] == names
+    assert all(
+        r.beside == engine_costs.BESIDE_ALL and r.alone_s > 0 and r.beside_s > 0 for r in runs
+    )

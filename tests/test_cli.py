@@ -310,3 +310,15 @@ def test_calibrate_refit_rewrites_a_file_from_its_own_latencies(tmp_path: Path) 
     result = invoke("calibrate", "ssb", "--refit", shipped, "--out", tmp_path / "x.json")
     assert result.exit_code == 2 and "suite: the file holds 'tpch', not 'ssb'" in result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "x.json").exists()
+
+
+def test_calibrate_interference_refuses_a_suite_whose_costs_the_preset_does_not_read(
+    tmp_path: Path,
+) -> None:
+    shipped = Path(__file__).parent.parent / "lsched" / "workloads" / "templates" / "ssb.json"
+    out = tmp_path / "ssb.json"
+    result = invoke("calibrate", "ssb", "--interference", shipped, "--out", out)
+    assert result.exit_code == 2 and "reads the engine costs of the tpch file" in result.stderr
+    assert result.stderr.count("\n") == 1 and not out.exists()
+    both = invoke("calibrate", "tpch", "--refit", out, "--interference", out)
+    assert both.exit_code == 2 and "give one of them" in both.stderr

@@ -1033,6 +1033,42 @@ def refit_local_fractions(template_set: TemplateSet) -> tuple[TemplateSet, dict[
     return refitted, uniform_shape
 
 
+def remeasure_interference(template_set: TemplateSet) -> TemplateSet:
+    """The file with its co-run interference measured again on this machine
+    (`engine_costs.measure_interference` at its largest scale factor, every template), the
+    rest untouched: the one engine cost that the duckdb preset reads and whose measurement
+    changed (2026-12-04), without re-timing every template, which drifts. Only for the suite
+    whose file holds the engine costs (ENGINE_COST_SUITE)."""
+    from functools import partial
+
+    suite = template_set.suite
+    if suite != ENGINE_COST_SUITE:
+        raise CalibrationError(
+            f"interference: suite: the duckdb preset reads the engine costs of the "
+            f"{ENGINE_COST_SUITE} file, not {suite!r}"
+        )
+    scale_factor = max(template_set.scale_factors)
+    names = sorted(template_set.templates, key=natural_key)
+    con = _duckdb().connect()
+    try:
+        sql = _prepare(con, suite, 0.01)  # the queries' text: the same at every scale factor
+    finally:
+        con.close()
+    setup = partial(engine_costs.single_thread_connection, suite, scale_factor)
+    pairs = engine_costs.measure_interference(setup, sql, names)
+    costs = {**template_set.engine_costs, "interference": engine_costs.interference_from(pairs)}
+    calibration = {
+        **template_set.calibration,
+        "interference_runs": [[p.measured, p.beside, round(p.slowdown, 3)] for p in pairs],
+        "interference_measured": {
+            "command": f"lsched calibrate {suite} --interference FILE",
+            "scale_factor": scale_factor,
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    return replace(template_set, engine_costs=costs, calibration=calibration)
+
+
 def _notes(suite: str, names: Sequence[str], sfs: Sequence[float], refitted: Sequence[str]) -> str:
     sf_list = ", ".join(f"{s:g}" for s in sfs)
     return (
