@@ -129,7 +129,8 @@ def _serve(path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAG
         con = duckdb.connect(path, read_only=True, config={"threads": 1})
     else:
         con = duckdb.connect(config={"threads": 1})
-        con.execute(f"ATTACH '{path}' AS source (READ_ONLY)")
+        quoted = path.replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS source (READ_ONLY)")
         tables = con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'source'"
         ).fetchall()
