@@ -59,6 +59,15 @@ def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def fifo_once(scenario_file: Path, out: Path, *options: str) -> list[dict[str, str]]:
+    """`lsched real` with fifo, one repeat and `options`; its query rows (exit 0 asserted)."""
+    result = invoke(
+        "real", scenario_file, "--agents", "fifo", "--repeats", "1", *options, "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    return read_csv(out / "queries-fifo-seed0.csv")
+
+
 def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = invoke("real", scenario_file, "--repeats", "1", "--out", out, "--json")
@@ -112,20 +121,7 @@ def test_queries_that_time_out_are_recorded_and_the_run_goes_on(
     scenario_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    result = invoke(
-        "real",
-        scenario_file,
-        "--agents",
-        "fifo",
-        "--repeats",
-        "1",
-        "--timeout-s",
-        "0.0001",
-        "--out",
-        out,
-    )
-    assert result.exit_code == 0, result.output
-    rows = read_csv(out / "queries-fifo-seed0.csv")
+    rows = fifo_once(scenario_file, out, "--timeout-s", "0.0001")
     assert len(rows) == 20
     assert any("timed out" in row["error"] or "nterrupt" in row["error"] for row in rows)
     assert json.loads((out / "results.json").read_text())["agents"]["fifo"]["failed_queries"] > 0
@@ -169,21 +165,7 @@ def test_workers_on_the_database_file_run_the_same_queries(
     scenario_file: Path, tmp_path: Path
 ) -> None:
     """`--storage file` (no per-worker copy) answers every query as the default does."""
-    out = tmp_path / "out"
-    result = invoke(
-        "real",
-        scenario_file,
-        "--agents",
-        "fifo",
-        "--repeats",
-        "1",
-        "--storage",
-        "file",
-        "--out",
-        out,
-    )
-    assert result.exit_code == 0, result.output
-    rows = read_csv(out / "queries-fifo-seed0.csv")
+    rows = fifo_once(scenario_file, tmp_path / "out", "--storage", "file")
     assert len(rows) == 20 and all(not row["error"] for row in rows)
 
 
