@@ -222,6 +222,11 @@ class RealQuery:
     worker: int
     """The worker slot (process) it ran in: the row of a query-level Gantt chart."""
     error: str = ""
+    submitted_s: float = math.nan
+    """When the coordinator handed it to its worker (`start_s` − this: the dispatch delay,
+    which the simulator, starting a query at its decision, does not have)."""
+    noticed_s: float = math.nan
+    """When the coordinator saw it finish (this − `finish_s`: the notice delay)."""
 
     @property
     def latency_s(self) -> float:
@@ -314,6 +319,7 @@ def run_workload(
     specs = {q.query_id: q for q in queries}
     granted = obs.granted
     slots: dict[int, int] = {}
+    submitted: dict[int, float] = {}
     done: list[RealQuery] = []
     position = 0
     clock = time.monotonic()
@@ -344,6 +350,7 @@ def run_workload(
                 )
                 pool = pools[spec.scale_factor]
                 slots[spec.query_id] = pool.submit(spec.query_id, text, choice.threads, timeout_s)
+                submitted[spec.query_id] = time.monotonic() - clock
             if not granted and position == len(pending) and obs.active:
                 raise RealEngineError(
                     f"the agent left the engine idle with {len(obs.active)} queries waiting "
@@ -356,6 +363,7 @@ def run_workload(
             finished = pool.poll(min(POLL_S, max(next_arrival, 0.0)))
             if finished is None:
                 continue
+            noticed = time.monotonic() - clock
             query_id, start, end, error, cpu_s = finished
             spec = specs[query_id]
             threads = granted.pop(query_id)
@@ -371,6 +379,8 @@ def run_workload(
                 threads,
                 slots.pop(query_id),
                 error,
+                submitted.pop(query_id),
+                noticed,
             )
             obs.completed.append(
                 CompletedQuery(
@@ -720,6 +730,7 @@ def fidelity_report(
             "failed_queries": sum(
                 bool(q.error) for key, run in report.runs.items() if key[0] == label for q in run
             ),
+            **_delays_ms([q for key, run in report.runs.items() if key[0] == label for q in run]),
         }
         if matched_pred:
             per_agent[label]["mean_error_matched"] = _matched(
@@ -764,6 +775,18 @@ def fidelity_report(
         "agents": per_agent,
         "pairs": pairs,
         "queries": parity,
+    }
+
+
+def _delays_ms(queries: Sequence[RealQuery]) -> dict[str, float | None]:
+    """Median milliseconds from the coordinator's hand-over to the query's start in its worker
+    (`dispatch_ms`) and from its finish to the coordinator seeing it (`notice_ms`): the real
+    runner's own latency, which the simulator does not charge."""
+    dispatch = [q.start_s - q.submitted_s for q in queries if not math.isnan(q.submitted_s)]
+    notice = [q.noticed_s - q.finish_s for q in queries if not math.isnan(q.noticed_s)]
+    return {
+        "dispatch_ms": statistics.median(dispatch) * 1e3 if dispatch else None,
+        "notice_ms": statistics.median(notice) * 1e3 if notice else None,
     }
 
 

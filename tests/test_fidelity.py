@@ -96,6 +96,7 @@ def test_drift_matched_figures_see_through_a_drifting_engine() -> None:
     assert fidelity["speed_factor_runs"] == pytest.approx([min(every), max(every)])
     for figures in fidelity["agents"].values():
         assert figures["mean_error_matched"] == pytest.approx(0.0, abs=1e-9)
+        assert figures["dispatch_ms"] is None  # the stand-in runs record no hand-over
     assert fidelity["pairs"]["fifo / sjf"]["ratio_error_matched"] == pytest.approx(0.0, abs=1e-9)
     # one factor for the whole session predicts every run at the session's median speed
     # (1.025), which neither agent's median run had

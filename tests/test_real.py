@@ -87,6 +87,8 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
         # ... and per decision, which the prediction charges: 20 queries take 20 starts or more
         assert 0 < figures["decision_s"] <= figures["decide_s"] / 20
         assert figures["predicted_mean_latency_free"] > 0
+        # the runner's own latency around each query: hand-over to start, finish to notice
+        assert 0 < figures["dispatch_ms"] < 1e3 and 0 < figures["notice_ms"] < 1e3
     # the speed factor weighs each template as the workload does: summed real isolated
     # latencies of the queries run over the summed simulated ones
     from lsched.scenario import load_scenario
