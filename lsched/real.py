@@ -648,6 +648,14 @@ def fidelity_report(
     matched_pred: dict[tuple[str, int, int], float] = {}
     matched_real: dict[tuple[str, int, int], float] = {}
     run_speeds: list[float] = []
+
+    def predict(seed: int, at_speed: float, policy: QueryLevel) -> Any:
+        """The seed's workload simulated on an engine `at_speed` times its calibrated time."""
+        slowed = [_slower(q, at_speed) for q in workloads[seed]]
+        return simulate(
+            slowed, scenario.cluster, policy, scenario.execution_rng(seed), record_tasks=False
+        )
+
     for choice in agents:
         label = choice.label
         form = query_level_agent(scenario, choice)
@@ -656,21 +664,10 @@ def fidelity_report(
         predicted_means, predicted_p95, free_means = [], [], []
         real_means, real_p95, spreads = [], [], []
         for seed in report.seeds:
-            slowed = [_slower(q, speed) for q in workloads[seed]]
-            simulated = simulate(
-                slowed, scenario.cluster, charged, scenario.execution_rng(seed), record_tasks=False
-            )
+            simulated = predict(seed, speed, charged)
             latencies = [q.latency_s for q in simulated.queries]
             predicted_means.append(mean(latencies))
-            free = simulated
-            if decision_s:
-                free = simulate(
-                    slowed,
-                    scenario.cluster,
-                    QueryLevel(form.policy),
-                    scenario.execution_rng(seed),
-                    record_tasks=False,
-                )
+            free = predict(seed, speed, QueryLevel(form.policy)) if decision_s else simulated
             free_means.append(mean([q.latency_s for q in free.queries]))
             predicted_p95.append(_percentile(latencies, 95))
             repeats = [
@@ -682,13 +679,7 @@ def fidelity_report(
                 if run_speed is None:
                     continue
                 run_speeds.append(run_speed)
-                at_run = simulate(
-                    [_slower(q, run_speed) for q in workloads[seed]],
-                    scenario.cluster,
-                    charged,
-                    scenario.execution_rng(seed),
-                    record_tasks=False,
-                )
+                at_run = predict(seed, run_speed, charged)
                 matched_pred[label, seed, r] = mean([q.latency_s for q in at_run.queries])
                 matched_real[label, seed, r] = real_mean
             real_means.append(statistics.median(means))
