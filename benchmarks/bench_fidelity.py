@@ -9,7 +9,10 @@ latencies, and the noise floor (the largest spread of an agent's repeats). Targe
 every mean within 10%, every ratio within 5%. Beside them, the drift-matched figures
 (`*_matched`): each run predicted at its own speed factor, from the isolated passes right
 before and after it, and compared with itself (`lsched.real.fidelity_report`).
-Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3] [--out DIR]
+`--time-scale auto` stretches the arrivals by the engine's speed factor measured before the
+runs, so that an engine slower than the calibration's runs each stream at its written load.
+Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3]
+    [--time-scale 1|auto] [--out DIR]
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from lsched.real import fidelity_report, run_real, write_real_results
+from lsched.real import AUTO_TIME_SCALE, fidelity_report, run_real, write_real_results
 from lsched.scenario import AgentChoice, load_scenario
 
 SCENARIOS = "duckdb-batch,duckdb-stream-60,duckdb-stream-90"
@@ -33,19 +36,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument(
+        "--time-scale",
+        default="1",
+        help=f"multiplies arrival times; {AUTO_TIME_SCALE}: by the engine's speed factor",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="also write each scenario's `lsched real` folder here",
     )
     args = parser.parse_args()
+    time_scale = AUTO_TIME_SCALE if args.time_scale == AUTO_TIME_SCALE else float(args.time_scale)
     figures = {}
     for name in args.scenarios.split(","):
         started = time.perf_counter()
         scenario = load_scenario(name)
         agents = [AgentChoice(a) for a in args.agents.split(",")]
         seeds = list(range(args.seeds))
-        report = run_real(scenario, agents, seeds, repeats=args.repeats)
+        report = run_real(scenario, agents, seeds, repeats=args.repeats, time_scale=time_scale)
         fidelity = fidelity_report(report, scenario, agents)
         if args.out is not None:
             folder = args.out / name
@@ -60,6 +69,7 @@ def main() -> None:
             p: round(f["ratio_error_matched"], 4) for p, f in fidelity["pairs"].items()
         }
         figures[name] = {
+            "time_scale": round(report.time_scale, 4),
             "speed_factor": round(fidelity["speed_factor"], 4),
             "speed_factor_median": round(fidelity["speed_factor_median"], 4),
             "noise_floor": round(fidelity["noise_floor"], 4),

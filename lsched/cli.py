@@ -8,6 +8,7 @@ succeed. Heavy modules (the runner, agents, matplotlib) load only in the command
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,8 +151,12 @@ def real(
         int, typer.Option(help="Real runs per agent and seed (interleaved); medians reported.")
     ] = 3,
     time_scale: Annotated[
-        float, typer.Option(help="Multiplies arrival times: 0.5 submits twice as fast.")
-    ] = 1.0,
+        str,
+        typer.Option(
+            help="Multiplies arrival times: 0.5 submits twice as fast; auto: by the engine's "
+            "speed factor measured before the runs, so the engine sees the scenario's load."
+        ),
+    ] = "1",
     timeout_s: Annotated[
         float, typer.Option(help="Per-query timeout on the engine (seconds).")
     ] = 60.0,
@@ -195,8 +200,9 @@ def real(
         loaded = load_scenario(scenario)
         if out is not None:
             check_results_folder(out)
-        if repeats < 1 or not time_scale > 0 or not timeout_s > 0:
-            raise ValueError("--repeats must be >= 1, --time-scale and --timeout-s > 0")
+        scale = _time_scale(time_scale)
+        if repeats < 1 or not timeout_s > 0:
+            raise ValueError("--repeats must be >= 1 and --timeout-s > 0")
         storage = storage or DEFAULT_STORAGE
         if storage not in STORAGES:
             raise ValueError(f"--storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
@@ -223,7 +229,7 @@ def real(
                     choices,
                     seed_list,
                     repeats=repeats,
-                    time_scale=time_scale,
+                    time_scale=scale,
                     timeout_s=timeout_s,
                     storage=storage,
                     progress=say,
@@ -249,6 +255,21 @@ def real(
             console.print(f"results, fidelity and plots written to {out}/")
 
 
+def _time_scale(text: str) -> float | str:
+    """`--time-scale`: a number > 0, or `auto` (the engine's speed factor)."""
+    from lsched.real import AUTO_TIME_SCALE
+
+    if text.strip().lower() == AUTO_TIME_SCALE:
+        return AUTO_TIME_SCALE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ValueError(f"--time-scale: expected a number > 0 or {AUTO_TIME_SCALE}, got {text!r}")
+    return value
+
+
 def _real_table(document: dict, fidelity: dict) -> Table:
     """Per agent: real and predicted latency (ms), the error after the speed factor and
     after each run's own (drift-matched), the prediction had deciding been free, and the time
@@ -258,6 +279,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{document['scenario']} on DuckDB: {len(document['seeds'])} seed(s) × "
             f"{document['repeats']} repeats; latencies in ms; speed factor "
             f"{fidelity['speed_factor']:.2f}, noise floor {fidelity['noise_floor']:.1%}"
+            + (f"; arrivals × {fidelity['time_scale']:.2f}" if fidelity["time_scale"] != 1 else "")
         ),
         title_justify="left",
     )

@@ -10,7 +10,9 @@ templates), arrival times and the query log; never a true runtime.
 - Data: generated at each scale factor with DuckDB's own generators into `data_dir()`
   (`$LSCHED_DATA`, default `~/.cache/lsched/duckdb`), written to a temporary file and renamed,
   so a killed generation never leaves a database that looks whole.
-- Time: each query is submitted at its arrival on the real clock, times `time_scale`.
+- Time: each query is submitted at its arrival on the real clock, times `time_scale`; `auto`
+  takes the engine's measured speed factor (the isolated pass before the first run), so an
+  engine slower than the calibration's sees the load the scenario was written for.
 - Faults: a query that fails or runs past `timeout_s` is recorded with its error; the run goes on.
 - Results: `lsched run`'s files (results.json, queries-AGENT-seedK.csv), written atomically
   after the last run, so Ctrl-C leaves nothing half-written.
@@ -25,7 +27,7 @@ import queue
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ from sim.model import QuerySpec
 from sim.query_level import QueryLevel, admit
 
 DATA_ENV = "LSCHED_DATA"
+AUTO_TIME_SCALE = "auto"
+"""`time_scale` that stretches arrivals by the engine's speed factor, measured before the runs."""
 DEFAULT_TIMEOUT_S = 60.0
 """Per-query timeout on the engine: far above any bundled query (TPC-H SF 1: 0.2 s at most)."""
 READY_TIMEOUT_S = 120.0
@@ -457,6 +461,8 @@ class RealReport:
     off the engine as it was around that run (`fidelity_report`'s drift-matched figures)."""
     probes: tuple[dict[tuple[str, float], float], ...] = ()
     """Every isolated pass in the order taken: (template, scale factor) → seconds alone."""
+    time_scale_auto: bool = False
+    """Whether `time_scale` is the speed factor measured before the first run (`auto`)."""
 
     def decision_s(self, agent: str) -> float:
         """Seconds one decision of `agent` took: the median over its runs of time spent
@@ -473,7 +479,7 @@ def run_real(
     seeds: Sequence[int],
     *,
     repeats: int = 3,
-    time_scale: float = 1.0,
+    time_scale: float | str = 1.0,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     storage: str = DEFAULT_STORAGE,
     progress: Callable[[str], None] | None = None,
@@ -483,7 +489,16 @@ def run_real(
     interleave (repeat 1 of every agent, then repeat 2, ...), so the engine's drift spreads
     over all agents instead of favouring the one that ran first. Every run is bracketed by
     isolated passes (one right before it, which is the previous run's after, and one after
-    the last): the engine's speed around each run, for the drift-matched figures."""
+    the last): the engine's speed around each run, for the drift-matched figures.
+
+    `time_scale="auto"` (`AUTO_TIME_SCALE`) multiplies arrivals by the speed factor of the
+    first pass: an engine 1.5x slower than the calibrated one would run a 60% stream at 90%
+    load and a 90% stream past saturation, where a comparison measures little but the drift."""
+    auto = time_scale == AUTO_TIME_SCALE
+    if not auto and (isinstance(time_scale, str) or not 0 < time_scale < math.inf):
+        raise RealEngineError(
+            f"time_scale: expected a number > 0 or {AUTO_TIME_SCALE!r}, got {time_scale!r}"
+        )
     built = [(choice.label, query_level_agent(scenario, choice)) for choice in agents]
     workloads = {seed: scenario.queries(seed) for seed in seeds}
     suites = {_suite_of(q.template) for qs in workloads.values() for q in qs}
@@ -526,11 +541,16 @@ def run_real(
             probes.append(sample)
             return len(probes) - 1
 
+        before = probe()
+        if auto:
+            ran = [(q.template, q.scale_factor) for qs in workloads.values() for q in qs]
+            time_scale = workload_speed(probes[before], _alone_simulated(scenario, ran), ran)
+            if progress:
+                progress(f"time scale {time_scale:.3f}: the engine's speed factor now")
         for repeat in range(repeats):
             for seed in seeds:
                 for label, agent in built:
                     key = label, seed, repeat
-                    brackets[key] = (probe(), len(probes))  # the next probe closes the bracket
                     runs[key], decide_s[key], asked[key] = run_workload(
                         workloads[seed],
                         agent,
@@ -541,7 +561,9 @@ def run_real(
                         timeout_s=timeout_s,
                         on_done=on_done,
                     )
-        probe()
+                    after = probe()
+                    brackets[key] = (before, after)
+                    before = after
     finally:
         for pool in pools.values():
             pool.close()
@@ -561,6 +583,7 @@ def run_real(
         asked,
         brackets,
         tuple(probes),
+        auto,
     )
 
 
@@ -632,17 +655,14 @@ def fidelity_report(
     from the isolated passes right before and right after it — and compared with itself:
     an agent's error is the median over its repeats of predicted over real, and a pair's
     ratio is compared repeat by repeat (the two runs of a round ran minutes apart at most)."""
-    from lsched.workloads.scalability import isolated_latency_s
     from sim.engine import simulate
 
-    library = scenario.templates
-    cluster = scenario.cluster
-    alone_sim = {(t, sf): isolated_latency_s(library[t], sf, cluster) for t, sf in report.isolated}
+    alone_sim = _alone_simulated(scenario, report.isolated)
     alone_real = {key: statistics.median(runs) for key, runs in report.isolated.items()}
     median_speed = statistics.median(alone_real[key] / alone_sim[key] for key in alone_sim)
     workloads = {seed: scenario.queries(seed) for seed in report.seeds}
     ran = [(q.template, q.scale_factor) for queries in workloads.values() for q in queries]
-    speed = sum(alone_real[key] for key in ran) / sum(alone_sim[key] for key in ran)
+    speed = workload_speed(alone_real, alone_sim, ran)
     per_agent: dict[str, Any] = {}
     parity: list[dict[str, Any]] = []
     matched_pred: dict[tuple[str, int, int], float] = {}
@@ -650,8 +670,9 @@ def fidelity_report(
     run_speeds: list[float] = []
 
     def predict(seed: int, at_speed: float, policy: QueryLevel) -> Any:
-        """The seed's workload simulated on an engine `at_speed` times its calibrated time."""
-        slowed = [_slower(q, at_speed) for q in workloads[seed]]
+        """The seed's workload simulated on an engine `at_speed` times its calibrated time,
+        arriving as the real runs submitted it (times the report's time scale)."""
+        slowed = [_slower(q, at_speed, report.time_scale) for q in workloads[seed]]
         return simulate(
             slowed, scenario.cluster, policy, scenario.execution_rng(seed), record_tasks=False
         )
@@ -759,6 +780,7 @@ def fidelity_report(
         "seeds": list(report.seeds),
         "repeats": report.repeats,
         "time_scale": report.time_scale,
+        "time_scale_auto": report.time_scale_auto,
         "speed_factor": speed,
         "speed_factor_median": median_speed,
         "noise_floor": max(a["real_spread"] for a in per_agent.values()),
@@ -794,8 +816,32 @@ def _run_speed(
         return None
     before, after = (report.probes[i] for i in bracket)
     ran = [(q.template, q.scale_factor) for q in queries]
-    real = sum(before[k] + after[k] for k in ran) / 2.0
-    return real / sum(alone_sim[k] for k in ran)
+    around = {k: (before[k] + after[k]) / 2.0 for k in set(ran)}
+    return workload_speed(around, alone_sim, ran)
+
+
+def workload_speed(
+    real_alone: dict[tuple[str, float], float],
+    simulated_alone: dict[tuple[str, float], float],
+    ran: Sequence[tuple[str, float]],
+) -> float:
+    """How many times slower the engine runs a workload than its calibration: the real
+    isolated latencies of every query run (`ran`: its (template, scale factor) per query),
+    summed, over the simulated ones — so a template counts as much as it loads the engine."""
+    return sum(real_alone[k] for k in ran) / sum(simulated_alone[k] for k in ran)
+
+
+def _alone_simulated(
+    scenario: Scenario, keys: Iterable[tuple[str, float]]
+) -> dict[tuple[str, float], float]:
+    """The simulator's isolated latency of each (template, scale factor) on the scenario's
+    cluster: the other side of the speed factor."""
+    from lsched.workloads.scalability import isolated_latency_s
+
+    return {
+        (t, sf): isolated_latency_s(scenario.templates[t], sf, scenario.cluster)
+        for t, sf in set(keys)
+    }
 
 
 def _matched(report: RealReport, ratios: dict[tuple[int, int], float]) -> float:
@@ -806,14 +852,15 @@ def _matched(report: RealReport, ratios: dict[tuple[int, int], float]) -> float:
     return mean(medians) - 1.0
 
 
-def _slower(query: QuerySpec, speed: float) -> QuerySpec:
+def _slower(query: QuerySpec, speed: float, time_scale: float = 1.0) -> QuerySpec:
     """The query on an engine `speed` times slower: every pipeline's work (and its estimate,
-    which the optimizer would scale alike) times `speed`."""
+    which the optimizer would scale alike) times `speed`; its arrival times `time_scale`, as
+    the real runner submits it."""
     pipelines = tuple(
         replace(p, work_s=p.work_s * speed, est_work_s=p.est_work_s * speed)
         for p in query.pipelines
     )
-    return replace(query, pipelines=pipelines)
+    return replace(query, arrival_s=query.arrival_s * time_scale, pipelines=pipelines)
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -863,6 +910,7 @@ def results_document(report: RealReport) -> dict[str, Any]:
         "seeds": list(report.seeds),
         "engine": "duckdb (real)",
         "repeats": report.repeats,
+        "time_scale": report.time_scale,
         "lower_bound": {"mean_latency": isolated_mean},
         "agents": agents,
     }

@@ -32,9 +32,10 @@ SPEEDS = {"fifo": (1.35, 0.8, 1.05), "sjf": (1.0, 1.2, 0.9)}
 """The engine's speed during each agent's run of each repeat round: it drifts run by run."""
 
 
-def drifting_report() -> tuple[RealReport, object, list[AgentChoice]]:
-    """A report whose every run is the simulator's own at that round's speed, with isolated
-    passes that measure exactly that speed around it."""
+def drifting_report(time_scale: float = 1.0) -> tuple[RealReport, object, list[AgentChoice]]:
+    """A report whose every run is the simulator's own at that round's speed, its arrivals
+    times `time_scale` as the runner submits them, with isolated passes that measure exactly
+    that speed around it."""
     scenario = scenario_from_document(DOCUMENT, "drifting.yaml")
     agents = [AgentChoice("fifo"), AgentChoice("sjf")]
     queries = scenario.queries(0)
@@ -50,7 +51,7 @@ def drifting_report() -> tuple[RealReport, object, list[AgentChoice]]:
             speed = SPEEDS[choice.label][repeat]
             policy = query_level_agent(scenario, choice).policy
             result = simulate(
-                [_slower(q, speed) for q in queries],
+                [_slower(q, speed, time_scale) for q in queries],
                 scenario.cluster,
                 QueryLevel(policy),
                 scenario.execution_rng(0),
@@ -81,7 +82,7 @@ def drifting_report() -> tuple[RealReport, object, list[AgentChoice]]:
         tuple(a.label for a in agents),
         runs,
         3,
-        1.0,
+        time_scale,
         isolated,
         brackets=brackets,
         probes=tuple(probes),
@@ -102,6 +103,24 @@ def test_drift_matched_figures_see_through_a_drifting_engine() -> None:
     # (1.025), which neither agent's median run had
     assert fidelity["speed_factor"] == pytest.approx(1.025)
     assert min(abs(f["mean_error"]) for f in fidelity["agents"].values()) > 1e-3
+
+
+@pytest.mark.parametrize("time_scale", [0.5, 3.0])
+def test_the_prediction_submits_as_the_runs_did(time_scale: float) -> None:
+    """Runs whose arrivals were stretched or compressed are predicted at those arrivals: the
+    drift-matched errors stay zero, and the load (hence the latencies) moves with the scale."""
+    report, scenario, agents = drifting_report(time_scale)
+    fidelity = fidelity_report(report, scenario, agents)
+    assert fidelity["time_scale"] == time_scale
+    for figures in fidelity["agents"].values():
+        assert figures["mean_error_matched"] == pytest.approx(0.0, abs=1e-9)
+    unscaled = fidelity_report(*drifting_report())
+    compressed = time_scale < 1
+    for label, figures in fidelity["agents"].items():
+        more_load = (
+            figures["predicted_mean_latency"] > unscaled["agents"][label]["predicted_mean_latency"]
+        )
+        assert more_load == compressed
 
 
 def test_a_report_without_brackets_has_no_drift_matched_figures() -> None:

@@ -142,6 +142,32 @@ def test_the_learned_policy_runs_on_the_real_engine_in_its_query_level_form(
     assert all(float(row["start_s"]) >= float(row["arrival_s"]) for row in rows)
 
 
+def test_an_auto_time_scale_stretches_arrivals_by_the_engines_speed(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """`--time-scale auto`: arrivals times the speed factor measured before the run, recorded
+    in results.json and fidelity.json, and the queries submitted at those times."""
+    from lsched.scenario import load_scenario
+
+    out = tmp_path / "out"
+    rows = fifo_once(scenario_file, out, "--time-scale", "auto")
+    saved = json.loads((out / "results.json").read_text())
+    fidelity = json.loads((out / "fidelity.json").read_text())
+    scale = saved["time_scale"]
+    assert scale > 0 and fidelity["time_scale"] == scale and fidelity["time_scale_auto"]
+    planned = {q.query_id: q.arrival_s for q in load_scenario(scenario_file).queries(0)}
+    for row in rows:
+        assert float(row["arrival_s"]) == pytest.approx(planned[int(row["query_id"])] * scale)
+        assert float(row["start_s"]) >= float(row["arrival_s"])
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "-1", "inf"])
+def test_a_bad_time_scale_is_a_one_line_error(scenario_file: Path, value: str) -> None:
+    result = invoke("real", scenario_file, "--time-scale", value)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--time-scale" in result.output
+
+
 def test_an_agent_without_a_query_level_form_is_one_line(scenario_file: Path) -> None:
     result = invoke("real", scenario_file, "--agents", "cpf")
     assert result.exit_code == 2
