@@ -8,7 +8,10 @@ same seeds, and prints one JSON line: per scenario and agent the predicted and r
 latencies, and the noise floor (the largest spread of an agent's repeats). Targets (issue 14):
 every mean within 10%, every ratio within 5%. Beside them, the drift-matched figures
 (`*_matched`): each run predicted at its own speed factor, from the isolated passes right
-before and after it, and compared with itself (`lsched.real.fidelity_report`).
+before and after it, and compared with itself (`lsched.real.fidelity_report`). Agents that
+decide alike (sjf and srpt at query level; `tuned` where it picked one of the others' rules)
+are predicted one schedule; `same_schedule_spread` is the widest distance of such a pair's real
+ratio from 1: the noise on a ratio in that session, on pairs whose true ratio is 1.
 `--time-scale auto` stretches the arrivals by the engine's speed factor measured before the
 runs, so that an engine slower than the calibration's runs each stream at its written load.
 Usage: python benchmarks/bench_fidelity.py [--scenarios duckdb-batch,...] [--repeats 3]
@@ -73,6 +76,12 @@ def main() -> None:
             "speed_factor": round(fidelity["speed_factor"], 4),
             "speed_factor_median": round(fidelity["speed_factor_median"], 4),
             "noise_floor": round(fidelity["noise_floor"], 4),
+            "same_schedule_pairs": [p for p, f in fidelity["pairs"].items() if f["same_schedule"]],
+            "same_schedule_spread": (
+                None
+                if fidelity["same_schedule_spread"] is None
+                else round(fidelity["same_schedule_spread"], 4)
+            ),
             "real_mean_latency_s": {
                 a: round(f["real_mean_latency"], 5) for a, f in fidelity["agents"].items()
             },

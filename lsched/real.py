@@ -641,7 +641,11 @@ def fidelity_report(
     afterwards would not. Then:
     per agent mean and p95 latency predicted and real (median of the repeats) and their error,
     each pair's ratio of mean latencies, and the noise floor (the widest spread of an agent's
-    repeats' mean latencies).
+    repeats' mean latencies). Two agents whose decisions are the same (sjf and srpt at query
+    level; `tuned` where it picked another entry's rule) are predicted the same schedule
+    (`same_schedule`: equal latencies, deciding free); their real ratio's distance from 1
+    (`same_schedule_spread`, the widest) is the noise a ratio between agents carries in that
+    session, measured on pairs whose true ratio is known.
 
     The prediction charges each of the agent's decisions the seconds one took in the real runs
     (`RealReport.decision_s`, `QueryLevel.decision_s`): the scheduler's own time, as the speed
@@ -668,6 +672,8 @@ def fidelity_report(
     matched_pred: dict[tuple[str, int, int], float] = {}
     matched_real: dict[tuple[str, int, int], float] = {}
     run_speeds: list[float] = []
+    schedules: dict[str, list[tuple[float, ...]]] = {}
+    """Per agent, each seed's predicted latencies with deciding free: equal lists, one schedule."""
 
     def predict(seed: int, at_speed: float, policy: QueryLevel) -> Any:
         """The seed's workload simulated on an engine `at_speed` times its calibrated time,
@@ -690,6 +696,7 @@ def fidelity_report(
             predicted_means.append(mean(latencies))
             free = predict(seed, speed, QueryLevel(form.policy)) if decision_s else simulated
             free_means.append(mean([q.latency_s for q in free.queries]))
+            schedules.setdefault(label, []).append(tuple(q.latency_s for q in free.queries))
             predicted_p95.append(_percentile(latencies, 95))
             repeats = [
                 [q.latency_s for q in report.runs[label, seed, r]] for r in range(report.repeats)
@@ -764,6 +771,7 @@ def fidelity_report(
                 "predicted_ratio": predicted,
                 "real_ratio": real,
                 "ratio_error": predicted / real - 1.0,
+                "same_schedule": schedules[a] == schedules[b],
             }
             if matched_pred:
                 pairs[f"{a} / {b}"]["ratio_error_matched"] = _matched(
@@ -784,6 +792,10 @@ def fidelity_report(
         "speed_factor": speed,
         "speed_factor_median": median_speed,
         "noise_floor": max(a["real_spread"] for a in per_agent.values()),
+        "same_schedule_spread": max(
+            (abs(p["real_ratio"] - 1.0) for p in pairs.values() if p["same_schedule"]),
+            default=None,
+        ),
         "speed_factor_runs": [min(run_speeds), max(run_speeds)] if run_speeds else None,
         "agents": per_agent,
         "pairs": pairs,

@@ -19,7 +19,7 @@ DOCUMENT = {
         "streams": [
             {
                 "name": "adhoc",
-                "arrivals": {"process": "poisson", "rate_per_s": 12},
+                "arrivals": {"process": "poisson", "rate_per_s": 100},
                 "mix": ["tpch-q1", "tpch-q3", "tpch-q6", "tpch-q14"],
                 "scale_factors": 0.1,
             }
@@ -28,16 +28,18 @@ DOCUMENT = {
     "agents": ["fifo", "sjf"],
 }
 
-SPEEDS = {"fifo": (1.35, 0.8, 1.05), "sjf": (1.0, 1.2, 0.9)}
+SPEEDS = {"fifo": (1.35, 0.8, 1.05), "sjf": (1.0, 1.2, 0.9), "srpt": (1.1, 1.3, 0.95)}
 """The engine's speed during each agent's run of each repeat round: it drifts run by run."""
 
 
-def drifting_report(time_scale: float = 1.0) -> tuple[RealReport, object, list[AgentChoice]]:
+def drifting_report(
+    time_scale: float = 1.0, labels: tuple[str, ...] = ("fifo", "sjf")
+) -> tuple[RealReport, object, list[AgentChoice]]:
     """A report whose every run is the simulator's own at that round's speed, its arrivals
     times `time_scale` as the runner submits them, with isolated passes that measure exactly
     that speed around it."""
     scenario = scenario_from_document(DOCUMENT, "drifting.yaml")
-    agents = [AgentChoice("fifo"), AgentChoice("sjf")]
+    agents = [AgentChoice(label) for label in labels]
     queries = scenario.queries(0)
     alone = {
         (q.template, q.scale_factor): isolated_latency_s(
@@ -121,6 +123,23 @@ def test_the_prediction_submits_as_the_runs_did(time_scale: float) -> None:
             figures["predicted_mean_latency"] > unscaled["agents"][label]["predicted_mean_latency"]
         )
         assert more_load == compressed
+
+
+def test_agents_that_decide_alike_measure_the_ratio_noise() -> None:
+    """sjf and srpt start the same queries at query level: one predicted schedule, so the
+    distance of their real ratio from 1 is the session's noise on a ratio (here, by
+    construction, that of the runs' speeds); fifo schedules otherwise."""
+    report, scenario, agents = drifting_report(labels=("fifo", "sjf", "srpt"))
+    fidelity = fidelity_report(report, scenario, agents)
+    pairs = fidelity["pairs"]
+    assert pairs["sjf / srpt"]["same_schedule"]
+    assert pairs["sjf / srpt"]["predicted_ratio"] == pytest.approx(1.0)
+    assert not pairs["fifo / sjf"]["same_schedule"] and not pairs["fifo / srpt"]["same_schedule"]
+    real = pairs["sjf / srpt"]["real_ratio"]
+    assert real != pytest.approx(1.0)  # the same schedule at different speeds
+    assert fidelity["same_schedule_spread"] == pytest.approx(abs(real - 1.0))
+    # without such a pair there is nothing to read it from
+    assert fidelity_report(*drifting_report())["same_schedule_spread"] is None
 
 
 def test_a_report_without_brackets_has_no_drift_matched_figures() -> None:
