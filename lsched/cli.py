@@ -280,6 +280,11 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{document['repeats']} repeats; latencies in ms; speed factor "
             f"{fidelity['speed_factor']:.2f}, noise floor {fidelity['noise_floor']:.1%}"
             + (f"; arrivals × {fidelity['time_scale']:.2f}" if fidelity["time_scale"] != 1 else "")
+            + (
+                f"; agents deciding alike {fidelity['same_schedule_spread']:.1%} apart"
+                if fidelity["same_schedule_spread"] is not None
+                else ""
+            )
         ),
         title_justify="left",
     )

@@ -157,3 +157,17 @@ def test_a_report_without_brackets_has_no_drift_matched_figures() -> None:
     assert fidelity["speed_factor_runs"] is None
     assert "mean_error_matched" not in fidelity["agents"]["fifo"]
     assert "ratio_error_matched" not in fidelity["pairs"]["fifo / sjf"]
+
+
+def test_the_real_table_title_names_the_time_scale_and_the_alike_agents_spread() -> None:
+    from rich.console import Console
+
+    from lsched.cli import _real_table
+
+    report, scenario, agents = drifting_report(1.5, labels=("fifo", "sjf", "srpt"))
+    fidelity = fidelity_report(report, scenario, agents)
+    console = Console(width=300, record=True)
+    console.print(_real_table({"scenario": "drifting", "seeds": [0], "repeats": 3}, fidelity))
+    title = " ".join(console.export_text().split())  # the title may wrap
+    assert "arrivals × 1.50" in title
+    assert f"agents deciding alike {fidelity['same_schedule_spread']:.1%} apart" in title
