@@ -18,6 +18,7 @@ import numpy as np
 
 from agents.heuristics import Fifo, Knobs
 from sim import ClusterConfig, PipelineSpec, QuerySpec, Simulation
+from sim.budget import Budget
 
 CLUSTER = ClusterConfig(nodes=8, threads_per_node=8, memory_per_node_gb=64.0)
 EFFECTS_ON = replace(CLUSTER, parallel_overhead=None, interference=0.05)
@@ -72,7 +73,9 @@ def measure(num_queries: int, cluster: ClusterConfig, seed: int = 0) -> dict[str
     workload = synthetic_workload(num_queries, np.random.default_rng(seed), slowdown)
     scheduler = Fifo(Knobs(max_parallelism=FIFO_MAX_PARALLELISM))
     started = time.perf_counter()
-    simulation = Simulation(workload, cluster, np.random.default_rng(seed + 1))
+    # the largest setting (32,000 queries) is beyond the default budget by design
+    budget = Budget(max_queries=max(num_queries, Budget().max_queries), max_events=10**9)
+    simulation = Simulation(workload, cluster, np.random.default_rng(seed + 1), budget=budget)
     scheduler.reset(cluster)
     obs = simulation.advance()
     while obs is not None:
