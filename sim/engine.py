@@ -175,22 +175,30 @@ class Simulation:
     def advance(self) -> Observation | None:
         """Run until the scheduler must decide (returns the observation) or all queries end."""
         env = self._env
-        while True:
-            if self._dirty and self.free_threads and self.schedulable:
-                # Settle everything that happens at this instant before asking.
-                if env.peek() > env.now:
+        step = env.step
+        # the budget's bounds and the event count as locals: this loop runs once per event
+        max_events, max_time_s = self.budget.max_events, self.budget.max_sim_time_s
+        events = self._events
+        try:
+            while True:
+                if self._dirty and self.free_threads and self.schedulable:
+                    # Settle everything that happens at this instant before asking.
+                    if env.peek() > env.now:
+                        self.now_s = env.now
+                        return self.observation
+                elif not self._unfinished:
                     self.now_s = env.now
-                    return self.observation
-            elif not self._unfinished:
-                self.now_s = env.now
-                return None
-            self._events += 1
-            if self._events > self.budget.max_events or env.now > self.budget.max_sim_time_s:
-                raise self._over_budget()
-            try:
-                env.step()
-            except simpy.core.EmptySchedule:
-                raise RuntimeError("simulation stalled with unfinished queries") from None
+                    return None
+                events += 1
+                if events > max_events or env.now > max_time_s:
+                    self._events = events
+                    raise self._over_budget()
+                try:
+                    step()
+                except simpy.core.EmptySchedule:
+                    raise RuntimeError("simulation stalled with unfinished queries") from None
+        finally:
+            self._events = events
 
     def _over_budget(self) -> BudgetExceeded:
         if self._events > self.budget.max_events:
