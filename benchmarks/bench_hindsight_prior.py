@@ -1,0 +1,259 @@
+"""How much of the hindsight schedule could an online scheduler learn? Distil it by template.
+
+bench_hindsight.py finds, per seed, per-query SRPT weights and caps that use the seed's whole
+future (every arrival, every true duration). An online scheduler cannot know that future, but
+it does know each query's template and scale factor, and a template's queries are wrong the
+same way every time. If the hindsight weights repeat per template, a scheduler can learn them
+from past workloads; what does not repeat is per-instance knowledge no online policy has.
+
+This script measures that split, the ceiling of distilling the hindsight schedule into any
+policy that keys on the template (the learned policy's query-log features do):
+
+1. on `--train-seeds` workloads of the scenario's training range it runs bench_hindsight's local
+   search (`--evaluations` per workload) and records every query's hindsight weight and cap;
+2. it fits a *template prior*: per (template, scale factor), the shrunk geometric mean of the
+   weights (log-weights summed over n + `--shrink` instances) and the median cap;
+3. on held-out seeds 0..`--seeds`-1 it runs `tuned`, plain SRPT at `tuned`'s cap (the search's
+   start) and the prior-weighted SRPT, and reports each against `tuned`, paired per seed.
+
+It also reports how much of the training workloads' log-weight variance the template explains,
+then the template with the instance's estimated work (both known online), then those with the
+instance's hidden estimation error: how much of the hindsight schedule needs knowledge no
+scheduler has.
+
+Usage: python benchmarks/bench_hindsight_prior.py [SCENARIO] [--train-seeds 6]
+       [--evaluations 1500] [--seeds 10] [--shrink 1.0] [--workers 2]
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from bench_hindsight import Schedule, _mean_latency, _start_knobs, local_search
+
+from lsched.runner import build_agent
+from lsched.scenario import Scenario, load_scenario
+from lsched.stats import confidence_halfwidth
+
+TemplateKey = tuple[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """One training query's hindsight weight and cap, with what a database knows of it."""
+
+    template: str
+    scale_factor: float
+    log_weight: float
+    cap: int
+    log_est_work: float
+    """Observable: the optimizer's estimate of the instance's work (moves with its parameters)."""
+    log_true_over_est: float
+    """Hidden: how wrong that estimate is for this instance (no online scheduler knows it)."""
+
+
+def _start(scenario: Scenario, queries: list, adaptive_cap: tuple[int, float | None]) -> Schedule:
+    cap, adaptive = adaptive_cap
+    ids = [q.query_id for q in queries]
+    return Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
+
+
+def _tuned_knobs(scenario: Scenario) -> tuple[int, float | None]:
+    tuned = build_agent(scenario, "tuned")
+    queries = list(scenario.queries(0))
+    _mean_latency(scenario, queries, 0, tuned)  # tuned searches on first use
+    return _start_knobs(tuned.chosen.best, scenario.cluster.total_threads)
+
+
+def search_workload(
+    scenario: Scenario, seed: int, evaluations: int, knobs: tuple[int, float | None]
+) -> tuple[list[QueryRecord], float, float]:
+    """Hindsight weights of one training workload; its start and best mean latency."""
+    queries = list(scenario.queries(seed))
+    start = _start(scenario, queries, knobs)
+    start_s = _mean_latency(scenario, queries, seed, start.build())
+    best, best_s = local_search(scenario, queries, seed, start, start_s, evaluations)
+    records = [
+        QueryRecord(
+            q.template,
+            q.scale_factor,
+            math.log(best.weights[q.query_id]),
+            best.caps[q.query_id],
+            math.log(q.est_work_s),
+            math.log(q.work_s / q.est_work_s),
+        )
+        for q in queries
+    ]
+    return records, start_s, best_s
+
+
+def fit_prior(
+    records: list[QueryRecord], shrink: float
+) -> tuple[dict[TemplateKey, float], dict[TemplateKey, int]]:
+    """Per (template, scale factor): shrunk geometric-mean weight and median cap."""
+    logs: dict[TemplateKey, list[float]] = defaultdict(list)
+    caps: dict[TemplateKey, list[int]] = defaultdict(list)
+    for record in records:
+        key = (record.template, record.scale_factor)
+        logs[key].append(record.log_weight)
+        caps[key].append(record.cap)
+    weights = {key: math.exp(sum(values) / (len(values) + shrink)) for key, values in logs.items()}
+    medians = {key: int(np.median(values)) for key, values in caps.items()}
+    return weights, medians
+
+
+def variance_shares(records: list[QueryRecord]) -> dict[str, float]:
+    """How much of the log-weights' variance each kind of knowledge explains (R², nested).
+
+    `template`: the key alone (between-template share); `template_and_estimate`: plus the
+    instance's estimated work within its template (observable); `with_hidden_error`: plus the
+    instance's true/estimated work ratio within its template (hidden from any scheduler).
+    """
+    keys = [(r.template, r.scale_factor) for r in records]
+    columns = {
+        "log_weight": np.array([r.log_weight for r in records]),
+        "log_est_work": np.array([r.log_est_work for r in records]),
+        "log_true_over_est": np.array([r.log_true_over_est for r in records]),
+    }
+    total = float(np.var(columns["log_weight"]))
+    if total == 0.0:
+        return dict.fromkeys(("template", "template_and_estimate", "with_hidden_error"), 0.0)
+    within = {name: _demeaned(values, keys) for name, values in columns.items()}
+    target = within["log_weight"]
+
+    def explained(names: list[str]) -> float:
+        design = np.column_stack([within[n] for n in names])
+        coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
+        residual = target - design @ coefficients
+        return 1.0 - float(np.var(residual)) / total
+
+    return {
+        "template": round(1.0 - float(np.var(target)) / total, 3),
+        "template_and_estimate": round(explained(["log_est_work"]), 3),
+        "with_hidden_error": round(explained(["log_est_work", "log_true_over_est"]), 3),
+    }
+
+
+def _demeaned(values: np.ndarray, keys: list[TemplateKey]) -> np.ndarray:
+    """Each value less its key's mean: what varies within a template."""
+    sums: dict[TemplateKey, float] = defaultdict(float)
+    counts: dict[TemplateKey, int] = defaultdict(int)
+    for key, value in zip(keys, values, strict=True):
+        sums[key] += float(value)
+        counts[key] += 1
+    return np.array([v - sums[k] / counts[k] for k, v in zip(keys, values, strict=True)])
+
+
+def evaluate_seed(
+    scenario: Scenario,
+    seed: int,
+    knobs: tuple[int, float | None],
+    weights: dict[TemplateKey, float],
+    caps: dict[TemplateKey, int],
+) -> dict[str, float]:
+    """Held-out seed: tuned, plain SRPT, the prior's weights, and its weights and caps."""
+    queries = list(scenario.queries(seed))
+    start = _start(scenario, queries, knobs)
+
+    def keyed(query) -> TemplateKey:
+        return (query.template, query.scale_factor)
+
+    weighted = Schedule(
+        {q.query_id: weights.get(keyed(q), 1.0) for q in queries}, dict(start.caps), start.adaptive
+    )
+    capped = Schedule(
+        dict(weighted.weights),
+        {q.query_id: caps.get(keyed(q), start.caps[q.query_id]) for q in queries},
+        start.adaptive,
+    )
+    return {
+        "tuned": _mean_latency(scenario, queries, seed, build_agent(scenario, "tuned")),
+        "srpt_start": _mean_latency(scenario, queries, seed, start.build()),
+        "prior_weights": _mean_latency(scenario, queries, seed, weighted.build()),
+        "prior_weights_caps": _mean_latency(scenario, queries, seed, capped.build()),
+    }
+
+
+def paired(values: list[float], baseline: list[float]) -> dict[str, float]:
+    """Mean per-seed ratio − 1 against the baseline, with its 95% half-width."""
+    ratios = [v / b - 1 for v, b in zip(values, baseline, strict=True)]
+    return {
+        "mean": round(float(np.mean(ratios)), 4),
+        "ci95": round(confidence_halfwidth(ratios), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", nargs="?", default="tpch-streaming")
+    parser.add_argument("--train-seeds", type=int, default=6)
+    parser.add_argument("--evaluations", type=int, default=1500)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--shrink", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario)
+    knobs = _tuned_knobs(scenario)
+    train = [scenario.train_seed_offset + 700 + k for k in range(args.train_seeds)]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        searched = list(
+            pool.map(
+                search_workload,
+                [scenario] * len(train),
+                train,
+                [args.evaluations] * len(train),
+                [knobs] * len(train),
+            )
+        )
+        records = [r for workload, _, _ in searched for r in workload]
+        weights, caps = fit_prior(records, args.shrink)
+        held = list(range(args.seeds))
+        results = list(
+            pool.map(
+                evaluate_seed,
+                [scenario] * len(held),
+                held,
+                [knobs] * len(held),
+                [weights] * len(held),
+                [caps] * len(held),
+            )
+        )
+    tuned = [r["tuned"] for r in results]
+    report = {
+        name: {
+            "mean_latency_s": round(float(np.mean([r[name] for r in results])), 3),
+            "vs_tuned": paired([r[name] for r in results], tuned),
+        }
+        for name in ("srpt_start", "prior_weights", "prior_weights_caps")
+    }
+    print(
+        json.dumps(
+            {
+                "scenario": scenario.name,
+                "train_seeds": train,
+                "evaluations_per_seed": args.evaluations,
+                "shrink": args.shrink,
+                "start_cap_adaptive": list(knobs),
+                "train_hindsight_vs_start": round(
+                    float(np.mean([b / s - 1 for _, s, b in searched])), 4
+                ),
+                "log_weight_variance_explained": variance_shares(records),
+                "templates": len(weights),
+                "heldout_seeds": args.seeds,
+                "tuned_mean_latency_s": round(float(np.mean(tuned)), 3),
+                "heldout": report,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
