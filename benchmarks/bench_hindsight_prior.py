@@ -17,12 +17,12 @@ policy that keys on the template (the learned policy's query-log features do):
    start) and the prior-weighted SRPT, and reports each against `tuned`, paired per seed.
 
 It also reports how much of the training workloads' log-weight variance the template explains,
-then the template with the instance's estimated work (both known online), then those with the
-instance's hidden estimation error: how much of the hindsight schedule needs knowledge no
-scheduler has.
+then with the instance's estimated work and the arrivals just before it (known online), then
+with its hidden estimation error and the arrivals just after it: how much of the hindsight
+schedule needs knowledge no scheduler has.
 
 Usage: python benchmarks/bench_hindsight_prior.py [SCENARIO] [--train-seeds 6]
-       [--evaluations 1500] [--seeds 10] [--shrink 1.0] [--workers 2]
+       [--evaluations 1500] [--seeds 10] [--shrink 1.0] [--fit-by-sensitivity] [--workers 2]
 Prints one JSON line.
 """
 
@@ -58,6 +58,13 @@ class QueryRecord:
     """Observable: the optimizer's estimate of the instance's work (moves with its parameters)."""
     log_true_over_est: float
     """Hidden: how wrong that estimate is for this instance (no online scheduler knows it)."""
+    recent_arrivals: float
+    """Observable context: log(1 + queries that arrived within one mean latency before it)."""
+    coming_arrivals: float
+    """Hidden context: log(1 + queries that arrive within one mean latency after it)."""
+    sensitivity_s: float
+    """How much the workload's mean latency rises when this query's weight and cap go back to
+    the start's (0 where its setting does not matter: the search's neutral drift)."""
 
 
 def _start(scenario: Scenario, queries: list, adaptive_cap: tuple[int, float | None]) -> Schedule:
@@ -81,6 +88,12 @@ def search_workload(
     start = _start(scenario, queries, knobs)
     start_s = _mean_latency(scenario, queries, seed, start.build())
     best, best_s = local_search(scenario, queries, seed, start, start_s, evaluations)
+    arrivals = np.sort([q.arrival_s for q in queries])
+
+    def arrivals_between(low: float, high: float) -> float:
+        count = np.searchsorted(arrivals, high, "right") - np.searchsorted(arrivals, low, "left")
+        return math.log1p(max(0, int(count) - 1))  # less the query itself
+
     records = [
         QueryRecord(
             q.template,
@@ -89,19 +102,44 @@ def search_workload(
             best.caps[q.query_id],
             math.log(q.est_work_s),
             math.log(q.work_s / q.est_work_s),
+            arrivals_between(q.arrival_s - start_s, q.arrival_s),
+            arrivals_between(q.arrival_s, q.arrival_s + start_s),
+            _sensitivity(scenario, queries, seed, best, start, q.query_id, best_s),
         )
         for q in queries
     ]
     return records, start_s, best_s
 
 
+def _sensitivity(
+    scenario: Scenario,
+    queries: list,
+    seed: int,
+    best: Schedule,
+    start: Schedule,
+    query_id: int,
+    best_s: float,
+) -> float:
+    """Mean latency added by resetting one query's weight and cap to the start's."""
+    weights, caps = dict(best.weights), dict(best.caps)
+    weights[query_id], caps[query_id] = start.weights[query_id], start.caps[query_id]
+    reset = Schedule(weights, caps, best.adaptive)
+    return max(0.0, _mean_latency(scenario, queries, seed, reset.build()) - best_s)
+
+
 def fit_prior(
-    records: list[QueryRecord], shrink: float
+    records: list[QueryRecord], shrink: float, only_sensitive: bool = False
 ) -> tuple[dict[TemplateKey, float], dict[TemplateKey, int]]:
-    """Per (template, scale factor): shrunk geometric-mean weight and median cap."""
+    """Per (template, scale factor): shrunk geometric-mean weight and median cap.
+
+    `only_sensitive` fits on the queries whose setting matters (`sensitivity_s` > 0), leaving
+    out the weights the search let drift; a key with none of those keeps weight 1 and no cap.
+    """
     logs: dict[TemplateKey, list[float]] = defaultdict(list)
     caps: dict[TemplateKey, list[int]] = defaultdict(list)
     for record in records:
+        if only_sensitive and record.sensitivity_s <= 0.0:
+            continue
         key = (record.template, record.scale_factor)
         logs[key].append(record.log_weight)
         caps[key].append(record.cap)
@@ -110,46 +148,71 @@ def fit_prior(
     return weights, medians
 
 
-def variance_shares(records: list[QueryRecord]) -> dict[str, float]:
+def variance_shares(records: list[QueryRecord], by_sensitivity: bool = False) -> dict[str, float]:
     """How much of the log-weights' variance each kind of knowledge explains (R², nested).
 
     `template`: the key alone (between-template share); `template_and_estimate`: plus the
-    instance's estimated work within its template (observable); `with_hidden_error`: plus the
-    instance's true/estimated work ratio within its template (hidden from any scheduler).
+    instance's estimated work within its template; `observable`: plus the arrivals in the mean
+    latency before it (all three known online); `with_hidden_error`: plus the instance's
+    true/estimated work ratio; `with_hidden_future`: plus the arrivals in the mean latency after
+    it (hidden from any scheduler). `by_sensitivity` weighs each query by how much its setting
+    matters, so that the weights of queries the search left drifting count for nothing.
     """
     keys = [(r.template, r.scale_factor) for r in records]
+    mass = np.array([r.sensitivity_s if by_sensitivity else 1.0 for r in records])
     columns = {
         "log_weight": np.array([r.log_weight for r in records]),
         "log_est_work": np.array([r.log_est_work for r in records]),
         "log_true_over_est": np.array([r.log_true_over_est for r in records]),
+        "recent_arrivals": np.array([r.recent_arrivals for r in records]),
+        "coming_arrivals": np.array([r.coming_arrivals for r in records]),
     }
-    total = float(np.var(columns["log_weight"]))
-    if total == 0.0:
-        return dict.fromkeys(("template", "template_and_estimate", "with_hidden_error"), 0.0)
-    within = {name: _demeaned(values, keys) for name, values in columns.items()}
+    nested = {
+        "template_and_estimate": ["log_est_work"],
+        "observable": ["log_est_work", "recent_arrivals"],
+        "with_hidden_error": ["log_est_work", "recent_arrivals", "log_true_over_est"],
+        "with_hidden_future": [
+            "log_est_work",
+            "recent_arrivals",
+            "log_true_over_est",
+            "coming_arrivals",
+        ],
+    }
+
+    def variance(values: np.ndarray) -> float:
+        centre = float(np.average(values, weights=mass))
+        return float(np.average((values - centre) ** 2, weights=mass))
+
+    if mass.sum() <= 0.0 or variance(columns["log_weight"]) == 0.0:
+        return dict.fromkeys(("template", *nested), 0.0)
+    total = variance(columns["log_weight"])
+    within = {name: _demeaned(values, keys, mass) for name, values in columns.items()}
     target = within["log_weight"]
+    root = np.sqrt(mass)
 
     def explained(names: list[str]) -> float:
         design = np.column_stack([within[n] for n in names])
-        coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
-        residual = target - design @ coefficients
-        return 1.0 - float(np.var(residual)) / total
+        coefficients, *_ = np.linalg.lstsq(design * root[:, None], target * root, rcond=None)
+        return 1.0 - variance(target - design @ coefficients) / total
 
-    return {
-        "template": round(1.0 - float(np.var(target)) / total, 3),
-        "template_and_estimate": round(explained(["log_est_work"]), 3),
-        "with_hidden_error": round(explained(["log_est_work", "log_true_over_est"]), 3),
-    }
+    shares = {"template": round(1.0 - variance(target) / total, 3)}
+    shares.update({name: round(explained(names), 3) for name, names in nested.items()})
+    return shares
 
 
-def _demeaned(values: np.ndarray, keys: list[TemplateKey]) -> np.ndarray:
-    """Each value less its key's mean: what varies within a template."""
+def _demeaned(values: np.ndarray, keys: list[TemplateKey], mass: np.ndarray) -> np.ndarray:
+    """Each value less its key's (weighted) mean: what varies within a template."""
     sums: dict[TemplateKey, float] = defaultdict(float)
-    counts: dict[TemplateKey, int] = defaultdict(int)
-    for key, value in zip(keys, values, strict=True):
-        sums[key] += float(value)
-        counts[key] += 1
-    return np.array([v - sums[k] / counts[k] for k, v in zip(keys, values, strict=True)])
+    totals: dict[TemplateKey, float] = defaultdict(float)
+    for key, value, weight in zip(keys, values, mass, strict=True):
+        sums[key] += float(value) * float(weight)
+        totals[key] += float(weight)
+    return np.array(
+        [
+            v - (sums[k] / totals[k] if totals[k] > 0 else 0.0)
+            for k, v in zip(keys, values, strict=True)
+        ]
+    )
 
 
 def evaluate_seed(
@@ -198,6 +261,11 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=1500)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--shrink", type=float, default=1.0)
+    parser.add_argument(
+        "--fit-by-sensitivity",
+        action="store_true",
+        help="fit the prior only on queries whose hindsight setting changes the mean latency",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
@@ -214,7 +282,7 @@ def main() -> None:
             )
         )
         records = [r for workload, _, _ in searched for r in workload]
-        weights, caps = fit_prior(records, args.shrink)
+        weights, caps = fit_prior(records, args.shrink, args.fit_by_sensitivity)
         held = list(range(args.seeds))
         results = list(
             pool.map(
@@ -241,11 +309,16 @@ def main() -> None:
                 "train_seeds": train,
                 "evaluations_per_seed": args.evaluations,
                 "shrink": args.shrink,
+                "fit_by_sensitivity": args.fit_by_sensitivity,
                 "start_cap_adaptive": list(knobs),
                 "train_hindsight_vs_start": round(
                     float(np.mean([b / s - 1 for _, s, b in searched])), 4
                 ),
                 "log_weight_variance_explained": variance_shares(records),
+                "by_sensitivity": variance_shares(records, by_sensitivity=True),
+                "queries_that_matter": round(
+                    float(np.mean([r.sensitivity_s > 0 for r in records])), 3
+                ),
                 "templates": len(weights),
                 "heldout_seeds": args.seeds,
                 "tuned_mean_latency_s": round(float(np.mean(tuned)), 3),
