@@ -44,6 +44,9 @@ from lsched.scenario import Scenario, load_scenario
 from lsched.stats import confidence_halfwidth
 
 TemplateKey = tuple[str, float]
+TRAIN_SEED_START = 700
+"""Training workloads are the scenario's training-range seeds from this offset on: apart from
+`lsched train`'s teacher (200+), validation (500+) and rollout (1,000+) seeds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     knobs = _tuned_knobs(scenario)
-    train = [scenario.train_seed_offset + 700 + k for k in range(args.train_seeds)]
+    train = [scenario.train_seed_offset + TRAIN_SEED_START + k for k in range(args.train_seeds)]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         searched = list(
             pool.map(
