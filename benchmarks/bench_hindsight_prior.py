@@ -70,7 +70,8 @@ class QueryRecord:
     the start's (0 where its setting does not matter: the search's neutral drift)."""
 
 
-def _start(scenario: Scenario, queries: list, adaptive_cap: tuple[int, float | None]) -> Schedule:
+def _start(queries: list, adaptive_cap: tuple[int, float | None]) -> Schedule:
+    """The search's start: every weight 1, every cap at `tuned`'s."""
     cap, adaptive = adaptive_cap
     ids = [q.query_id for q in queries]
     return Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
@@ -88,7 +89,7 @@ def search_workload(
 ) -> tuple[list[QueryRecord], float, float]:
     """Hindsight weights of one training workload; its start and best mean latency."""
     queries = list(scenario.queries(seed))
-    start = _start(scenario, queries, knobs)
+    start = _start(queries, knobs)
     start_s = _mean_latency(scenario, queries, seed, start.build())
     best, best_s = local_search(scenario, queries, seed, start, start_s, evaluations)
     arrivals = np.sort([q.arrival_s for q in queries])
@@ -227,7 +228,7 @@ def evaluate_seed(
 ) -> dict[str, float]:
     """Held-out seed: tuned, plain SRPT, the prior's weights, and its weights and caps."""
     queries = list(scenario.queries(seed))
-    start = _start(scenario, queries, knobs)
+    start = _start(queries, knobs)
 
     def keyed(query) -> TemplateKey:
         return (query.template, query.scale_factor)
