@@ -148,6 +148,12 @@ class Schedule:
     caps: dict[int, int]
     adaptive: float | None
 
+    @classmethod
+    def uniform(cls, queries: Sequence[QuerySpec], cap: int, adaptive: float | None) -> Schedule:
+        """Plain SRPT: every weight 1, every query capped at `cap` (the search's start)."""
+        ids = [q.query_id for q in queries]
+        return cls(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
+
     def build(self) -> PerQuerySrpt:
         return PerQuerySrpt(self.weights, self.caps, self.adaptive)
 
@@ -304,8 +310,7 @@ def hindsight(
     tuned = build_agent(scenario, "tuned")
     tuned_s = _mean_latency(scenario, queries, seed, tuned)
     cap, adaptive = _start_knobs(tuned.chosen.best, scenario.cluster.total_threads)
-    ids = [q.query_id for q in queries]
-    start = Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
+    start = Schedule.uniform(queries, cap, adaptive)
     start_s = _mean_latency(scenario, queries, seed, start.build())
     best_s, runs, choices = start_s, 1, None
     if method in ("search", "both"):

@@ -70,18 +70,14 @@ class QueryRecord:
     the start's (0 where its setting does not matter: the search's neutral drift)."""
 
 
-def _start(queries: list, adaptive_cap: tuple[int, float | None]) -> Schedule:
-    """The search's start: every weight 1, every cap at `tuned`'s."""
-    cap, adaptive = adaptive_cap
-    ids = [q.query_id for q in queries]
-    return Schedule(dict.fromkeys(ids, 1.0), dict.fromkeys(ids, cap), adaptive)
+def _start(queries: list, knobs: tuple[int, float | None]) -> Schedule:
+    return Schedule.uniform(queries, *knobs)
 
 
 def _tuned_knobs(scenario: Scenario) -> tuple[int, float | None]:
+    """`tuned`'s cap and adaptive factor on the scenario's cluster (its search, no run)."""
     tuned = build_agent(scenario, "tuned")
-    queries = list(scenario.queries(0))
-    _mean_latency(scenario, queries, 0, tuned)  # tuned searches on first use
-    return _start_knobs(tuned.chosen.best, scenario.cluster.total_threads)
+    return _start_knobs(tuned.tune(scenario.cluster).best, scenario.cluster.total_threads)
 
 
 def search_workload(
