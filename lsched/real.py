@@ -2,10 +2,11 @@
 
 DuckDB cannot be steered pipeline by pipeline from outside, but it can be steered as fleets steer
 their warehouses: which waiting query starts next, and with how many threads. Each started query
-runs in a worker process of its own (`SET threads = k` on a read-only database file), so the
-threads granted never exceed the cluster's budget, and the agent decides on what it would see in
-the simulator: plans, the optimizer's estimates (measured from DuckDB's EXPLAIN, in the
-templates), arrival times and the query log; never a true runtime.
+runs in a worker process of its own, one whose connection was opened at k threads (a worker
+never changes its count: `worker_threads`), so the threads granted never exceed the cluster's
+budget, and the agent decides on what it would see in the simulator: plans, the optimizer's
+estimates (measured from DuckDB's EXPLAIN, in the templates), arrival times and the query log;
+never a true runtime.
 
 - Data: generated at each scale factor with DuckDB's own generators into `data_dir()`
   (`$LSCHED_DATA`, default `~/.cache/lsched/duckdb`), written to a temporary file and renamed,
@@ -124,15 +125,37 @@ def template_sql(suite: str, path: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- workers
-def _serve(path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAGE) -> None:
-    """A worker process: one connection (`storage`: the read-only file, or an in-memory copy
-    of its tables), one query at a time with its threads."""
+def worker_threads(total_threads: int) -> tuple[int, ...]:
+    """Each worker process's fixed thread count: `total // k` workers at k threads for every
+    k up to the budget (1 + 1 + 2 on 2 threads), so any set of grants within the budget finds
+    an idle worker already at its count and no worker ever changes its count.
+
+    Why: `SET threads` to a new value restarts DuckDB's thread pool, and the next queries run
+    slow while the new threads warm up — measured 2026-12-07 on TPC-H SF 1 (2 threads, in
+    memory): Q2 right after `SET threads = 1; SET threads = 2` took 15.3 ms (min of 10)
+    against 9.9 ms with no change, and 8.9 ms after `SET threads` to the value it already had;
+    Q2-Q7 ran 1.1-1.3x slow right after a switch, the queries after ~0.3 s of work 1.0x
+    (`lsched/workloads/calibrate.py`, THREAD_SWITCH_WARMUP). A database runs its concurrent
+    queries on one warm pool; a runner whose workers switched counts charged agents that
+    mix one- and two-thread grants a cost no engine has."""
+    if isinstance(total_threads, bool) or not isinstance(total_threads, int) or total_threads < 1:
+        raise RealEngineError(f"threads: expected an integer >= 1, got {total_threads!r}")
+    return tuple(k for k in range(1, total_threads + 1) for _ in range(total_threads // k))
+
+
+def _serve(
+    path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAGE, threads: int = 1
+) -> None:
+    """A worker process: one connection at a fixed `threads` (`storage`: the read-only file,
+    or an in-memory copy of its tables), one query at a time; a request for another thread
+    count is answered with an error, never by `SET threads` (see `worker_threads`)."""
     import duckdb
 
+    config = {"threads": int(threads)}
     if storage == "file":
-        con = duckdb.connect(path, read_only=True, config={"threads": 1})
+        con = duckdb.connect(path, read_only=True, config=config)
     else:
-        con = duckdb.connect(config={"threads": 1})
+        con = duckdb.connect(config=config)
         quoted = path.replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS source (READ_ONLY)")
         tables = con.execute(
@@ -146,8 +169,12 @@ def _serve(path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAG
         request = requests.get()
         if request is None:
             break
-        query_id, sql, threads, timeout_s = request
-        con.execute(f"SET threads = {int(threads)}")
+        query_id, sql, wanted, timeout_s = request
+        if int(wanted) != int(threads):
+            message = f"worker fixed at {threads} threads was handed a {wanted}-thread query"
+            now = time.monotonic()
+            results.put((query_id, now, now, message, 0.0))
+            continue
         timer = threading.Timer(timeout_s, con.interrupt)
         started = time.monotonic()
         cpu_started = time.process_time()  # every thread of this process: DuckDB's CPU time
@@ -167,29 +194,52 @@ def _serve(path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAG
 
 
 class _Pool:
-    """Worker processes for one database: `workers` queries at most at once."""
+    """Worker processes for one database, each at a fixed thread count (`worker_threads`):
+    every set of started queries whose threads fit `threads` has an idle worker apiece."""
 
-    def __init__(self, path: Path, workers: int, storage: str = DEFAULT_STORAGE) -> None:
+    def __init__(self, path: Path, threads: int, storage: str = DEFAULT_STORAGE) -> None:
         context = multiprocessing.get_context("spawn")
+        self.threads = worker_threads(threads)
+        """Worker slot -> its fixed thread count."""
         self.results = context.Queue()
-        self.requests = [context.Queue() for _ in range(workers)]
+        self.requests = [context.Queue() for _ in self.threads]
         self.processes = [
-            context.Process(target=_serve, args=(str(path), r, self.results, storage), daemon=True)
-            for r in self.requests
+            context.Process(
+                target=_serve, args=(str(path), r, self.results, storage, k), daemon=True
+            )
+            for r, k in zip(self.requests, self.threads, strict=True)
         ]
         for process in self.processes:
             process.start()
-        for _ in range(workers):  # starting and opening the file ~0.4 s; a memory copy ~4 s more
+        for _ in self.processes:  # starting and opening the file ~0.4 s; a memory copy ~4 s more
             self.results.get(timeout=READY_TIMEOUT_S)
-        self.idle = list(range(workers))
+        self.idle: dict[int, list[int]] = {}
+        for slot, k in reversed(list(enumerate(self.threads))):
+            self.idle.setdefault(k, []).append(slot)
         self.busy: dict[int, int] = {}
 
     def submit(self, query_id: int, sql: str, threads: int, timeout_s: float) -> int:
-        """Hand the query to an idle worker; returns the worker's slot."""
-        worker = self.idle.pop()
+        """Hand the query to an idle worker at `threads`; returns the worker's slot."""
+        idle = self.idle.get(threads)
+        if not idle:
+            raise RealEngineError(
+                f"no idle {threads}-thread worker: the grants in flight exceed the "
+                f"{max(self.threads)}-thread budget"
+            )
+        return self._hand(idle.pop(), query_id, sql, timeout_s)
+
+    def _hand(self, worker: int, query_id: int, sql: str, timeout_s: float) -> int:
         self.busy[query_id] = worker
-        self.requests[worker].put((query_id, sql, threads, timeout_s))
+        self.requests[worker].put((query_id, sql, self.threads[worker], timeout_s))
         return worker
+
+    def on_every_worker(self, sql: str) -> None:
+        """Run `sql` once on every worker (all of them idle), at its own thread count."""
+        for worker in [w for slots in self.idle.values() for w in slots]:
+            self.idle[self.threads[worker]].remove(worker)
+            self._hand(worker, -1 - worker, sql, DEFAULT_TIMEOUT_S)
+        while self.busy:
+            self.poll(1.0)
 
     def poll(self, wait_s: float) -> tuple[int, float, float, str, float] | None:
         """(query id, start, end, error, CPU seconds) of a finished query, if one finishes
@@ -198,7 +248,8 @@ class _Pool:
             done = self.results.get(timeout=max(wait_s, 0.0))
         except queue.Empty:
             return None
-        self.idle.append(self.busy.pop(done[0]))
+        worker = self.busy.pop(done[0])
+        self.idle[self.threads[worker]].append(worker)
         return done
 
     def close(self) -> None:
@@ -463,6 +514,9 @@ class RealReport:
     """Every isolated pass in the order taken: (template, scale factor) → seconds alone."""
     time_scale_auto: bool = False
     """Whether `time_scale` is the speed factor measured before the first run (`auto`)."""
+    threads: int = 0
+    """The engine's thread budget (the cluster's threads); 0: not recorded, and utilisation
+    is then taken over the most threads the runs held at once."""
 
     def decision_s(self, agent: str) -> float:
         """Seconds one decision of `agent` took: the median over its runs of time spent
@@ -584,17 +638,15 @@ def run_real(
         brackets,
         tuple(probes),
         auto,
+        threads,
     )
 
 
 def _warm_up(pool: _Pool, sql: dict[str, str], templates: set[str]) -> None:
     """Every template once on every worker, so that no agent's first run pays for cold
-    caches (the file's pages, each process's first plans)."""
+    caches (the file's pages, each process's first plans, a new thread pool's first work)."""
     for name in sorted(templates):
-        for slot in range(len(pool.idle)):
-            pool.submit(-1 - slot, sql[name], 1, DEFAULT_TIMEOUT_S)
-        while pool.busy:
-            pool.poll(1.0)
+        pool.on_every_worker(sql[name])
 
 
 def _suite_of(template: str) -> str:
@@ -929,10 +981,21 @@ def results_document(report: RealReport) -> dict[str, Any]:
 
 
 def _utilization(run: Sequence[RealQuery], report: RealReport) -> float:
+    """Busy thread-seconds over the budget's thread-seconds from the first arrival to the
+    last finish."""
     span = max(q.finish_s for q in run) - min(q.arrival_s for q in run)
     busy = sum((q.finish_s - q.start_s) * q.threads for q in run)
-    workers = max(q.worker for q in run) + 1
-    return busy / (span * max(workers, 1)) if span > 0 else 0.0
+    threads = report.threads or _most_threads_at_once(run)
+    return busy / (span * threads) if span > 0 else 0.0
+
+
+def _most_threads_at_once(run: Sequence[RealQuery]) -> int:
+    edges = sorted([(q.start_s, q.threads) for q in run] + [(q.finish_s, -q.threads) for q in run])
+    held = most = 0
+    for _, change in edges:
+        held += change
+        most = max(most, held)
+    return max(most, 1)
 
 
 def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) -> list[Path]:
