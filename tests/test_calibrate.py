@@ -336,3 +336,53 @@ def test_interference_times_every_template_alone_and_beside_the_loop() -> None:
     assert all(
         r.beside == engine_costs.BESIDE_ALL and r.alone_s > 0 and r.beside_s > 0 for r in runs
     )
+
+
+class _SwitchingEngine:
+    """A stand-in DuckDB connection on a fake clock: each query takes `steady` seconds, and
+    `penalty` times that for the first `cold` queries after its thread count changes — the
+    thread-pool restart `THREAD_SWITCH_WARMUP_PASSES` waits out."""
+
+    def __init__(self, steady: float = 0.01, cold: int = 3, penalty: float = 1.5) -> None:
+        self.clock = 0.0
+        self.threads: int | None = None
+        self.since_switch = 0
+        self.steady, self.cold, self.penalty = steady, cold, penalty
+
+    def execute(self, text: str) -> _SwitchingEngine:
+        if text.startswith("SET threads"):
+            threads = int(text.split("=")[1])
+            if threads != self.threads:
+                self.threads, self.since_switch = threads, 0
+            return self
+        slow = self.penalty if self.since_switch < self.cold else 1.0
+        self.since_switch += 1
+        self.clock += self.steady / self.threads * slow
+        return self
+
+    def fetchall(self) -> list:
+        return []
+
+
+@pytest.mark.parametrize("warmup_passes", [1, 0])
+def test_timing_waits_out_the_thread_pool_restart(
+    monkeypatch: pytest.MonkeyPatch, warmup_passes: int
+) -> None:
+    """Latencies are timed on a warm thread pool: a query right after `SET threads` to a new
+    count is not what the engine runs at steadily (without the warm-up pass the first queries
+    of every pass would keep the restart's cost, as the files calibrated before 2026-12-07 do)."""
+    from types import SimpleNamespace
+
+    from lsched.workloads import calibrate
+
+    engine = _SwitchingEngine()
+    monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: engine.clock))
+    monkeypatch.setattr(calibrate, "THREAD_SWITCH_WARMUP_PASSES", warmup_passes)
+    names = ["q1", "q2", "q3", "q4"]
+    timed = calibrate._time_suite(engine, {n: n for n in names}, names, (1, 2), repeats=3)
+    steady = {1: 0.01, 2: 0.005}
+    if warmup_passes:
+        assert all(timed[n] == pytest.approx(steady) for n in names)
+    else:  # the first `cold` queries after each switch keep the restart in every pass
+        assert timed["q1"] == pytest.approx({1: 0.015, 2: 0.0075})
+        assert timed["q4"] == pytest.approx(steady)

@@ -684,16 +684,35 @@ def _profile_suite(
     return {name: fastest_run(runs[name]) for name in names}
 
 
+THREAD_SWITCH_WARMUP_PASSES = 1
+"""Untimed passes over the queries after each `SET threads` before the timed one. A new thread
+count restarts DuckDB's thread pool and the next queries run slow while it warms: measured
+2026-12-07 (TPC-H SF 1, 2 threads, in memory, `SET threads = 1` then `= 2` before each run;
+min of 10): Q2 15.3 ms against 9.9 ms with no change (8.9 ms after setting the value it had);
+after a whole 1-thread pass, Q2-Q7 ran 1.1-1.3x their steady time and the queries after them,
+~0.3 s of work later, 1.0x. Timing passes that began right at a switch put that start-up into
+every file calibrated before 2026-12-07 (TPC-H Q2 at SF 1, 2 threads: 15.5 ms calibrated; 12.0
+ms steady, 15.8 ms right after a switch, the same day). One whole pass covers the decay at
+every bundled scale factor."""
+
+
 def _time_suite(
     con: Any, sql: dict[str, str], names: Sequence[str], thread_counts: Sequence[int], repeats: int
 ) -> dict[str, dict[int, float]]:
     """Fastest unprofiled latency of each query at each thread count (profiling off: its
     timers slow queries down, ~1.5× on TPC-H SF 1). Passes interleave queries and thread
-    counts so that drift on a shared machine spreads over all of them."""
+    counts so that drift on a shared machine spreads over all of them; after each change of
+    thread count, THREAD_SWITCH_WARMUP_PASSES untimed passes let the new thread pool warm."""
     best: dict[str, dict[int, float]] = {name: {} for name in names}
+    current = None
     for _ in range(repeats):
         for threads in thread_counts:
-            con.execute(f"SET threads = {int(threads)}")
+            if threads != current:
+                con.execute(f"SET threads = {int(threads)}")
+                current = threads
+                for _ in range(THREAD_SWITCH_WARMUP_PASSES):
+                    for name in names:
+                        con.execute(sql[name]).fetchall()
             for name in names:
                 start = time.perf_counter()
                 con.execute(sql[name]).fetchall()
