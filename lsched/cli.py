@@ -738,11 +738,23 @@ def calibrate(
             "cost the duckdb preset reads; written to --out, default in place)."
         ),
     ] = None,
+    speed_reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep this template file's time scale: scale the new latencies, per scale "
+            "factor, by its summed 1-thread latency over the new one (the engine drifts; the "
+            "bundled scenarios' load is the file's time scale)."
+        ),
+    ] = None,
 ) -> None:
     """Measure query plans on DuckDB and write a template file (needs the calibrate extra)."""
     with _user_errors():
         if refit is not None and interference is not None:
             raise ValueError("--refit and --interference: give one of them")
+        if speed_reference is not None and (refit is not None or interference is not None):
+            raise ValueError(
+                "--speed-reference: scales a new measurement; not with --refit or --interference"
+            )
         if refit is not None:
             _refit(suite, refit, out if out is not None else refit)
             return
@@ -764,6 +776,15 @@ def calibrate(
         if repeats < 1 or parameter_draws < 0:
             raise ValueError("--repeats must be >= 1 and --parameter-draws >= 0")
         target = out if out is not None else Path(f"{suite}-templates.json")
+        reference = None
+        if speed_reference is not None:
+            from lsched.workloads.templates import load_template_file
+
+            reference = load_template_file(speed_reference)
+            if reference.suite != suite:
+                raise ValueError(
+                    f"{speed_reference}: suite: the file holds {reference.suite!r}, not {suite!r}"
+                )
         try:
             result = run_calibration(
                 suite,
@@ -774,6 +795,7 @@ def calibrate(
                 repeats=repeats,
                 parameter_draws=parameter_draws,
                 progress=lambda line: typer.echo(line, err=True),
+                reference=reference,
             )
         except ModuleNotFoundError as error:
             raise LschedError(

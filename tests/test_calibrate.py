@@ -386,3 +386,44 @@ def test_timing_waits_out_the_thread_pool_restart(
     else:  # the first `cold` queries after each switch keep the restart in every pass
         assert timed["q1"] == pytest.approx({1: 0.015, 2: 0.0075})
         assert timed["q4"] == pytest.approx(steady)
+
+
+def test_a_speed_reference_keeps_the_reference_files_time_scale() -> None:
+    """A recalibration on an engine 25% slower than the reference's at SF 1 and 10% at SF 0.1
+    keeps the reference's time scale at each (the bundled scenarios' load): its latencies are
+    scaled by the reference's summed 1-thread latency over its own there, a scale factor the
+    reference lacks takes the nearest one's, and the file records the factors and whose time
+    scale it keeps, through a chain of recalibrations."""
+    from dataclasses import replace
+
+    from lsched.workloads import calibrate, scalability
+    from lsched.workloads.templates import bundled_template_set
+
+    reference = bundled_template_set("tpch")
+    cluster = scalability._calibration_cluster(1, reference.engine_costs["warmup_s"])
+    slow = {0.1: 1.1, 1.0: 1.25}
+
+    def alone(name: str, sf: float) -> float:
+        return scalability.isolated_latency_s(reference.templates[name], sf, cluster)
+
+    slower = {
+        name: {
+            sf: calibrate.QueryMeasurement((), {1: k * alone(name, sf), 2: 0.7 * alone(name, sf)})
+            for sf, k in slow.items()
+        }
+        for name in reference.templates
+    }
+    anchor = calibrate.speed_reference(slower, reference)
+    assert anchor["factors"] == pytest.approx({"0.1": 1 / 1.1, "1": 0.8}, abs=1e-4)
+    assert anchor["templates"] == 22
+    assert anchor["time_scale_of"] == reference.calibration["date"]
+    scaled = calibrate._at_speed(slower, anchor["factors"])
+    assert scaled["tpch-q2"][1.0].latency_s[1] == pytest.approx(alone("tpch-q2", 1.0), rel=1e-3)
+    assert scaled["tpch-q2"][1.0].latency_s[2] == pytest.approx(0.56 * alone("tpch-q2", 1.0))
+    chained = replace(reference, calibration={"speed_reference": {"time_scale_of": "2026-01-01"}})
+    assert calibrate.speed_reference(slower, chained)["time_scale_of"] == "2026-01-01"
+    beyond = {name: {**m, 3.0: m[1.0]} for name, m in slower.items()}
+    assert calibrate.speed_reference(beyond, reference)["factors"]["3"] == anchor["factors"]["1"]
+    elsewhere = {name: {3.0: m[1.0]} for name, m in slower.items()}
+    with pytest.raises(CalibrationError, match="speed_reference: the reference shares no"):
+        calibrate.speed_reference(elsewhere, reference)

@@ -32,6 +32,8 @@ workload:
 agents: [fifo, fair]
 """
 
+TEMPLATES = Path(__file__).parent.parent / "lsched" / "workloads" / "templates"
+
 
 def invoke(*args: str) -> object:
     return CliRunner().invoke(app, [str(a) for a in args])
@@ -191,6 +193,18 @@ def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
         (["run", "tpch-streeming"], "no such file or bundled scenario"),
         (["plot", tmp_path], "results.json: no such file"),
         (["calibrate", "tpch", "--scale-factors", "0.1,x"], "'x' is not a number"),
+        (
+            ["calibrate", "tpch", "--speed-reference", TEMPLATES / "ssb.json", "--out", out],
+            "ssb.json: suite: the file holds 'ssb', not 'tpch'",
+        ),
+        (
+            ["calibrate", "tpch", "--speed-reference", tmp_path / "none.json", "--out", out],
+            "none.json",
+        ),
+        (
+            ["calibrate", "tpch", "--refit", TEMPLATES / "tpch.json", "--speed-reference", out],
+            "--speed-reference: scales a new measurement",
+        ),
     ]
     for args, expected in cases:
         result = invoke(*args)

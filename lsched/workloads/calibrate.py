@@ -1172,6 +1172,61 @@ def _large_scale_for(suite: str, names: Sequence[str]) -> dict[float, dict[str, 
     return large
 
 
+def speed_reference(
+    measured: Mapping[str, Mapping[float, QueryMeasurement]], reference: TemplateSet
+) -> dict[str, Any]:
+    """How much faster the engine ran for `reference` than for this measurement, per scale
+    factor: the reference's summed single-thread latency over this run's, over the templates
+    both hold (a scale factor the reference lacks takes the nearest shared one's factor).
+
+    Why: the engine's speed on a shared machine drifts by 25-70% within hours (README, section
+    5), and a template file's absolute time scale is every bundled scenario's load. Scaling a
+    recalibration's latencies by these factors keeps the reference's time scale and takes from
+    the new run what it measures better: which query costs how much beside the others at a
+    scale factor, and how each scales with threads. Per scale factor, because the drift is not
+    one factor: on 2026-12-07 the engine ran the SF-1 suite 1.14x and the SF-0.1 suite 1.04x
+    its 2026-12-01 time (1 thread), and a run anchored at SF 1 alone steepened every
+    template's growth with data (tpch-streaming's work +9%, against +6% anchored per scale
+    factor: the templates' own growth, measured anew). The reference's 1-thread latency
+    is its work plus one warm-up per pipeline, which its fit made equal to its measured one."""
+    common = sorted(set(measured) & set(reference.templates), key=natural_key)
+    shared = sorted(set(reference.scale_factors).intersection(*(measured[n] for n in common)))
+    if not common or not shared:
+        raise CalibrationError(
+            "calibrate: speed_reference: the reference shares no template measured at a common "
+            f"scale factor (it holds {', '.join(f'{sf:g}' for sf in reference.scale_factors)})"
+        )
+    cluster = scalability._calibration_cluster(1, reference.engine_costs.get("warmup_s", 0.0))
+    factors = {}
+    for sf in shared:
+        ref = sum(
+            scalability.isolated_latency_s(reference.templates[n], sf, cluster) for n in common
+        )
+        factors[sf] = ref / sum(measured[n][sf].latency_s[1] for n in common)
+    for sf in {sf for by_sf in measured.values() for sf in by_sf} - set(shared):
+        nearest = min(shared, key=lambda s: abs(math.log(s / sf)))
+        factors[sf] = factors[nearest]
+    previous = reference.calibration.get("speed_reference", {})
+    return {
+        "factors": {f"{sf:g}": round(f, 4) for sf, f in sorted(factors.items())},
+        "templates": len(common),
+        "time_scale_of": previous.get("time_scale_of", reference.calibration.get("date", "")),
+        "reference_command": reference.calibration.get("command", ""),
+    }
+
+
+def _at_speed(
+    measured: dict[str, dict[float, QueryMeasurement]], factors: Mapping[str, float]
+) -> dict[str, dict[float, QueryMeasurement]]:
+    return {
+        name: {
+            sf: replace(m, latency_s={k: v * factors[f"{sf:g}"] for k, v in m.latency_s.items()})
+            for sf, m in by_sf.items()
+        }
+        for name, by_sf in measured.items()
+    }
+
+
 def run_calibration(
     suite: str,
     scale_factors: Sequence[float],
@@ -1182,6 +1237,7 @@ def run_calibration(
     repeats: int = DEFAULT_REPEATS,
     parameter_draws: int = PARAMETER_DRAWS,
     progress: Callable[[str], None] | None = None,
+    reference: TemplateSet | None = None,
 ) -> TemplateSet:
     """Measure `suite` on DuckDB at each scale factor and thread count; write `out`.
 
@@ -1189,7 +1245,8 @@ def run_calibration(
     single-threaded); `queries` narrows the suite ("q3", "3" or "tpch-q3"). `progress`
     receives one line per scale factor and query (the CLI prints them). Run it on a quiet
     machine: timers are wall clocks, so other load inflates them (the fastest of `repeats`
-    runs is kept). Returns the template set as written (rounded).
+    runs is kept). `reference`: a template file of the suite whose time scale the result keeps
+    (`speed_reference`). Returns the template set as written (rounded).
     """
     names = resolve_queries(suite, queries)
     sfs = sorted({float(sf) for sf in scale_factors})
@@ -1239,6 +1296,15 @@ def run_calibration(
                     say(f"{name} sf={sf:g}: {len(profiles[name])} pipelines, latency {timed}")
             finally:
                 con.close()
+    anchor = None
+    if reference is not None:
+        anchor = speed_reference(measured, reference)
+        measured = _at_speed(measured, anchor["factors"])
+        scaled = ", ".join(f"x {f:.4f} at SF {sf}" for sf, f in anchor["factors"].items())
+        say(
+            f"speed reference: latencies {scaled} (the time scale of "
+            f"{anchor['time_scale_of'] or 'the reference'})"
+        )
     model = None
     if suite != "tpch":
         from lsched.workloads.templates import bundled_template_set
@@ -1256,6 +1322,7 @@ def run_calibration(
         f"--threads {','.join(str(k) for k in counts)} --repeats {repeats}"
         + (f" --queries {','.join(names)}" if queries is not None else "")
         + (f" --parameter-draws {parameter_draws}" if parameter_draws != PARAMETER_DRAWS else "")
+        + (" --speed-reference FILE" if anchor else "")
     )
     calibration = {
         "command": command,
@@ -1263,6 +1330,8 @@ def run_calibration(
         "thread_counts": counts,
         "date": time.strftime("%Y-%m-%d"),
     }
+    if anchor:
+        calibration["speed_reference"] = anchor
     for key, value in report.items():
         if key.startswith("operator_model"):
             calibration[key] = {k: v for k, v in value.items() if v is not None}
