@@ -413,10 +413,11 @@ def test_a_speed_reference_keeps_the_reference_files_time_scale() -> None:
         }
         for name in reference.templates
     }
+    reference = replace(reference, calibration={"date": "2026-12-01", "command": "lsched ..."})
     anchor = calibrate.speed_reference(slower, reference)
     assert anchor["factors"] == pytest.approx({"0.1": 1 / 1.1, "1": 0.8}, abs=1e-4)
     assert anchor["templates"] == 22
-    assert anchor["time_scale_of"] == reference.calibration["date"]
+    assert anchor["time_scale_of"] == "2026-12-01" and anchor["reference_command"] == "lsched ..."
     scaled = calibrate._at_speed(slower, anchor["factors"])
     assert scaled["tpch-q2"][1.0].latency_s[1] == pytest.approx(alone("tpch-q2", 1.0), rel=1e-3)
     assert scaled["tpch-q2"][1.0].latency_s[2] == pytest.approx(0.56 * alone("tpch-q2", 1.0))

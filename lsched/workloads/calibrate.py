@@ -1041,13 +1041,11 @@ def refit_local_fractions(template_set: TemplateSet) -> tuple[TemplateSet, dict[
             for k, p in enumerate(template.pipelines)
         )
         templates[name] = replace(template, pipelines=pipelines)
-    calibration = {
-        key: value
-        for key, value in template_set.calibration.items()
-        if key != "serial_fraction_uniform_shape"
-    }
-    if uniform_shape:
+    calibration = dict(template_set.calibration)  # a key kept keeps its place: a file's refit
+    if uniform_shape:  # of itself is the same bytes, wherever its calibration wrote the key
         calibration["serial_fraction_uniform_shape"] = uniform_shape
+    else:
+        calibration.pop("serial_fraction_uniform_shape", None)
     refitted = replace(template_set, templates=templates, calibration=calibration)
     return refitted, uniform_shape
 
