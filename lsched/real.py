@@ -135,7 +135,7 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
     memory): Q2 right after `SET threads = 1; SET threads = 2` took 15.3 ms (min of 10)
     against 9.9 ms with no change, and 8.9 ms after `SET threads` to the value it already had;
     Q2-Q7 ran 1.1-1.3x slow right after a switch, the queries after ~0.3 s of work 1.0x
-    (`lsched/workloads/calibrate.py`, THREAD_SWITCH_WARMUP). A database runs its concurrent
+    (`lsched.workloads.calibrate.THREAD_SWITCH_WARMUP_PASSES`). A database runs its concurrent
     queries on one warm pool; a runner whose workers switched counts charged agents that
     mix one- and two-thread grants a cost no engine has."""
     if isinstance(total_threads, bool) or not isinstance(total_threads, int) or total_threads < 1:
