@@ -785,6 +785,12 @@ def calibrate(
                 raise ValueError(
                     f"{speed_reference}: suite: the file holds {reference.suite!r}, not {suite!r}"
                 )
+            if not set(factors) & set(reference.scale_factors):  # before any measuring
+                held = ", ".join(f"{sf:g}" for sf in reference.scale_factors)
+                raise ValueError(
+                    f"{speed_reference}: scale_factors: shares none with --scale-factors "
+                    f"(it holds {held})"
+                )
         try:
             result = run_calibration(
                 suite,

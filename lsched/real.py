@@ -135,7 +135,7 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
     memory): Q2 right after `SET threads = 1; SET threads = 2` took 15.3 ms (min of 10)
     against 9.9 ms with no change, and 8.9 ms after `SET threads` to the value it already had;
     Q2-Q7 ran 1.1-1.3x slow right after a switch, the queries after ~0.3 s of work 1.0x
-    (`lsched.workloads.calibrate.THREAD_SWITCH_WARMUP_PASSES`). A database runs its concurrent
+    (`lsched.workloads.calibrate.THREAD_SWITCH_WARMUP_S`). A database runs its concurrent
     queries on one warm pool; a runner whose workers switched counts charged agents that
     mix one- and two-thread grants a cost no engine has."""
     if isinstance(total_threads, bool) or not isinstance(total_threads, int) or total_threads < 1:
@@ -146,9 +146,9 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
 def _serve(
     path: str, requests: Any, results: Any, storage: str = DEFAULT_STORAGE, threads: int = 1
 ) -> None:
-    """A worker process: one connection at a fixed `threads` (`storage`: the read-only file,
-    or an in-memory copy of its tables), one query at a time; a request for another thread
-    count is answered with an error, never by `SET threads` (see `worker_threads`)."""
+    """A worker process: one connection opened at `threads` and never changed (see
+    `worker_threads`; `storage`: the read-only file, or an in-memory copy of its tables), one
+    query at a time."""
     import duckdb
 
     config = {"threads": int(threads)}
@@ -169,12 +169,7 @@ def _serve(
         request = requests.get()
         if request is None:
             break
-        query_id, sql, wanted, timeout_s = request
-        if int(wanted) != int(threads):
-            message = f"worker fixed at {threads} threads was handed a {wanted}-thread query"
-            now = time.monotonic()
-            results.put((query_id, now, now, message, 0.0))
-            continue
+        query_id, sql, timeout_s = request
         timer = threading.Timer(timeout_s, con.interrupt)
         started = time.monotonic()
         cpu_started = time.process_time()  # every thread of this process: DuckDB's CPU time
@@ -219,18 +214,20 @@ class _Pool:
         self.busy: dict[int, int] = {}
 
     def submit(self, query_id: int, sql: str, threads: int, timeout_s: float) -> int:
-        """Hand the query to an idle worker at `threads`; returns the worker's slot."""
-        idle = self.idle.get(threads)
-        if not idle:
+        """Hand the query to an idle worker at `threads`; returns the worker's slot. Grants
+        past the budget are refused: the coordinator's own accounting keeps within it."""
+        budget = max(self.threads)
+        in_use = sum(self.threads[worker] for worker in self.busy.values())
+        if threads not in self.idle or in_use + threads > budget:
             raise RealEngineError(
-                f"no idle {threads}-thread worker: the grants in flight exceed the "
-                f"{max(self.threads)}-thread budget"
+                f"a {threads}-thread start with {in_use} threads in use exceeds the "
+                f"{budget}-thread budget"
             )
-        return self._hand(idle.pop(), query_id, sql, timeout_s)
+        return self._hand(self.idle[threads].pop(), query_id, sql, timeout_s)
 
     def _hand(self, worker: int, query_id: int, sql: str, timeout_s: float) -> int:
         self.busy[query_id] = worker
-        self.requests[worker].put((query_id, sql, self.threads[worker], timeout_s))
+        self.requests[worker].put((query_id, sql, timeout_s))
         return worker
 
     def on_every_worker(self, sql: str) -> None:

@@ -341,7 +341,7 @@ def test_interference_times_every_template_alone_and_beside_the_loop() -> None:
 class _SwitchingEngine:
     """A stand-in DuckDB connection on a fake clock: each query takes `steady` seconds, and
     `penalty` times that for the first `cold` queries after its thread count changes — the
-    thread-pool restart `THREAD_SWITCH_WARMUP_PASSES` waits out."""
+    thread-pool restart `THREAD_SWITCH_WARMUP_S` waits out."""
 
     def __init__(self, steady: float = 0.01, cold: int = 3, penalty: float = 1.5) -> None:
         self.clock = 0.0
@@ -364,24 +364,25 @@ class _SwitchingEngine:
         return []
 
 
-@pytest.mark.parametrize("warmup_passes", [1, 0])
+@pytest.mark.parametrize("warmup_s", [0.1, 0.0])
 def test_timing_waits_out_the_thread_pool_restart(
-    monkeypatch: pytest.MonkeyPatch, warmup_passes: int
+    monkeypatch: pytest.MonkeyPatch, warmup_s: float
 ) -> None:
     """Latencies are timed on a warm thread pool: a query right after `SET threads` to a new
     count is not what the engine runs at steadily (without the warm-up pass the first queries
-    of every pass would keep the restart's cost, as the files calibrated before 2026-12-07 do)."""
+    of every pass would keep the restart's cost, as the files calibrated before 2026-12-07 do);
+    the warm-up runs whole passes until its time is up, so a short pass is run several times."""
     from types import SimpleNamespace
 
     from lsched.workloads import calibrate
 
-    engine = _SwitchingEngine()
+    engine = _SwitchingEngine(cold=6)  # longer than one pass of the four queries
     monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: engine.clock))
-    monkeypatch.setattr(calibrate, "THREAD_SWITCH_WARMUP_PASSES", warmup_passes)
+    monkeypatch.setattr(calibrate, "THREAD_SWITCH_WARMUP_S", warmup_s)
     names = ["q1", "q2", "q3", "q4"]
     timed = calibrate._time_suite(engine, {n: n for n in names}, names, (1, 2), repeats=3)
     steady = {1: 0.01, 2: 0.005}
-    if warmup_passes:
+    if warmup_s:
         assert all(timed[n] == pytest.approx(steady) for n in names)
     else:  # the first `cold` queries after each switch keep the restart in every pass
         assert timed["q1"] == pytest.approx({1: 0.015, 2: 0.0075})

@@ -202,6 +202,13 @@ def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
             "none.json",
         ),
         (
+            [
+                *("calibrate", "tpch", "--scale-factors", "3", "--speed-reference"),
+                *(TEMPLATES / "tpch.json", "--out", out),
+            ],
+            "tpch.json: scale_factors: shares none with --scale-factors (it holds 0.1, 1)",
+        ),
+        (
             ["calibrate", "tpch", "--refit", TEMPLATES / "tpch.json", "--speed-reference", out],
             "--speed-reference: scales a new measurement",
         ),
