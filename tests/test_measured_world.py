@@ -111,7 +111,9 @@ def test_refit_spreads_q11_uniformly_and_refuses_files_it_cannot_refit() -> None
     refitted, uniform = refit_local_fractions(old)
     assert uniform == {"tpch-q11": [1.0]}
     fractions = refitted.templates["tpch-q11"].serial_fractions(1.0)
-    assert fractions == pytest.approx(template.serial_fractions(1.0), rel=1e-3)
+    # the file holds fractions to 3 significant digits: half a unit of the last, relative to
+    # Q11's ~0.34, is 1.5e-3
+    assert fractions == pytest.approx(template.serial_fractions(1.0), rel=1.5e-3)
     assert len(set(fractions)) == 1 and fractions[0] > 0.1  # one level on every pipeline
     timed_at_four = replace(TPCH, calibration={**TPCH.calibration, "thread_counts": [1, 2, 4]})
     with pytest.raises(CalibrationError, match=r"calibration.thread_counts: needs \[1, 2\]"):

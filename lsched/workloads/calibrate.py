@@ -1186,10 +1186,10 @@ def speed_reference(
     recalibration's latencies by these factors keeps the reference's time scale and takes from
     the new run what it measures better: which query costs how much beside the others at a
     scale factor, and how each scales with threads. Per scale factor, because the drift is not
-    one factor: on 2026-12-07 the engine ran the SF-1 suite 1.14x and the SF-0.1 suite 1.04x
-    its 2026-12-01 time (1 thread), and a run anchored at SF 1 alone steepened every
-    template's growth with data (tpch-streaming's work +9%, against +6% anchored per scale
-    factor: the templates' own growth, measured anew). The reference's 1-thread latency
+    one factor: on 2026-12-07 the engine ran the SF-1 suite 1.20x and the SF-0.1 suite 1.08x
+    its 2026-12-01 time (1 thread), and in a trial anchored at SF 1 alone every template's
+    growth with data steepened (tpch-streaming's work +9%; anchored per scale factor +5%: the
+    templates' own growth, measured anew). The reference's 1-thread latency
     is its work plus one warm-up per pipeline, which its fit made equal to its measured one.
     The engine costs (the warm-up per pipeline among them) are kept as the new run measured
     them: fixed costs, not query latencies."""
