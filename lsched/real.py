@@ -138,8 +138,6 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
     (`lsched.workloads.calibrate.THREAD_SWITCH_WARMUP_S`). A database runs its concurrent
     queries on one warm pool; a runner whose workers switched counts charged agents that
     mix one- and two-thread grants a cost no engine has."""
-    if isinstance(total_threads, bool) or not isinstance(total_threads, int) or total_threads < 1:
-        raise RealEngineError(f"threads: expected an integer >= 1, got {total_threads!r}")
     return tuple(k for k in range(1, total_threads + 1) for _ in range(total_threads // k))
 
 
@@ -499,6 +497,8 @@ class RealReport:
     isolated: dict[tuple[str, float], tuple[float, ...]]
     """(template, scale factor) → its latency alone with every thread, one sample per probe
     (`probes`), so that the speed factor sees the same engine as the runs."""
+    threads: int
+    """The engine's thread budget (the cluster's threads): what utilisation is taken over."""
     decide_s: dict[tuple[str, int, int], float] = field(default_factory=dict)
     """Seconds each run's policy spent deciding, by (agent label, seed, repeat)."""
     asked: dict[tuple[str, int, int], int] = field(default_factory=dict)
@@ -511,9 +511,6 @@ class RealReport:
     """Every isolated pass in the order taken: (template, scale factor) → seconds alone."""
     time_scale_auto: bool = False
     """Whether `time_scale` is the speed factor measured before the first run (`auto`)."""
-    threads: int = 0
-    """The engine's thread budget (the cluster's threads); 0: not recorded, and utilisation
-    is then taken over the most threads the runs held at once."""
 
     def decision_s(self, agent: str) -> float:
         """Seconds one decision of `agent` took: the median over its runs of time spent
@@ -630,12 +627,12 @@ def run_real(
         repeats,
         time_scale,
         {key: tuple(values) for key, values in isolated.items()},
+        threads,
         decide_s,
         asked,
         brackets,
         tuple(probes),
         auto,
-        threads,
     )
 
 
@@ -982,17 +979,7 @@ def _utilization(run: Sequence[RealQuery], report: RealReport) -> float:
     last finish."""
     span = max(q.finish_s for q in run) - min(q.arrival_s for q in run)
     busy = sum((q.finish_s - q.start_s) * q.threads for q in run)
-    threads = report.threads or _most_threads_at_once(run)
-    return busy / (span * threads) if span > 0 else 0.0
-
-
-def _most_threads_at_once(run: Sequence[RealQuery]) -> int:
-    edges = sorted([(q.start_s, q.threads) for q in run] + [(q.finish_s, -q.threads) for q in run])
-    held = most = 0
-    for _, change in edges:
-        held += change
-        most = max(most, held)
-    return max(most, 1)
+    return busy / (span * report.threads) if span > 0 else 0.0
 
 
 def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) -> list[Path]:

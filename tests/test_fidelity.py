@@ -86,6 +86,7 @@ def drifting_report(
         3,
         time_scale,
         isolated,
+        scenario.cluster.total_threads,
         brackets=brackets,
         probes=tuple(probes),
     )
@@ -152,6 +153,7 @@ def test_a_report_without_brackets_has_no_drift_matched_figures() -> None:
         report.repeats,
         report.time_scale,
         report.isolated,
+        report.threads,
     )
     fidelity = fidelity_report(bare, scenario, agents)
     assert fidelity["speed_factor_runs"] is None

@@ -1189,10 +1189,10 @@ def speed_reference(
     one factor: on 2026-12-07 the engine ran the SF-1 suite 1.20x and the SF-0.1 suite 1.08x
     its 2026-12-01 time (1 thread), and in a trial anchored at SF 1 alone every template's
     growth with data steepened (tpch-streaming's work +9%; anchored per scale factor +5%: the
-    templates' own growth, measured anew). The reference's 1-thread latency
-    is its work plus one warm-up per pipeline, which its fit made equal to its measured one.
-    The engine costs (the warm-up per pipeline among them) are kept as the new run measured
-    them: fixed costs, not query latencies."""
+    templates' own growth, measured anew). The reference's 1-thread latency is its work plus
+    one warm-up per pipeline, which its fit made equal to its measured one. The engine costs
+    (the warm-up per pipeline among them) are kept as the new run measured them: fixed costs,
+    not query latencies."""
     common = sorted(set(measured) & set(reference.templates), key=natural_key)
     shared = sorted(set(reference.scale_factors).intersection(*(measured[n] for n in common)))
     if not common or not shared:
