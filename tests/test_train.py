@@ -281,6 +281,25 @@ def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
         train(replace(FAST, iterations=0, init=None, imitate=None), [tiny], tmp_path / "none")
 
 
+def test_a_margin_must_win_beyond_its_noise() -> None:
+    """The margin rule scores a scenario by the upper end of its ratio's interval: a margin that
+    is ahead on average but scattered around the baseline loses to one that sits on it, and
+    z = 0 gives back the comparison of ratios alone."""
+    from lsched.learn.margin import _row, paired_ratio
+
+    best = [10.0, 10.0, 10.0, 10.0]
+    scattered = paired_ratio([9.0, 11.2, 9.0, 10.6], best)  # −0.5% on average, ±4.6%
+    steady = paired_ratio([10.0, 10.0, 10.0, 10.01], best)  # +0.025%, ±0.025%
+    assert scattered[0] < steady[0] and scattered[1] > 10 * steady[1]
+    for z, winner in ((0.0, "scattered"), (1.645, "steady")):
+        rows = {
+            name: _row({"s": score}, z)
+            for name, score in (("scattered", scattered), ("steady", steady))
+        }
+        assert min(rows, key=lambda name: rows[name]["worst"]) == winner
+    assert paired_ratio([12.0], [10.0]) == pytest.approx((0.2, 0.0))
+
+
 def test_the_query_level_form_gets_its_own_margin_chosen_at_query_level(
     tiny: str, tmp_path: Path
 ) -> None:
@@ -437,6 +456,7 @@ def test_a_batch_episode_runs_its_first_k_queries_to_the_end() -> None:
         ("baselines=fifo", "baselines must be a list of strings"),
         ("rollout_seed_offset=10", "rollout_seed_offset"),
         ("margin_grid=[0.5, -1]", "margin_grid"),
+        ("margin_confidence_z=-1", "margin_confidence_z"),
         ("deviation_margin=-0.5", "deviation_margin"),
     ],
 )

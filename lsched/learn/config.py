@@ -98,7 +98,13 @@ class TrainConfig:
     margin_grid: tuple[float, ...] = ()
     """After training, the deviation margins tried on `margin_seeds` validation workloads per
     scenario with the best policy; the one with the lowest worst-scenario ratio to the best
-    baseline ships (ties: the smaller margin). Empty: keep `deviation_margin`."""
+    baseline, taken at the upper end of its interval (`margin_confidence_z`), ships (ties: the
+    smaller margin). Empty: keep `deviation_margin`."""
+    margin_confidence_z: float = 1.645
+    """Standard errors of the paired per-workload ratios added to each scenario's ratio before
+    the margins are compared (lsched.learn.margin): 1.645, a one-sided 95% bound under a normal
+    approximation, as high-confidence policy improvement asks; 0 compares the ratios alone (the
+    rule until 2026-12-07, which on 4 workloads picked a margin that lost held out)."""
     margin_seeds: int = 4
     """Validation workloads per scenario for `margin_grid` (from the validation range)."""
     margin_max_queries: int | None = None
@@ -250,6 +256,7 @@ def check_config(config: TrainConfig) -> None:
         "deviation_margin": config.deviation_margin >= 0,
         "margin_grid": all(m >= 0 for m in config.margin_grid),
         "margin_seeds": config.margin_seeds >= 1,
+        "margin_confidence_z": config.margin_confidence_z >= 0,
         "margin_max_queries": config.margin_max_queries is None or config.margin_max_queries >= 1,
         "query_margin_grid": all(m >= 0 for m in config.query_margin_grid),
         "query_margin_scenarios": all(isinstance(s, str) for s in config.query_margin_scenarios),

@@ -90,10 +90,10 @@ def validation_seeds(scenario: Scenario, config: TrainConfig, count: int) -> lis
     return [start + k for k in range(count)]
 
 
-def baseline_latencies(
+def baseline_runs(
     config: TrainConfig, loaded: Sequence[Scenario], pool: Backend, workloads: Workloads
-) -> dict[str, dict[str, float]]:
-    """Mean latency of every baseline per scenario on `workloads`."""
+) -> dict[str, dict[str, list[float]]]:
+    """Mean latency of every baseline per scenario on each of `workloads`, in seed order."""
     tasks = [
         EvalTask(None, None, agent, s.source, seed, workloads.max_queries)
         for s in loaded
@@ -105,21 +105,28 @@ def baseline_latencies(
     for task, value in zip(tasks, values, strict=True):
         name = scenario_named(task.scenario).name
         table.setdefault(name, {}).setdefault(task.agent, []).append(value)
+    return table
+
+
+def baseline_latencies(
+    config: TrainConfig, loaded: Sequence[Scenario], pool: Backend, workloads: Workloads
+) -> dict[str, dict[str, float]]:
+    """Mean latency of every baseline per scenario on `workloads`."""
+    table = baseline_runs(config, loaded, pool, workloads)
     return {s: {a: float(np.mean(v)) for a, v in agents.items()} for s, agents in table.items()}
 
 
-def evaluate_policy(
+def policy_runs(
     config: TrainConfig,
     loaded: Sequence[Scenario],
     policy: Policy,
     policy_config: PolicyConfig,
     pool: Backend,
-    baselines: Mapping[str, Mapping[str, float]],
     workloads: Workloads,
     options: PolicyOptions | None = None,
-) -> dict[str, dict[str, float]]:
-    """Greedy mean latency per scenario on `workloads`, next to the best baseline's there
-    (lower is better), with `options` (default the run's)."""
+) -> dict[str, list[float]]:
+    """The greedy policy's mean latency per scenario on each of `workloads`, in seed order,
+    with `options` (default the run's)."""
     weights = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     tasks = [
         EvalTask(
@@ -136,10 +143,28 @@ def evaluate_policy(
         for seed in validation_seeds(s, config, workloads.seeds)
     ]
     values = pool.map(evaluate_one, tasks)
+    return {
+        s.name: [v for t, v in zip(tasks, values, strict=True) if t.scenario == s.source]
+        for s in loaded
+    }
+
+
+def evaluate_policy(
+    config: TrainConfig,
+    loaded: Sequence[Scenario],
+    policy: Policy,
+    policy_config: PolicyConfig,
+    pool: Backend,
+    baselines: Mapping[str, Mapping[str, float]],
+    workloads: Workloads,
+    options: PolicyOptions | None = None,
+) -> dict[str, dict[str, float]]:
+    """Greedy mean latency per scenario on `workloads`, next to the best baseline's there
+    (lower is better), with `options` (default the run's)."""
+    runs = policy_runs(config, loaded, policy, policy_config, pool, workloads, options)
     report: dict[str, dict[str, float]] = {}
     for s in loaded:
-        mine = [v for t, v in zip(tasks, values, strict=True) if t.scenario == s.source]
-        entry = {"mean_latency_s": float(np.mean(mine))}
+        entry = {"mean_latency_s": float(np.mean(runs[s.name]))}
         known = baselines.get(s.name, {})
         if known:
             best_agent = min(known, key=known.__getitem__)
