@@ -107,6 +107,10 @@ class TrainConfig:
     rule until 2026-12-07, which on 4 workloads picked a margin that lost held out)."""
     margin_seeds: int = 4
     """Validation workloads per scenario for `margin_grid` (from the validation range)."""
+    margin_scenarios: tuple[str, ...] = ()
+    """Scenarios `margin_grid` is judged on besides the training ones (their validation-range
+    seeds): the margin guards decisions the policy never trained on, such as a batch where
+    every query arrives at once, so it is best chosen where those happen too."""
     margin_max_queries: int | None = None
     """Queries of each `margin_grid` workload (None: all: the margin guards whole runs)."""
     query_margin_scenarios: tuple[str, ...] = ()
@@ -259,6 +263,7 @@ def check_config(config: TrainConfig) -> None:
         "margin_confidence_z": config.margin_confidence_z >= 0,
         "margin_max_queries": config.margin_max_queries is None or config.margin_max_queries >= 1,
         "query_margin_grid": all(m >= 0 for m in config.query_margin_grid),
+        "margin_scenarios": all(isinstance(s, str) for s in config.margin_scenarios),
         "query_margin_scenarios": all(isinstance(s, str) for s in config.query_margin_scenarios),
         "rollout_seed_span": config.rollout_seed_span >= 1,
     }
@@ -324,6 +329,7 @@ def config_document(config: TrainConfig) -> dict[str, Any]:
     """The settings as plain data: what checkpoints record and `--resume` compares."""
     document = asdict(config)
     document["baselines"] = list(config.baselines)
+    document["margin_scenarios"] = list(config.margin_scenarios)
     document["query_margin_scenarios"] = list(config.query_margin_scenarios)
     return document
 
@@ -355,8 +361,9 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
                 float(m) if isinstance(m, int) and not isinstance(m, bool) else m
                 for m in settings[key]
             )
-    if isinstance(settings.get("query_margin_scenarios"), list):
-        settings["query_margin_scenarios"] = tuple(settings["query_margin_scenarios"])
+    for key in ("margin_scenarios", "query_margin_scenarios"):
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(settings[key])
     for key in ("time_limit_s", "learning_rate", "imitation_learning_rate", "deviation_margin"):
         if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
             settings[key] = float(settings[key])

@@ -65,6 +65,14 @@ def train(
         raise TrainError("train: need at least one scenario")
     check_config(config)
     loaded = [scenario_named(name) for name in scenarios]
+    # the margins' scenarios load now: a bad name is an error before training, not after it
+    margin_loaded = [*loaded]
+    for name in config.margin_scenarios:
+        extra = scenario_named(name)
+        if all(extra.name != s.name for s in margin_loaded):
+            margin_loaded.append(extra)
+    for name in config.query_margin_scenarios:
+        scenario_named(name)
     names = tuple(scenarios)
     limits = replace(limits_of(loaded[0].env), parallelism_levels=config.limit_levels)
     sizes = feature_sizes()
@@ -179,7 +187,7 @@ def train(
         shipped, margin_wall_s, margin_report = config, 0.0, None
         if config.margin_grid:
             margin_started = time.perf_counter()
-            margin, margin_report = choose_margin(config, loaded, final, policy_config, pool)
+            margin, margin_report = choose_margin(config, margin_loaded, final, policy_config, pool)
             margin_wall_s = time.perf_counter() - margin_started
             shipped = replace(config, deviation_margin=margin)
             record = {"iteration": iteration, "margin": margin_report}
