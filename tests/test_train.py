@@ -254,6 +254,8 @@ def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
     """`iterations=0` with `init` ships the same weights; `margin_grid` measures every margin
     on `margin_seeds` validation workloads and ships the one with the best worst scenario."""
     first = train(replace(FAST, iterations=2), [tiny], tmp_path / "first")
+    other = tmp_path / "other.yaml"  # a scenario the policy never trained on
+    other.write_text(TINY.replace("name: tiny", "name: other").replace("0.5}", "2.0}"))
     config = replace(
         FAST,
         iterations=0,
@@ -261,6 +263,7 @@ def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
         margin_grid=(1e6, 0.0),
         margin_seeds=2,
         margin_max_queries=12,
+        margin_scenarios=(str(other), tiny),
     )
     out = tmp_path / "gated"
     path = train(config, [tiny], out)
@@ -269,6 +272,10 @@ def test_zero_iterations_choose_the_deviation_margin_of_a_trained_policy(
     assert [r["iteration"] for r in records] == [0, 0] and report["seeds"] == 2
     worst = {float(m): row["worst"] for m, row in report["margins"].items()}
     assert set(worst) == {0.0, 1e6}
+    for row in report["margins"].values():  # judged on both, each at its interval's upper end
+        assert set(row["vs_best"]) == {"tiny", "other"}
+        assert all(row["upper"][n] >= row["vs_best"][n] for n in row["vs_best"])
+        assert row["worst"] == max(row["upper"].values())
     assert report["chosen"] == min(worst, key=lambda m: (worst[m], m))
     policy, info, _ = load_checkpoint(path, FEATURE_SCHEMA_VERSION)
     assert info.deviation_margin == report["chosen"] and info.extra["margin"] == report
@@ -457,6 +464,8 @@ def test_a_batch_episode_runs_its_first_k_queries_to_the_end() -> None:
         ("rollout_seed_offset=10", "rollout_seed_offset"),
         ("margin_grid=[0.5, -1]", "margin_grid"),
         ("margin_confidence_z=-1", "margin_confidence_z"),
+        ('margin_scenarios=["no-such-scenario"]', "margin_scenarios: no-such-scenario"),
+        ('query_margin_scenarios=["nope.yaml"]', "query_margin_scenarios: nope.yaml"),
         ("deviation_margin=-0.5", "deviation_margin"),
     ],
 )

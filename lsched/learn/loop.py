@@ -19,6 +19,7 @@ from agents.learned.checkpoint import load_checkpoint, read_document, save_check
 from agents.learned.factory import cached_policy
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend, LocalBackend
+from lsched.errors import ScenarioError
 from lsched.learn.config import (
     BEST_FILE,
     CHECKPOINT_FILE,
@@ -67,12 +68,10 @@ def train(
     loaded = [scenario_named(name) for name in scenarios]
     # the margins' scenarios load now: a bad name is an error before training, not after it
     margin_loaded = [*loaded]
-    for name in config.margin_scenarios:
-        extra = scenario_named(name)
+    for extra in _margin_scenarios(config, "margin_scenarios"):
         if all(extra.name != s.name for s in margin_loaded):
             margin_loaded.append(extra)
-    for name in config.query_margin_scenarios:
-        scenario_named(name)
+    _margin_scenarios(config, "query_margin_scenarios")
     names = tuple(scenarios)
     limits = replace(limits_of(loaded[0].env), parallelism_levels=config.limit_levels)
     sizes = feature_sizes()
@@ -229,6 +228,14 @@ def train(
         path = save_checkpoint(out / POLICY_FILE, final, replace(info, extra=extra))
         cached_policy.cache_clear()  # the file at `path` changed: reload its info
     return path
+
+
+def _margin_scenarios(config: TrainConfig, field: str) -> list[Scenario]:
+    """The scenarios a margin setting names, loaded; a bad one is a TrainError naming it."""
+    try:
+        return [scenario_named(name) for name in getattr(config, field)]
+    except ScenarioError as error:
+        raise TrainError(f"train settings: {field}: {error}") from None
 
 
 def iteration_tasks(
