@@ -292,7 +292,7 @@ def test_a_margin_must_win_beyond_its_noise() -> None:
     """The margin rule scores a scenario by the upper end of its ratio's interval: a margin that
     is ahead on average but scattered around the baseline loses to one that sits on it, and
     z = 0 gives back the comparison of ratios alone."""
-    from lsched.learn.margin import _row, paired_ratio
+    from lsched.learn.margin import _best, _row, paired_ratio
 
     best = [10.0, 10.0, 10.0, 10.0]
     scattered = paired_ratio([9.0, 11.2, 9.0, 10.6], best)  # −0.5% on average, ±4.6%
@@ -305,6 +305,15 @@ def test_a_margin_must_win_beyond_its_noise() -> None:
         }
         assert min(rows, key=lambda name: rows[name]["worst"]) == winner
     assert paired_ratio([12.0], [10.0]) == pytest.approx((0.2, 0.0))
+    # where every margin makes the guide's decisions (ratio 0) the worst ties: the mean decides
+    ahead = paired_ratio([9.5, 9.6, 9.5, 9.4], best)
+    rows = {
+        str(m): _row({"guide": (0.0, 0.0), "s": score}, 1.645)
+        for m, score in ((1.0, paired_ratio(best, best)), (2.0, ahead))
+    }
+    assert rows["1.0"]["worst"] == rows["2.0"]["worst"] == 0.0
+    assert _best([1.0, 2.0], rows) == 2.0
+    assert _best([1.0, 2.0], {"1.0": rows["2.0"], "2.0": rows["2.0"]}) == 1.0  # then the smaller
 
 
 def test_the_query_level_form_gets_its_own_margin_chosen_at_query_level(

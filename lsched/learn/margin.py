@@ -57,7 +57,7 @@ def choose_margin(
         mine = policy_runs(config, loaded, policy, policy_config, pool, workloads, options)
         scores = {name: paired_ratio(mine[name], best[name]) for name in mine}
         rows[str(margin)] = _row(scores, config.margin_confidence_z)
-    chosen = min(margins, key=lambda m: rows[str(m)]["worst"])  # ties: the smaller margin
+    chosen = _best(margins, rows)
     report = {"chosen": float(chosen), "seeds": workloads.seeds}
     return float(chosen), {**report, "confidence_z": config.margin_confidence_z, "margins": rows}
 
@@ -78,7 +78,15 @@ def _row(scores: dict[str, tuple[float, float]], z: float) -> dict[str, Any]:
         "vs_best": {name: ratio for name, (ratio, _) in scores.items()},
         "upper": upper,
         "worst": max(upper.values()),
+        "mean_upper": statistics.fmean(upper.values()),
     }
+
+
+def _best(margins: Sequence[float], rows: dict[str, Any]) -> float:
+    """The margin with the lowest worst upper bound; among equals (a scenario where every
+    margin makes the guide's decisions pins the worst at 0), the lowest mean upper bound,
+    then the smaller margin."""
+    return min(margins, key=lambda m: (rows[str(m)]["worst"], rows[str(m)]["mean_upper"], m))
 
 
 def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, dict[str, Any]]:
@@ -112,7 +120,7 @@ def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, d
             mine = _mean_latencies(scenario, agent, seeds)
             scores[str(margin)][scenario.name] = paired_ratio(mine, best)
     rows = {m: _row(s, config.margin_confidence_z) for m, s in scores.items()}
-    chosen = min(margins, key=lambda m: rows[str(m)]["worst"])  # ties: the smaller margin
+    chosen = _best(margins, rows)
     report = {"chosen": float(chosen), "seeds": seeds_used, "baselines": baselines}
     return float(chosen), {**report, "confidence_z": config.margin_confidence_z, "margins": rows}
 
