@@ -192,6 +192,8 @@ class _Pool:
 
     def __init__(self, path: Path, threads: int, storage: str = DEFAULT_STORAGE) -> None:
         context = multiprocessing.get_context("spawn")
+        self.budget = threads
+        """The engine's threads: what the started queries' grants may add up to."""
         self.threads = worker_threads(threads)
         """Worker slot -> its fixed thread count."""
         self.results = context.Queue()
@@ -214,12 +216,11 @@ class _Pool:
     def submit(self, query_id: int, sql: str, threads: int, timeout_s: float) -> int:
         """Hand the query to an idle worker at `threads`; returns the worker's slot. Grants
         past the budget are refused: the coordinator's own accounting keeps within it."""
-        budget = max(self.threads)
         in_use = sum(self.threads[worker] for worker in self.busy.values())
-        if threads not in self.idle or in_use + threads > budget:
+        if threads not in self.idle or in_use + threads > self.budget:
             raise RealEngineError(
                 f"a {threads}-thread start with {in_use} threads in use exceeds the "
-                f"{budget}-thread budget"
+                f"{self.budget}-thread budget"
             )
         return self._hand(self.idle[threads].pop(), query_id, sql, timeout_s)
 

@@ -71,7 +71,7 @@ def train(
     for extra in _margin_scenarios(config, "margin_scenarios"):
         if all(extra.name != s.name for s in margin_loaded):
             margin_loaded.append(extra)
-    _margin_scenarios(config, "query_margin_scenarios")
+    query_margin_loaded = _margin_scenarios(config, "query_margin_scenarios")
     names = tuple(scenarios)
     limits = replace(limits_of(loaded[0].env), parallelism_levels=config.limit_levels)
     sizes = feature_sizes()
@@ -211,9 +211,9 @@ def train(
     if margin_report is not None:
         info = replace(info, extra={**info.extra, "margin": margin_report})
     path = save_checkpoint(out / POLICY_FILE, final, info)
-    if config.query_margin_grid and config.query_margin_scenarios:
+    if config.query_margin_grid and query_margin_loaded:
         margin_started = time.perf_counter()
-        query_margin, query_report = choose_query_margin(config, path)
+        query_margin, query_report = choose_query_margin(config, path, query_margin_loaded)
         wall_s = float(info.extra["train_wall_s"]) + time.perf_counter() - margin_started
         record = {"iteration": iteration, "query_margin": query_report, "wall_s": round(wall_s, 3)}
         append_metrics(metrics_path, record)

@@ -33,7 +33,6 @@ from lsched.learn.evaluation import (
     policy_runs,
     validation_seeds,
 )
-from lsched.learn.rollout import scenario_named
 from lsched.scenario import AgentChoice, Scenario
 
 
@@ -89,11 +88,13 @@ def _best(margins: Sequence[float], rows: dict[str, Any]) -> float:
     return min(margins, key=lambda m: (rows[str(m)]["worst"], rows[str(m)]["mean_upper"], m))
 
 
-def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, dict[str, Any]]:
+def choose_query_margin(
+    config: TrainConfig, checkpoint: Path, scenarios: Sequence[Scenario]
+) -> tuple[float, dict[str, Any]]:
     """(the query-level form's margin, a report as `choose_margin`'s) for the policy file
-    `checkpoint`: on `margin_seeds` whole validation workloads of each of
-    `query_margin_scenarios`, the form `lsched real` runs (`decisions: query`) at each margin
-    of `query_margin_grid`, against the best of the baselines' query-level forms there.
+    `checkpoint`: on `margin_seeds` whole validation workloads of each of `scenarios` (the
+    loaded `query_margin_scenarios`), the form `lsched real` runs (`decisions: query`) at each
+    margin of `query_margin_grid`, against the best of the baselines' query-level forms there.
 
     Its own selection, because the query-level form decides something training never did: a
     grant a query keeps to its end, where the pipeline-level limit it was trained on is a cap
@@ -104,8 +105,7 @@ def choose_query_margin(config: TrainConfig, checkpoint: Path) -> tuple[float, d
     margins = sorted(set(config.query_margin_grid))
     scores: dict[str, dict[str, tuple[float, float]]] = {str(m): {} for m in margins}
     seeds_used: dict[str, list[int]] = {}
-    for name in config.query_margin_scenarios:
-        scenario = scenario_named(name)
+    for scenario in scenarios:
         seeds = seeds_used[scenario.name] = validation_seeds(scenario, config, config.margin_seeds)
         best = min(
             (
