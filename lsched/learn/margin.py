@@ -56,9 +56,7 @@ def choose_margin(
         mine = policy_runs(config, loaded, policy, policy_config, pool, workloads, options)
         scores = {name: paired_ratio(mine[name], best[name]) for name in mine}
         rows[str(margin)] = _row(scores, config.margin_confidence_z)
-    chosen = _best(margins, rows)
-    report = {"chosen": float(chosen), "seeds": workloads.seeds}
-    return float(chosen), {**report, "confidence_z": config.margin_confidence_z, "margins": rows}
+    return _choice(config, margins, rows, seeds=workloads.seeds)
 
 
 def paired_ratio(mine: Sequence[float], best: Sequence[float]) -> tuple[float, float]:
@@ -79,6 +77,15 @@ def _row(scores: dict[str, tuple[float, float]], z: float) -> dict[str, Any]:
         "worst": max(upper.values()),
         "mean_upper": statistics.fmean(upper.values()),
     }
+
+
+def _choice(
+    config: TrainConfig, margins: Sequence[float], rows: dict[str, Any], **context: Any
+) -> tuple[float, dict[str, Any]]:
+    """(the chosen margin, the report: the choice, `context`, the rule's z and every row)."""
+    chosen = float(_best(margins, rows))
+    report = {"chosen": chosen, **context, "confidence_z": config.margin_confidence_z}
+    return chosen, {**report, "margins": rows}
 
 
 def _best(margins: Sequence[float], rows: dict[str, Any]) -> float:
@@ -120,9 +127,7 @@ def choose_query_margin(
             mine = _mean_latencies(scenario, agent, seeds)
             scores[str(margin)][scenario.name] = paired_ratio(mine, best)
     rows = {m: _row(s, config.margin_confidence_z) for m, s in scores.items()}
-    chosen = _best(margins, rows)
-    report = {"chosen": float(chosen), "seeds": seeds_used, "baselines": baselines}
-    return float(chosen), {**report, "confidence_z": config.margin_confidence_z, "margins": rows}
+    return _choice(config, margins, rows, seeds=seeds_used, baselines=baselines)
 
 
 def _mean_latencies(scenario: Scenario, agent: AgentChoice, seeds: Sequence[int]) -> list[float]:
