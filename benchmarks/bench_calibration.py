@@ -5,8 +5,9 @@ after a warm-up), simulates each template alone on the `engine: duckdb` preset, 
 JSON line: the global speed factor (median real / simulated: how much faster or slower DuckDB
 runs now than at calibration), each query's error after it, how many are within 15%, and the
 real runs' spread. `--compare A.json,B.json` also holds other template files of the suite (a
-recalibration, say) against the same real runs, under "compared": on a drifting engine, files
-measured against one another in one run are the fair comparison.
+recalibration, say) against the same real runs, under "compared", each simulated on the engine
+its own file records (warm-up, memory, spill and interference costs): on a drifting engine,
+files measured against one another in one run are the fair comparison.
 Usage: python benchmarks/bench_calibration.py [--scale-factor 1] [--repeats 5] [--compare FILES]
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from lsched.workloads.fidelity import compare, duckdb_cluster, measure_real_s, summary
@@ -40,15 +40,22 @@ def main() -> None:
         if missing:
             parser.error(f"--compare: {path} lacks {', '.join(missing)}")
     cluster = duckdb_cluster()
+    engines = {path: duckdb_cluster(other) for path, other in others.items()}
+    for path, engine in engines.items():
+        if engine.threads_per_node != cluster.threads_per_node:
+            parser.error(
+                f"--compare: {path} was calibrated up to {engine.threads_per_node} threads, "
+                f"the bundled file up to {cluster.threads_per_node}: one set of real runs "
+                "cannot serve both"
+            )
     real = measure_real_s(
         args.suite, args.scale_factor, names, cluster.threads_per_node, args.repeats
     )
     rows, speed = compare(library, real, args.scale_factor, cluster)
     figures = summary(rows, speed)
     compared = {}
-    for path, other in others.items():  # each under its own file's warm-up cost
-        own = replace(cluster, warmup_s=other.engine_costs.get("warmup_s", cluster.warmup_s))
-        other_rows, other_speed = compare(other.templates, real, args.scale_factor, own)
+    for path, other in others.items():  # each on the engine its own file records
+        other_rows, other_speed = compare(other.templates, real, args.scale_factor, engines[path])
         compared[path] = summary(other_rows, other_speed)
     print(
         json.dumps(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from lsched.workloads.templates import bundled_template_set
+from lsched.workloads.templates import TemplateSet, bundled_template_set
 from sim.model import ClusterConfig
 
 ENGINES = ("spark", "duckdb")
@@ -62,22 +62,30 @@ def engine_preset(name: str) -> EnginePreset:
         )
     if name == "duckdb":
         measured = bundled_template_set("tpch")
-        costs = measured.engine_costs
-        threads = max(measured.calibration.get("thread_counts", [measured.threads]))
         return EnginePreset(
             name,
-            {
-                "nodes": 1,
-                "threads_per_node": int(threads),
-                "memory_per_node_gb": costs.get("memory_limit_gb", defaults.memory_per_node_gb),
-                "moving_delay_s": 0.0,
-                "warmup_s": costs.get("warmup_s", 0.0),
-                "parallel_overhead": None,
-                "spill_factor": costs.get("spill_factor", defaults.spill_factor),
-                "task_skew": defaults.task_skew,
-                "interference": costs.get("interference", 0.0),
-            },
+            duckdb_settings(measured),
             f"lsched calibrate ({measured.calibration.get('command', 'see the tpch template file')}"
             f", DuckDB {measured.engine_version}, {measured.calibration.get('date', '')})",
         )
     raise KeyError(name)
+
+
+def duckdb_settings(measured: TemplateSet) -> dict[str, Any]:
+    """The `duckdb` preset's cluster fields as the template file `measured` records them: the
+    bundled TPC-H file gives the preset; another file (a recalibration) gives the engine it was
+    measured on, so the two can be compared against the same real runs."""
+    defaults = ClusterConfig()
+    costs = measured.engine_costs
+    threads = max(measured.calibration.get("thread_counts", [measured.threads]))
+    return {
+        "nodes": 1,
+        "threads_per_node": int(threads),
+        "memory_per_node_gb": costs.get("memory_limit_gb", defaults.memory_per_node_gb),
+        "moving_delay_s": 0.0,
+        "warmup_s": costs.get("warmup_s", 0.0),
+        "parallel_overhead": None,
+        "spill_factor": costs.get("spill_factor", defaults.spill_factor),
+        "task_skew": defaults.task_skew,
+        "interference": costs.get("interference", 0.0),
+    }

@@ -274,6 +274,17 @@ def test_duckdb_preset_is_the_measured_engine() -> None:
     assert engine_preset("spark").settings["warmup_s"] == 1.0
 
 
+def test_another_template_file_brings_its_own_engine() -> None:
+    """bench_calibration --compare simulates each file on the engine it records, not on the
+    bundled file's: every measured cost, not the warm-up alone."""
+    assert fidelity.duckdb_cluster(TPCH) == fidelity.duckdb_cluster()
+    costs = {"warmup_s": 0.004, "interference": 0.3, "spill_factor": 5.0, "memory_limit_gb": 2.0}
+    other = fidelity.duckdb_cluster(replace(TPCH, engine_costs=costs))
+    assert (other.warmup_s, other.interference, other.spill_factor) == (0.004, 0.3, 5.0)
+    assert other.memory_per_node_gb == 2.0
+    assert other.threads_per_node == fidelity.duckdb_cluster().threads_per_node
+
+
 def test_duckdb_batch_runs_at_real_time_scale() -> None:
     scenario = load_scenario("duckdb-batch")
     queries = scenario.queries(0)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsched.engines import engine_preset
+from lsched.engines import duckdb_settings, engine_preset
 from lsched.workloads import calibrate
 from lsched.workloads.scalability import isolated_latency_s
-from lsched.workloads.templates import QueryTemplate
+from lsched.workloads.templates import QueryTemplate, TemplateSet
 from sim import ClusterConfig
 
 
@@ -34,9 +34,12 @@ class QueryFidelity:
         return statistics.median(self.real_s)
 
 
-def duckdb_cluster() -> ClusterConfig:
-    """The `engine: duckdb` preset as a cluster."""
-    return ClusterConfig(**engine_preset("duckdb").settings)
+def duckdb_cluster(measured: TemplateSet | None = None) -> ClusterConfig:
+    """The `engine: duckdb` preset as a cluster, or (`measured`) the engine another template
+    file of the suite was calibrated on."""
+    if measured is None:
+        return ClusterConfig(**engine_preset("duckdb").settings)
+    return ClusterConfig(**duckdb_settings(measured))
 
 
 def measure_real_s(
