@@ -64,6 +64,15 @@ Q12, Q19: compressed columns and zone maps), Q13 in 1.20x, 0.84x summed; the in-
 in 0.86-1.05x (median 0.98) of the generated tables' time. Per-template differences a single
 speed factor cannot absorb."""
 
+MEMORY_COPY_RATIO = 6.8
+"""Resident memory of a worker's in-memory copy per byte of the database file: TPC-H SF 1's
+265 MB file became 1.79 GB resident in one worker (DuckDB 1.5.5, this 2-core machine,
+2026-12-07). With `memory` storage every worker holds a copy (`worker_threads`: 3 workers on 2
+threads, 8 on 4), so the copies, not the queries, are what can exhaust a machine."""
+MEMORY_SHARE = 0.8
+"""The share of the memory available at start that the workers' copies may take; the rest is
+left to the queries' own hash tables and to the coordinator."""
+
 
 class RealEngineError(LschedError):
     """`lsched real` cannot run as asked (no query-level form, a suite without SQL, ...)."""
@@ -139,6 +148,37 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
     queries on one warm pool; a runner whose workers switched counts charged agents that
     mix one- and two-thread grants a cost no engine has."""
     return tuple(k for k in range(1, total_threads + 1) for _ in range(total_threads // k))
+
+
+def check_memory(paths: Sequence[Path], workers: int, available: int | None = None) -> None:
+    """Refuse `memory` storage whose copies (`workers` per database file, MEMORY_COPY_RATIO
+    times its size) would take more than MEMORY_SHARE of the memory available (default: the
+    machine's now), before a worker starts, rather than let the machine run out mid-run."""
+    available = available_memory_bytes() if available is None else available
+    if available is None:
+        return  # the platform does not say: nothing to check against
+    need = sum(MEMORY_COPY_RATIO * path.stat().st_size for path in paths) * workers
+    if need > MEMORY_SHARE * available:
+        raise RealEngineError(
+            f"storage: memory: {workers} workers' in-memory copies of "
+            f"{', '.join(p.name for p in paths)} need about {need / 1e9:.1f} GB, more than "
+            f"{MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available; use --storage file"
+        )
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the machine can give now (Linux MemAvailable, else free pages), None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _serve(
@@ -572,6 +612,8 @@ def run_real(
     threads = scenario.cluster.total_threads
     if storage not in STORAGES:
         raise RealEngineError(f"storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage == "memory":
+        check_memory(list(paths.values()), len(worker_threads(threads)))
     pools = {sf: _Pool(path, threads, storage) for sf, path in paths.items()}
     try:
         used = {

@@ -221,6 +221,29 @@ def test_an_unknown_storage_is_a_one_line_error(scenario_file: Path) -> None:
     assert result.output.count("\n") == 1 and "--storage" in result.output
 
 
+def test_in_memory_copies_past_the_machines_memory_are_refused(
+    scenario_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `memory` worker holds a copy of the data: on a machine without room for them the
+    run is refused before a worker starts (one line, exit 2, nothing written), pointing at
+    `--storage file`, which holds none."""
+    database = tmp_path / "db.duckdb"
+    database.write_bytes(b"x" * 1000)
+    need = 3 * real.MEMORY_COPY_RATIO * 1000
+    real.check_memory([database], 3, available=round(need / real.MEMORY_SHARE) + 1)
+    with pytest.raises(real.RealEngineError, match="--storage file"):
+        real.check_memory([database], 3, available=round(need / real.MEMORY_SHARE) - 1)
+    assert real.available_memory_bytes() is None or real.available_memory_bytes() > 0
+
+    monkeypatch.setattr(real, "available_memory_bytes", lambda: 10**6)
+    out = tmp_path / "out"
+    result = invoke("real", scenario_file, "--agents", "fifo", "--repeats", "1", "--out", out)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--storage file" in result.output, result.output
+    assert not out.exists()
+    assert fifo_once(scenario_file, out, "--storage", "file")  # the file needs no copies
+
+
 def test_each_worker_keeps_the_thread_count_it_was_opened_with(scenario_file: Path) -> None:
     """Every query runs on a worker opened at its grant (`SET threads` to a new count restarts
     DuckDB's thread pool, a cost no engine running its queries on one pool has): with arrivals
