@@ -22,6 +22,7 @@ from lsched.learn import (
     METRICS_FILE,
     RolloutTask,
     TrainConfig,
+    TrainError,
     episode_drains,
     integral_in_system,
     iteration_tasks,
@@ -230,6 +231,31 @@ def test_resume_refuses_changed_settings(tiny: str, tmp_path: Path) -> None:
     train(config, [tiny], tmp_path / "run")
     with pytest.raises(CheckpointError, match="learning_rate"):
         train(replace(config, learning_rate=0.5, iterations=3), [tiny], tmp_path / "run", True)
+
+
+def test_a_fresh_run_never_overwrites_a_folder_and_a_resume_needs_a_run(
+    tiny: str, tmp_path: Path
+) -> None:
+    """An earlier training's files are half an hour's work: a run without --resume refuses a
+    folder that holds any file (before deleting one), and --resume refuses a folder with no
+    training in it rather than quietly starting afresh."""
+    config = replace(FAST, imitate=None, eval_every=0, iterations=1)
+    run = tmp_path / "run"
+    train(config, [tiny], run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(TrainError, match="--resume continues"):
+        train(config, [tiny], run)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(TrainError, match=r"not empty \(e\.g\. 'notes\.txt'\)"):
+        train(config, [tiny], foreign)
+    with pytest.raises(TrainError, match="holds no training run"):
+        train(config, [tiny], foreign, resume=True)
+    with pytest.raises(TrainError, match="no training run here"):
+        train(config, [tiny], tmp_path / "missing", resume=True)
+    assert not (tmp_path / "missing").exists() and (foreign / "notes.txt").read_text() == "mine"
 
 
 def test_init_fine_tunes_a_trained_policy_instead_of_cloning(tiny: str, tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ def train(
     out = Path(out)
     checkpoint_path = out / CHECKPOINT_FILE
     metrics_path = out / METRICS_FILE
+    _check_out(out, resume)
 
     torch.manual_seed(config.seed)
     policy = Policy(policy_config)
@@ -228,6 +229,27 @@ def train(
         path = save_checkpoint(out / POLICY_FILE, final, replace(info, extra=extra))
         cached_policy.cache_clear()  # the file at `path` changed: reload its info
     return path
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse, before anything runs, an `out` whose files a fresh run would delete or mix with
+    its own (an earlier training's policy is half an hour's work), and a `resume` with nothing
+    there to resume. A resume of a run killed before its first checkpoint starts afresh."""
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if resume:
+        if not held:
+            raise TrainError(
+                f"{out}: --resume: no training run here to continue (no {CHECKPOINT_FILE})"
+            )
+        if METRICS_FILE not in held and CHECKPOINT_FILE not in held:
+            raise TrainError(
+                f"{out}: --resume: this folder holds no training run (e.g. {held[0]!r})"
+            )
+    elif held:
+        raise TrainError(
+            f"{out}: --out is not empty (e.g. {held[0]!r}); --resume continues a training run "
+            "there, or name a new or empty folder"
+        )
 
 
 def _margin_scenarios(config: TrainConfig, field: str) -> list[Scenario]:
