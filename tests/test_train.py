@@ -409,10 +409,14 @@ def test_settings_parse_from_the_command_line_form() -> None:
 
     config = config_from_settings(["iterations=7", "imitate=fair", 'baselines=["fifo"]'])
     assert (config.iterations, config.imitate, config.baselines) == (7, "fair", ("fifo",))
-    with pytest.raises(TrainError, match="expected FIELD=VALUE"):
+    with pytest.raises(TrainError, match="expected FIELD=VALUE; did you mean 'iterations'"):
         config_from_settings(["iteration=7"])
-    with pytest.raises(TrainError, match="rollouts_per_workload"):
+    with pytest.raises(TrainError, match=r"expected FIELD=VALUE, e\.g\. learning_rate="):
+        config_from_settings(["learning_rate"])  # a known field, its value missing
+    with pytest.raises(TrainError, match=r"rollouts_per_workload must be >= 2 .*\(got 1\)"):
         config_from_settings(["rollouts_per_workload=1"])
+    with pytest.raises(TrainError, match=r"learning_rate must be > 0 \(got -1.0\)"):
+        config_from_settings(["learning_rate=-1"])
     assert config_from_settings(["guide=null"]).guide is None
     assert config_from_settings(["guide=srpt"]).guide == "srpt"
     for bad in ("lsched", "no-such"):

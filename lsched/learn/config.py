@@ -4,6 +4,7 @@ work starts; a bad one is a TrainError (one line on the command line, exit code 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import types
@@ -216,60 +217,94 @@ def check_config(config: TrainConfig) -> None:
     ]
     if wrong:
         raise TrainError(f"train settings: {'; '.join(wrong)}")
+    seed_floor = max(
+        config.imitation_seed_offset + config.imitation_workloads,
+        config.validation_seed_offset + max(config.eval_seeds, config.margin_seeds),
+    )
     checks = {
-        "seed": config.seed >= 0,
-        "iterations": config.iterations >= 1
-        or (config.iterations == 0 and (config.init is not None or config.imitate is not None)),
-        "workloads_per_iteration": config.workloads_per_iteration >= 1,
-        "rollouts_per_workload": config.rollouts_per_workload >= 2,
-        "workers": config.workers >= 0,
-        "learning_rate": config.learning_rate > 0,
-        "max_grad_norm": config.max_grad_norm > 0,
-        "imitation_learning_rate": config.imitation_learning_rate > 0,
-        "checkpoint_every": config.checkpoint_every >= 1,
-        "eval_every": config.eval_every >= 0,
-        "eval_seeds": config.eval_seeds >= 1,
-        "eval_max_queries": config.eval_max_queries is None or config.eval_max_queries >= 1,
-        "curriculum_start_queries": config.curriculum_start_queries >= 1,
-        "curriculum_end_queries": config.curriculum_end_queries >= config.curriculum_start_queries,
-        "curriculum_iterations": config.curriculum_iterations >= 0,
-        "entropy_start": config.entropy_start > 0,
-        "entropy_end": config.entropy_end > 0,
-        "entropy_decay_iterations": config.entropy_decay_iterations >= 0,
-        "horizon_jitter": 0 <= config.horizon_jitter < 1,
-        "episode_end": config.episode_end in EPISODE_ENDS,
-        "time_limit_s": config.time_limit_s is None or config.time_limit_s > 0,
-        "imitation_workloads": config.imitation_workloads >= 1,
-        "imitation_epochs": config.imitation_epochs >= 0,
+        "seed": (config.seed >= 0, ">= 0"),
+        "iterations": (
+            config.iterations >= 1
+            or (config.iterations == 0 and (config.init is not None or config.imitate is not None)),
+            ">= 1 (0 only with init or imitate: a policy to ship)",
+        ),
+        "workloads_per_iteration": (config.workloads_per_iteration >= 1, ">= 1"),
+        "rollouts_per_workload": (
+            config.rollouts_per_workload >= 2,
+            ">= 2 (each rollout is judged against its group's mean)",
+        ),
+        "workers": (config.workers >= 0, ">= 0 (0: one per core)"),
+        "learning_rate": (config.learning_rate > 0, "> 0"),
+        "max_grad_norm": (config.max_grad_norm > 0, "> 0"),
+        "imitation_learning_rate": (config.imitation_learning_rate > 0, "> 0"),
+        "checkpoint_every": (config.checkpoint_every >= 1, ">= 1"),
+        "eval_every": (config.eval_every >= 0, ">= 0 (0: no validation)"),
+        "eval_seeds": (config.eval_seeds >= 1, ">= 1"),
+        "eval_max_queries": (
+            config.eval_max_queries is None or config.eval_max_queries >= 1,
+            ">= 1 or null",
+        ),
+        "curriculum_start_queries": (config.curriculum_start_queries >= 1, ">= 1"),
+        "curriculum_end_queries": (
+            config.curriculum_end_queries >= config.curriculum_start_queries,
+            f">= curriculum_start_queries ({config.curriculum_start_queries})",
+        ),
+        "curriculum_iterations": (config.curriculum_iterations >= 0, ">= 0"),
+        "entropy_start": (config.entropy_start > 0, "> 0"),
+        "entropy_end": (config.entropy_end > 0, "> 0"),
+        "entropy_decay_iterations": (config.entropy_decay_iterations >= 0, ">= 0"),
+        "horizon_jitter": (0 <= config.horizon_jitter < 1, "in [0, 1)"),
+        "episode_end": (config.episode_end in EPISODE_ENDS, f"one of {', '.join(EPISODE_ENDS)}"),
+        "time_limit_s": (config.time_limit_s is None or config.time_limit_s > 0, "> 0 or null"),
+        "imitation_workloads": (config.imitation_workloads >= 1, ">= 1"),
+        "imitation_epochs": (config.imitation_epochs >= 0, ">= 0"),
         "imitation_max_queries": (
-            config.imitation_max_queries is None or config.imitation_max_queries >= 1
+            (config.imitation_max_queries is None or config.imitation_max_queries >= 1),
+            ">= 1 or null",
         ),
-        "imitation_batch_size": config.imitation_batch_size >= 1,
-        "limit_levels": 2 <= config.limit_levels <= MAX_NETWORK_SIZE,
-        "hidden": 1 <= config.hidden <= MAX_NETWORK_SIZE,
-        "embed": 1 <= config.embed <= MAX_NETWORK_SIZE,
-        "rounds": 0 <= config.rounds <= MAX_NETWORK_SIZE,
-        "learn_batch_decisions": config.learn_batch_decisions >= 1,
-        "imitation_seed_offset": config.imitation_seed_offset >= 0,
-        "validation_seed_offset": config.validation_seed_offset >= 0,
-        "rollout_seed_offset": config.rollout_seed_offset
-        >= max(
-            config.imitation_seed_offset + config.imitation_workloads,
-            config.validation_seed_offset + max(config.eval_seeds, config.margin_seeds),
+        "imitation_batch_size": (config.imitation_batch_size >= 1, ">= 1"),
+        "limit_levels": (2 <= config.limit_levels <= MAX_NETWORK_SIZE, f"in 2..{MAX_NETWORK_SIZE}"),
+        "hidden": (1 <= config.hidden <= MAX_NETWORK_SIZE, f"in 1..{MAX_NETWORK_SIZE}"),
+        "embed": (1 <= config.embed <= MAX_NETWORK_SIZE, f"in 1..{MAX_NETWORK_SIZE}"),
+        "rounds": (0 <= config.rounds <= MAX_NETWORK_SIZE, f"in 0..{MAX_NETWORK_SIZE}"),
+        "learn_batch_decisions": (config.learn_batch_decisions >= 1, ">= 1"),
+        "imitation_seed_offset": (config.imitation_seed_offset >= 0, ">= 0"),
+        "validation_seed_offset": (config.validation_seed_offset >= 0, ">= 0"),
+        "rollout_seed_offset": (
+            config.rollout_seed_offset >= seed_floor,
+            f">= {seed_floor}: past the imitation and validation seeds "
+            "(imitation_seed_offset + imitation_workloads, validation_seed_offset + "
+            "max(eval_seeds, margin_seeds))",
         ),
-        "deviation_margin": config.deviation_margin >= 0,
-        "margin_grid": all(m >= 0 for m in config.margin_grid),
-        "margin_seeds": config.margin_seeds >= 1,
-        "margin_confidence_z": config.margin_confidence_z >= 0,
-        "margin_max_queries": config.margin_max_queries is None or config.margin_max_queries >= 1,
-        "query_margin_grid": all(m >= 0 for m in config.query_margin_grid),
-        "margin_scenarios": all(isinstance(s, str) for s in config.margin_scenarios),
-        "query_margin_scenarios": all(isinstance(s, str) for s in config.query_margin_scenarios),
-        "rollout_seed_span": config.rollout_seed_span >= 1,
+        "deviation_margin": (config.deviation_margin >= 0, ">= 0"),
+        "margin_grid": (all(m >= 0 for m in config.margin_grid), "a list of margins >= 0"),
+        "margin_seeds": (config.margin_seeds >= 1, ">= 1"),
+        "margin_confidence_z": (config.margin_confidence_z >= 0, ">= 0"),
+        "margin_max_queries": (
+            config.margin_max_queries is None or config.margin_max_queries >= 1,
+            ">= 1 or null",
+        ),
+        "query_margin_grid": (
+            all(m >= 0 for m in config.query_margin_grid),
+            "a list of margins >= 0",
+        ),
+        "margin_scenarios": (
+            all(isinstance(s, str) for s in config.margin_scenarios),
+            "a list of scenario names or files",
+        ),
+        "query_margin_scenarios": (
+            all(isinstance(s, str) for s in config.query_margin_scenarios),
+            "a list of scenario names or files",
+        ),
+        "rollout_seed_span": (config.rollout_seed_span >= 1, ">= 1"),
     }
-    bad = [name for name, ok in checks.items() if not ok]
+    bad = [
+        f"{name} must be {rule} (got {getattr(config, name)!r})"
+        for name, (ok, rule) in checks.items()
+        if not ok
+    ]
     if bad:
-        raise TrainError(f"train settings: invalid value of {', '.join(bad)}")
+        raise TrainError(f"train settings: {'; '.join(bad)}")
     from agents.registry import AGENTS, PLUGIN_MODULES
 
     if config.guide is not None and (
@@ -346,9 +381,19 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
     settings: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or key not in TrainConfig.__dataclass_fields__:
-            known = ", ".join(TrainConfig.__dataclass_fields__)
-            raise TrainError(f"train setting {item!r}: expected FIELD=VALUE with FIELD in {known}")
+        fields_ = TrainConfig.__dataclass_fields__
+        if key.strip() in fields_ and not sep:
+            default = json.dumps(getattr(TrainConfig(), key.strip()))
+            raise TrainError(
+                f"train setting {item!r}: expected FIELD=VALUE, e.g. {key.strip()}={default}"
+            )
+        if not sep or key not in fields_:
+            close = difflib.get_close_matches(key, fields_, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TrainError(
+                f"train setting {item!r}: expected FIELD=VALUE; {hint}FIELD is one of "
+                f"{', '.join(fields_)}"
+            )
         try:
             settings[key] = json.loads(text)
         except json.JSONDecodeError:
