@@ -160,6 +160,31 @@ def test_ratio_bars_are_per_seed_ratios_of_mean_latency_with_their_interval(
     assert templates == sorted(templates)  # largest gain first
 
 
+def test_a_batch_is_one_arrival_period_drawn_without_warnings() -> None:
+    """All queries at t = 0 (duckdb-batch, tpch-batch): one period holding every query, and
+    the figure draws without matplotlib's singular-limits warning."""
+    import warnings
+
+    from lsched.plots.data import Pairs
+    from lsched.plots.paired import paired_figure, period_ratios
+
+    n = 6
+    pairs = Pairs(
+        seed=np.repeat([0, 1], n // 2),
+        template=np.array(["q1", "q6"] * (n // 2)),
+        query_class=np.array(["batch"] * n),
+        arrival_s=np.zeros(n),
+        baseline_s=np.arange(1.0, n + 1),
+        other_s=np.arange(1.0, n + 1) * 0.5,
+    )
+    periods = period_ratios(pairs)
+    assert np.all(np.diff(periods.edges_s) > 0)
+    assert periods.ratio[0] == pytest.approx(0.5) and np.isnan(periods.ratio[1:]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paired_figure(pairs, "a", "b", "batch")
+
+
 def test_the_timeline_obeys_littles_law_and_counts_busy_threads(results: Path) -> None:
     figure = plots_by_name(results, ["fifo", "fair"])["timeline-fifo-vs-fair.png"]
     system, waiting, busy, arrivals = figure.axes

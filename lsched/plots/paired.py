@@ -102,7 +102,9 @@ class PeriodRatios:
 
 def period_ratios(pairs: Pairs, periods: int = PERIODS) -> PeriodRatios:
     """Cut the run into equal arrival-time windows and compare B with A in each."""
-    end = float(pairs.arrival_s.max()) if len(pairs.arrival_s) else 1.0
+    end = float(pairs.arrival_s.max()) if len(pairs.arrival_s) else 0.0
+    if end <= 0:  # a batch: every query arrives at once, one period of a nominal second
+        end = 1.0
     edges = np.linspace(0.0, end, periods + 1)
     window = np.clip(np.searchsorted(edges, pairs.arrival_s, side="right") - 1, 0, periods - 1)
     ratio, ci95, baseline = (np.full(periods, np.nan) for _ in range(3))
