@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,23 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _on_start() -> None:
+    """Every command stops on SIGTERM (`timeout`, `kill`, a cancelled CI job) as it does on
+    Ctrl-C, so what Ctrl-C cleans up — a half-generated database, a half-written output — a
+    terminated run cleans up too."""
+    main = os.getpid()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if os.getpid() != main:  # a forked child: die as the signal asks
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into `error: ...` on stderr and exit code 2."""
@@ -58,12 +77,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(USER_ERROR_EXIT)
 
 
-def _csv_list(text: str | None) -> list[str] | None:
+def _csv_list(text: str | None, option: str) -> list[str] | None:
+    """The items of a comma-separated option; an empty item (`fifo,,sjf`) is a typo, refused."""
     if text is None:
         return None
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {text!r}")
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ValueError(f"{option}: expected a comma-separated list, got {text!r}")
+    if not all(items):
+        raise ValueError(f"{option}: an empty name in {text!r}")
     return items
 
 
@@ -106,7 +128,7 @@ def run(
 
         out = out_folder(out_text)
         loaded = load_scenario(scenario)
-        labels = agent_labels(loaded, _csv_list(agents))
+        labels = agent_labels(loaded, _csv_list(agents, "--agents"))
         if baseline is not None and baseline not in labels:
             raise ValueError(f"--baseline: {baseline!r} is not one of {', '.join(labels)}")
         if out is not None:
@@ -116,7 +138,7 @@ def run(
         with _progress(console, show_progress) as progress:
             report = run_scenario(
                 loaded,
-                _csv_list(agents),
+                _csv_list(agents, "--agents"),
                 seeds,
                 seed_start,
                 progress=progress,
@@ -207,7 +229,7 @@ def real(
         if storage not in STORAGES:
             raise ValueError(f"--storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
         seed_list = seed_range(seeds, seed_start, loaded)
-        choices = _choices(loaded, _csv_list(agents))
+        choices = _choices(loaded, _csv_list(agents, "--agents"))
         if agents is None:  # the scenario's list: the agents that can steer DuckDB
             choices = [c for c in choices if c.name in QUERY_LEVEL_AGENTS] or choices
         total = sum(len(loaded.queries(s)) for s in seed_list) * len(choices) * repeats
@@ -434,7 +456,7 @@ def plot(
         elif (folder / METRICS_FILE).exists() and not results_only:
             paths = render_learning_curve(folder)
         else:
-            paths = render_plots(folder, _csv_list(compare), _window(window))
+            paths = render_plots(folder, _csv_list(compare, "--compare"), _window(window))
         for path in paths:
             typer.echo(str(path))
 
@@ -507,7 +529,7 @@ def train(
             if v is not None
         ]
         config = config_from_settings([*(settings or []), *flags])
-        names = _csv_list(scenarios) or []
+        names = _csv_list(scenarios, "SCENARIOS") or []
         console = _console()
         with (
             make_backend(backend, config.workers, address) as runner,
@@ -767,9 +789,12 @@ def calibrate(
             raise LschedError(
                 f"calibration needs {error.name}: pip install 'lsched[calibrate]'"
             ) from None
-        factors = [_positive_float(v, "--scale-factors") for v in _csv_list(scale_factors) or []]
+        factors = [
+            _positive_float(v, "--scale-factors")
+            for v in _csv_list(scale_factors, "--scale-factors") or []
+        ]
         counts = []
-        for text in _csv_list(threads) or []:
+        for text in _csv_list(threads, "--threads") or []:
             if not text.isdigit() or int(text) < 1:
                 raise ValueError(f"--threads: {text!r} is not a thread count >= 1")
             counts.append(int(text))
@@ -797,7 +822,7 @@ def calibrate(
                 factors,
                 counts,
                 target,
-                queries=_csv_list(queries),
+                queries=_csv_list(queries, "--queries"),
                 repeats=repeats,
                 parameter_draws=parameter_draws,
                 progress=lambda line: typer.echo(line, err=True),

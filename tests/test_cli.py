@@ -191,6 +191,7 @@ def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
         (["run", scenario_file, "--seeds", "0", "--out", out], "--seeds must be >= 1"),
         (["run", tmp_path / "missing.yaml"], "missing.yaml: no such file"),
         (["run", "tpch-streeming"], "no such file or bundled scenario"),
+        (["run", scenario_file, "--agents", "fifo,,sjf", "--out", out], "--agents: an empty name"),
         (["plot", tmp_path], "results.json: no such file"),
         (["calibrate", "tpch", "--scale-factors", "0.1,x"], "'x' is not a number"),
         (
@@ -223,6 +224,22 @@ def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
     a_file.write_text("")
     result = invoke("run", scenario_file, "--seeds", "1", "--out", a_file)
     assert result.exit_code == 2 and "must be a folder" in result.stderr
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(scenario_file: Path) -> None:
+    """`timeout`, `kill` and cancelled CI jobs send SIGTERM: every command then unwinds as on
+    Ctrl-C (its clean-up runs: no half-written output, no half-generated database)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert invoke("validate", scenario_file).exit_code == 0
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler) and handler is not before
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_calibrate_without_duckdb_says_how_to_get_it(
