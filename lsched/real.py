@@ -150,6 +150,26 @@ def worker_threads(total_threads: int) -> tuple[int, ...]:
     return tuple(k for k in range(1, total_threads + 1) for _ in range(total_threads // k))
 
 
+def _check_real_scale(scenario: Scenario) -> None:
+    """Refuse a scenario the engine cannot run as the simulator models it: the real engine is
+    one DuckDB process running each query at its scale factor, so a cluster of several nodes
+    or simulated work scaled by `work_multiplier` would be compared with another engine."""
+    bundled = "the bundled duckdb-* scenarios are at the engine's scale"
+    if scenario.cluster.nodes != 1:
+        raise RealEngineError(
+            f"{scenario.source}: cluster.nodes: {scenario.cluster.nodes}; the real engine is "
+            f"one DuckDB process (1 node, as `cluster: {{engine: duckdb}}` sets); {bundled}"
+        )
+    for index, stream in enumerate(scenario.workload.streams):
+        if stream.work_multiplier != 1:
+            raise RealEngineError(
+                f"{scenario.source}: workload.streams[{index}].work_multiplier: "
+                f"{stream.work_multiplier:g}; the real engine runs each query at its scale "
+                f"factor, so the prediction would be of {stream.work_multiplier:g}x the work it "
+                f"runs: set 1; {bundled}"
+            )
+
+
 def check_memory(paths: Sequence[Path], workers: int, available: int | None = None) -> None:
     """Refuse `memory` storage whose copies (`workers` per database file, MEMORY_COPY_RATIO
     times its size) would take more than MEMORY_SHARE of the memory available (default: the
@@ -602,6 +622,7 @@ def run_real(
         raise RealEngineError(
             f"{scenario.source}: workload: templates {suite}-*: no SQL to run on the engine"
         )
+    _check_real_scale(scenario)
     paths = {sf: ensure_database(suite, sf, progress) for sf in factors}
     sql = {sf: template_sql(suite, path) for sf, path in paths.items()}
     runs: dict[tuple[str, int, int], list[RealQuery]] = {}

@@ -221,6 +221,31 @@ def test_an_unknown_storage_is_a_one_line_error(scenario_file: Path) -> None:
     assert result.output.count("\n") == 1 and "--storage" in result.output
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            ("scale_factors: 0.1", "scale_factors: 0.1\n      work_multiplier: 30"),
+            "work_multiplier: 30",
+        ),
+        (("{engine: duckdb}", "{engine: duckdb, nodes: 2}"), "cluster.nodes: 2"),
+    ],
+)
+def test_a_scenario_off_the_engines_scale_is_refused(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, change: tuple, named: str
+) -> None:
+    """The engine runs each query at its scale factor on one process: scaled work or several
+    nodes would compare the run with another engine, so they are one line, before any data."""
+    empty = tmp_path / "data"
+    monkeypatch.setenv(real.DATA_ENV, str(empty))
+    path = tmp_path / "scaled.yaml"
+    path.write_text(TINY.replace(*change))
+    result = invoke("real", path, "--agents", "fifo", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert named in result.output and "duckdb-*" in result.output
+    assert not (tmp_path / "out").exists() and not empty.exists()
+
+
 def test_in_memory_copies_past_the_machines_memory_are_refused(
     scenario_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
