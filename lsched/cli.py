@@ -402,7 +402,7 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
         table.add_row(
             f"[bold]{label}[/bold]" if s.mean_latency_s == best else label,
             f"{s.mean_latency_s:.1f}",
-            f"{s.mean_latency_std_s:.1f}",
+            f"{s.mean_latency_std_s:.1f}" if len(report.seeds) > 1 else "—",
             "—" if label == reference else _versus(paired[label]),
             f"{s.p50_latency_s:.1f}",
             f"{s.p95_latency_s:.1f}",
@@ -423,8 +423,11 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
 
 
 def _versus(paired: PairedRatio) -> str:
-    """ "+0.32% ±0.41": the mean per-seed change against the baseline and its 95% interval."""
+    """ "+0.32% ±0.41": the mean per-seed change against the baseline and its 95% interval
+    (none from a single seed)."""
     change = 100 * (paired.ratio - 1)
+    if not paired.has_interval:
+        return f"{change:+.2f}%"
     return f"{change:+.2f}% ±{100 * paired.ci95:.2f}"
 
 
@@ -633,7 +636,12 @@ def _sweep_table(report: SweepReport) -> Table:
     for header in ("mean latency (s)", "runs", "failed"):
         table.add_column(header, justify="right")
     for cell in summarize_sweep(report.rows):
-        mean = f"{cell.mean:.1f} ± {cell.ci95:.1f}" if cell.runs else "—"
+        if not cell.runs:
+            mean = "—"
+        elif cell.runs == 1:
+            mean = f"{cell.mean:.1f}"  # one run: no interval to give
+        else:
+            mean = f"{cell.mean:.1f} ± {cell.ci95:.1f}"
         table.add_row(
             cell.scenario,
             *(str(cell.overrides[p]) for p in paths),

@@ -104,6 +104,12 @@ class PairedRatio:
     """Mean over seeds of (agent's mean latency / baseline's) on that seed."""
     ci95: float
     """Half-width of its 95% Student-t interval over seeds (0 for one seed)."""
+    seeds: int = 0
+    """Seeds paired: with fewer than 2 there is no interval (`ci95` is then not reported)."""
+
+    @property
+    def has_interval(self) -> bool:
+        return self.seeds >= 2
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ class ScenarioReport:
                 if (label, seed) in by_seed and by_seed.get((baseline, seed), 0.0) > 0
             ]
             mean = float(np.mean(ratios)) if ratios else float("nan")
-            paired[label] = PairedRatio(baseline, mean, confidence_halfwidth(ratios))
+            paired[label] = PairedRatio(baseline, mean, confidence_halfwidth(ratios), len(ratios))
         return paired
 
     def to_document(self, baseline: str | None = None) -> dict[str, object]:
@@ -153,7 +159,8 @@ class ScenarioReport:
             "paired": {
                 "baseline": next(iter(paired.values())).baseline,
                 "agents": {
-                    label: {"ratio": p.ratio, "ci95": p.ci95} for label, p in paired.items()
+                    label: {"ratio": p.ratio, "ci95": p.ci95 if p.has_interval else None}
+                    for label, p in paired.items()
                 },
             },
             "agents": {

@@ -108,6 +108,11 @@ def test_every_agent_is_compared_with_the_best_baseline_seed_by_seed(small: Scen
     assert report.paired("fifo")["fifo"].ci95 == 0.0
     document = report.to_document("srpt")
     assert document["paired"]["baseline"] == "srpt"
+    assert all(a["ci95"] is not None for a in document["paired"]["agents"].values())
+    # one seed gives a ratio and no interval: null in the document, none in the table
+    single = run_scenario(small, ["fifo", "srpt"], seeds=1)
+    assert not single.paired("fifo")["srpt"].has_interval
+    assert single.to_document("fifo")["paired"]["agents"]["srpt"]["ci95"] is None
     assert document["paired"]["agents"]["fifo"]["ratio"] == report.paired("srpt")["fifo"].ratio
     assert report.to_document()["paired"]["baseline"] == best
     with pytest.raises(ValueError, match="'fair' is not one of the agents run"):
