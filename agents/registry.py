@@ -105,10 +105,14 @@ def register(name: str, factory: AgentFactory, *, replace: bool = False) -> None
 
 
 def known_agents() -> list[str]:
-    """Registered names, plus the prefixes of plugins not loaded yet (as "lsched*")."""
+    """Registered names, plus the plugins not loaded yet by their prefix and its checkpoint
+    form (`lsched`, `lsched:PATH`), as a user would type them."""
     names = sorted(AGENTS)
     pending = [
-        f"{prefix}*" for prefix in PLUGIN_MODULES if not any(n.startswith(prefix) for n in names)
+        form
+        for prefix in PLUGIN_MODULES
+        if not any(n.startswith(prefix) for n in names)
+        for form in (prefix, f"{prefix}:PATH")
     ]
     return names + pending
 

@@ -669,7 +669,7 @@ def validate(
         agents = ", ".join(a.label for a in scenario.agents)
         typer.echo(
             f"{file}: ok — scenario {scenario.name!r}, {scenario.cluster.total_threads} threads, "
-            f"{len(queries)} queries on seed 0, agents: {agents}"
+            f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} on seed 0, agents: {agents}"
         )
 
 

@@ -360,6 +360,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     bundled = bundled_scenarios()
     if str(name_or_path) in bundled:
         return _load_file(bundled[str(name_or_path)])
+    if path.is_dir():
+        raise ScenarioError(str(name_or_path), "", "a folder, not a scenario file (YAML)")
     if path.suffix in SCENARIO_SUFFIXES or "/" in str(name_or_path):
         raise ScenarioError(str(name_or_path), "", "no such file")
     raise ScenarioError(

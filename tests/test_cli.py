@@ -190,6 +190,8 @@ def test_user_errors_on_the_command_line_exit_2_and_write_nothing(
         (["run", scenario_file, "--agents", "fifo,nope", "--out", out], "unknown agent 'nope'"),
         (["run", scenario_file, "--seeds", "0", "--out", out], "--seeds must be >= 1"),
         (["run", tmp_path / "missing.yaml"], "missing.yaml: no such file"),
+        (["validate", tmp_path], "a folder, not a scenario file"),
+        (["run", scenario_file, "--agents", "bogus"], "known agents: cpf,"),
         (["run", "tpch-streeming"], "no such file or bundled scenario"),
         (["run", scenario_file, "--agents", "fifo,,sjf", "--out", out], "--agents: an empty name"),
         (["plot", tmp_path], "results.json: no such file"),
