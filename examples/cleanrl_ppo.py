@@ -21,6 +21,7 @@ from torch import nn
 
 import lsched
 from lsched.env import FlatObservation
+from lsched.scenario import scenario_argument
 
 
 class Agent(nn.Module):
@@ -67,7 +68,7 @@ def make_env(scenario: str) -> Callable[[], gym.Env]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="tpch-streaming")
+    parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=128, help="steps per env per update")

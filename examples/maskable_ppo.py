@@ -22,6 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import lsched
 from lsched.runner import simulate_one
+from lsched.scenario import scenario_argument
 
 
 def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
@@ -42,7 +43,7 @@ def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="tpch-streaming")
+    parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=2048, help="MaskablePPO's n_steps")

@@ -61,3 +61,22 @@ def test_example_runs_against_the_env(script: str, tmp_path: Path) -> None:
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["example"] == script.removesuffix(".py")
     assert summary["scenario"] == "tpch-streaming"
+
+
+@pytest.mark.xdist_group("examples")
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_an_example_given_an_unknown_scenario_says_so_in_one_line(script: str) -> None:
+    """argparse's usage error (exit 2), naming the option and the scenario, not a traceback."""
+    modules, _ = SMOKE[script]
+    missing = _missing(modules)
+    if missing:
+        pytest.skip(f"{script}: {', '.join(missing)} not installed (pip install -e '.[dev]')")
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--scenario", "no-such-scenario"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "argument --scenario: no-such-scenario: no such file" in run.stderr
+    assert "Traceback" not in run.stderr
