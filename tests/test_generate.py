@@ -193,7 +193,7 @@ def test_invalid_streams_name_the_field(stream: dict, path: str, message: str) -
 
 def test_workload_level_problems_name_the_field() -> None:
     assert errors_of({"streams": [poisson_stream(mix="x")]}) == [
-        ("queries", "set queries, duration_s or both")
+        ("queries", "set queries, duration_s or both (streams never stop on their own)")
     ]
     duplicate = errors_of({"queries": 3, "streams": [poisson_stream(mix="x")] * 2})
     assert duplicate[0][0] == "streams[1].name" and "duplicate" in duplicate[0][1]

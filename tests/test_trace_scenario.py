@@ -64,6 +64,19 @@ def test_a_replayed_log_keeps_its_arrival_gaps_and_fingerprints(tmp_path: Path) 
     assert run_one(replay, "fair", 0).queries == 12
 
 
+def test_a_log_alone_replays_whole_without_a_query_count(tmp_path: Path) -> None:
+    """A trace ends by itself: without `queries` or `duration_s` every record replays; streams
+    never end by themselves, so with them one of the two is still required."""
+    write_log(tmp_path / "log.csv")
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(scenario(tmp_path, queries=1).read_text().replace("  queries: 1\n", ""))
+    assert len(load_scenario(whole).queries(0)) == 12
+    both = tmp_path / "both.yaml"
+    both.write_text(whole.read_text().replace("agents:", STREAM + "agents:"))
+    with pytest.raises(ScenarioError, match=r"workload\.queries: set queries, duration_s or both"):
+        load_scenario(both)
+
+
 def test_a_log_merges_with_streams_in_arrival_order(tmp_path: Path) -> None:
     write_log(tmp_path / "log.csv")
     mixed = load_scenario(scenario(tmp_path, queries=30, streams=STREAM)).queries(1)

@@ -405,8 +405,10 @@ class WorkloadModel(_Model):
     def _bounded(self) -> WorkloadModel:
         if not self.streams and self.trace is None:
             raise _fail(("streams",), "set streams, a trace, or both")
-        if self.queries is None and self.duration_s is None:
-            raise _fail(("queries",), "set queries, duration_s or both")
+        if self.queries is None and self.duration_s is None and self.streams:
+            raise _fail(
+                ("queries",), "set queries, duration_s or both (streams never stop on their own)"
+            )
         seen: dict[str, int] = {}
         for i, stream in enumerate(self.streams):
             if stream.name in seen:
@@ -558,7 +560,7 @@ class WorkloadSpec:
     """Instances draw their template's measured parameter variation (see WorkloadModel)."""
 
     def __post_init__(self) -> None:
-        if self.queries is None and self.duration_s is None:
-            raise ValueError("a workload needs queries, duration_s or both")
+        if self.queries is None and self.duration_s is None and self.streams:
+            raise ValueError("a workload with streams needs queries, duration_s or both")
         if not self.streams and self.trace is None:
             raise ValueError("a workload needs at least one stream or a trace")
