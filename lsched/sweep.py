@@ -22,6 +22,7 @@ does. A `lsched:PATH` checkpoint path is read by the worker, relative to its wor
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -339,7 +340,17 @@ def _where(loc: tuple[str | int, ...]) -> str:
 
 def _validation_error(source: str, error: ValidationError) -> SweepError:
     """The first problem pydantic found, as one line naming the field path."""
-    return SweepError(source, *validation_problem(error, where=_where))
+    return SweepError(source, *validation_problem(error, where=_where, unknown_key=_unknown_key))
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    """'unknown key'; at the top level, with the sweep file's keys and the closest one."""
+    if len(loc) != 1:
+        return "unknown key"
+    allowed = list(SweepModel.model_fields)
+    close = difflib.get_close_matches(str(loc[0]), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
 
 
 def _value_text(value: Any) -> str:

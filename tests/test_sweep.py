@@ -224,6 +224,10 @@ def test_failed_runs_can_be_kept(reference: tuple[Path, Path], tmp_path: Path) -
 BAD_SWEEPS = [
     ("scenarios: [tiny.yaml]\nagents: [fifo]\nbogus: 1\n", "bogus: unknown key"),
     ("agents: [fifo]\n", "scenarios: required key is missing"),
+    (
+        "scenario: [tiny.yaml]\nagents: [fifo]\n",
+        "scenario: unknown key (did you mean 'scenarios'?",
+    ),
     ("scenarios: []\nagents: [fifo]\n", "scenarios: List should have at least 1 item"),
     ("scenarios: [tiny.yaml]\nagents: [fifo, fiffo]\n", "agents.1: unknown agent 'fiffo'"),
     ("scenarios: [tiny.yaml]\nagents: [fifo, fifo]\n", "agents: fifo is listed twice"),
