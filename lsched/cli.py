@@ -366,7 +366,8 @@ def _progress(console: Console, enabled: bool) -> Iterator[object]:
         yield None
         return
     with _bar(console, transient=True) as bar:
-        task = bar.add_task("simulating", total=None)
+        # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
+        task = bar.add_task("building agents (tuned: searching its knobs)", total=None)
 
         def update(done: int, total: int, figures: object) -> None:
             bar.update(
