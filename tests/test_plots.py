@@ -251,6 +251,8 @@ def test_a_window_zooms_the_gantt_charts_and_the_timeline(results: Path) -> None
     assert plots["timeline-fifo-vs-fair.png"].axes[0].get_xlim() == (10.0, 40.0)
     with pytest.raises(ValueError, match="--window"):
         folder_plots(results, window=(40.0, 10.0))
+    with pytest.raises(ValueError, match="starts after seed 0's last task ended"):
+        folder_plots(results, window=(1e9, 2e9))
 
 
 def test_comparison_bars_are_means_over_seeds_best_first_relative_to_the_best() -> None:
