@@ -522,8 +522,9 @@ def train(
     with _user_errors():
         from lsched.backends import make_backend
         from lsched.io import out_folder
-        from lsched.learn import config_from_settings
+        from lsched.learn import CHECKPOINT_FILE, config_from_settings
         from lsched.learn import train as train_policy
+        from lsched.learn.loop import check_out_folder
 
         out = out_folder(out_text)
         assert out is not None
@@ -534,7 +535,10 @@ def train(
         ]
         config = config_from_settings([*(settings or []), *flags])
         names = _csv_list(scenarios, "SCENARIOS") or []
+        check_out_folder(out, resume)  # before a backend (a Ray cluster) is started
         console = _console()
+        if resume and not (out / CHECKPOINT_FILE).exists():
+            console.print(f"nothing to resume in {out} (no {CHECKPOINT_FILE}): a new run starts")
         with (
             make_backend(backend, config.workers, address) as runner,
             _training_progress(console, config.iterations) as progress,

@@ -233,29 +233,36 @@ def test_resume_refuses_changed_settings(tiny: str, tmp_path: Path) -> None:
         train(replace(config, learning_rate=0.5, iterations=3), [tiny], tmp_path / "run", True)
 
 
-def test_a_fresh_run_never_overwrites_a_folder_and_a_resume_needs_a_run(
+def test_a_fresh_run_never_overwrites_a_folder_and_a_resume_may_start_one(
     tiny: str, tmp_path: Path
 ) -> None:
-    """An earlier training's files are half an hour's work: a run without --resume refuses a
-    folder that holds any file (before deleting one), and --resume refuses a folder with no
-    training in it rather than quietly starting afresh."""
+    """An earlier training's files are half an hour's work: without --resume a folder holding
+    them is refused before one is deleted, and a folder holding anyone else's files always is.
+    With --resume a folder without a checkpoint (new, or a run killed before its first one,
+    which may have left best.pt or tensorboard/) starts afresh, clearing what that run left."""
     config = replace(FAST, imitate=None, eval_every=0, iterations=1)
     run = tmp_path / "run"
     train(config, [tiny], run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    with pytest.raises(TrainError, match="--resume continues"):
+    with pytest.raises(TrainError, match=r"holds a training run .*--resume continues it"):
         train(config, [tiny], run)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(TrainError, match=r"not empty \(e\.g\. 'notes\.txt'\)"):
-        train(config, [tiny], foreign)
-    with pytest.raises(TrainError, match="holds no training run"):
-        train(config, [tiny], foreign, resume=True)
-    with pytest.raises(TrainError, match="no training run here"):
-        train(config, [tiny], tmp_path / "missing", resume=True)
-    assert not (tmp_path / "missing").exists() and (foreign / "notes.txt").read_text() == "mine"
+    for resume in (False, True):
+        with pytest.raises(TrainError, match=r"does not write \(e\.g\. 'notes\.txt'\)"):
+            train(config, [tiny], foreign, resume=resume)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    killed = tmp_path / "killed"  # killed before its first checkpoint
+    (killed / "tensorboard").mkdir(parents=True)
+    (killed / "best.pt").write_bytes(b"stale")
+    train(config, [tiny], killed, resume=True)
+    assert (killed / CHECKPOINT_FILE).exists()
+    assert not (killed / "best.pt").exists()  # the stale one cleared; no validation, none new
+    train(config, [tiny], tmp_path / "new", resume=True)
+    assert (tmp_path / "new" / CHECKPOINT_FILE).exists()
 
 
 def test_init_fine_tunes_a_trained_policy_instead_of_cloning(tiny: str, tmp_path: Path) -> None:

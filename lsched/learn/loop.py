@@ -4,6 +4,7 @@ one Adam step on the groups' mean gradient, metrics, validation and checkpoints.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -38,6 +39,7 @@ from lsched.learn.imitation import imitate
 from lsched.learn.margin import choose_margin, choose_query_margin
 from lsched.learn.rollout import RolloutResult, RolloutTask, rollout_group, scenario_named
 from lsched.learn.state import (
+    BOARD_FOLDER,
     Board,
     append_metrics,
     checkpoint_info,
@@ -87,7 +89,7 @@ def train(
     out = Path(out)
     checkpoint_path = out / CHECKPOINT_FILE
     metrics_path = out / METRICS_FILE
-    _check_out(out, resume)
+    check_out_folder(out, resume)
 
     torch.manual_seed(config.seed)
     policy = Policy(policy_config)
@@ -104,8 +106,8 @@ def train(
     else:
         if config.init is not None:
             warm_start(config, policy_config, policy)
-        if metrics_path.exists():
-            metrics_path.unlink()  # a fresh run (or a resume killed before its first checkpoint)
+        if out.is_dir():  # a resume of a run killed before its first checkpoint
+            _clear_training(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the run can start: nothing half-made
 
     best = {"score": math.inf, "iteration": -1}
@@ -231,25 +233,38 @@ def train(
     return path
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Refuse, before anything runs, an `out` whose files a fresh run would delete or mix with
-    its own (an earlier training's policy is half an hour's work), and a `resume` with nothing
-    there to resume. A resume of a run killed before its first checkpoint starts afresh."""
+TRAINING_OUTPUTS = (METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, POLICY_FILE, BOARD_FOLDER)
+"""What a training run writes into its folder (a run killed early may have left any of them)."""
+
+
+def check_out_folder(out: Path, resume: bool) -> None:
+    """Refuse, before anything starts, an `out` holding files a training run does not write
+    (never ours to delete or to mix with), and, without `resume`, an earlier training run (half
+    an hour's work, which a fresh run would delete). With `resume` a folder holding no
+    checkpoint — new, empty, or a run killed before its first checkpoint — starts afresh."""
     held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if resume:
-        if not held:
-            raise TrainError(
-                f"{out}: --resume: no training run here to continue (no {CHECKPOINT_FILE})"
-            )
-        if METRICS_FILE not in held and CHECKPOINT_FILE not in held:
-            raise TrainError(
-                f"{out}: --resume: this folder holds no training run (e.g. {held[0]!r})"
-            )
-    elif held:
+    foreign = [name for name in held if name not in TRAINING_OUTPUTS]
+    if foreign:
         raise TrainError(
-            f"{out}: --out is not empty (e.g. {held[0]!r}); --resume continues a training run "
-            "there, or name a new or empty folder"
+            f"{out}: --out holds files a training run does not write (e.g. {foreign[0]!r}); "
+            "name a new or empty folder, or a training run's own"
         )
+    if held and not resume:
+        raise TrainError(
+            f"{out}: --out holds a training run ({', '.join(held)}); --resume continues it, "
+            "or name a new or empty folder"
+        )
+
+
+def _clear_training(out: Path) -> None:
+    """What a run killed before its first checkpoint left: a fresh start must not pick up its
+    best.pt or add to its curves."""
+    for name in TRAINING_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _margin_scenarios(config: TrainConfig, field: str) -> list[Scenario]:

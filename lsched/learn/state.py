@@ -133,6 +133,10 @@ def append_metrics(path: Path, record: Mapping[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+BOARD_FOLDER = "tensorboard"
+"""Where `Board` writes, inside a training run's folder."""
+
+
 class Board:
     """TensorBoard scalars next to metrics.jsonl, only when tensorboard is installed."""
 
@@ -142,7 +146,7 @@ class Board:
         except ImportError:  # torch's writer needs the optional tensorboard package
             self._writer = None
         else:
-            self._writer = SummaryWriter(str(out / "tensorboard"))
+            self._writer = SummaryWriter(str(out / BOARD_FOLDER))
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self._writer is None:
