@@ -126,6 +126,11 @@ class _Closing(ABC):
     def close(self) -> None:
         """Release the workers (idempotent)."""
 
+    def abort(self) -> None:
+        """Release the workers at once, dropping the work they hold (an interrupt: Ctrl-C, or
+        SIGTERM, which reaches this process alone). Default: `close`."""
+        self.close()
+
     def __enter__(self) -> Self:
         return self
 
@@ -135,7 +140,10 @@ class _Closing(ABC):
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.close()
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.abort()
+        else:
+            self.close()
 
 
 class Backend(_Closing):
@@ -237,6 +245,17 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._shutdown()
+
+    def abort(self) -> None:
+        """Terminate the workers rather than wait for their tasks: a 20-s task held a
+        SIGTERM'd `lsched train` for its whole length. (No public way before Python 3.14's
+        `terminate_workers`: the executor's own process table.)"""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _stream_futures(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 USER_ERROR_EXIT = 2
 """Exit code of every user error (the same code click uses for bad command lines)."""
+INTERRUPTED_EXIT = 130
+"""Exit code of a command stopped by Ctrl-C or SIGTERM (click's own for Ctrl-C: 128 + SIGINT)."""
 
 PIPE_WIDTH = 120
 """Columns of rich output written to a file or pipe (a terminal's own width is used otherwise)."""
@@ -44,20 +46,19 @@ app = typer.Typer(
 
 
 @app.callback()
-def _on_start() -> None:
+def _on_start(ctx: typer.Context) -> None:
     """Every command stops on SIGTERM (`timeout`, `kill`, a cancelled CI job) as it does on
     Ctrl-C, so what Ctrl-C cleans up — a half-generated database, a half-written output — a
-    terminated run cleans up too."""
-    main = os.getpid()
+    terminated run cleans up too. Only on the main thread (the only one that may set handlers),
+    and the caller's handler is back when the command ends (`app` called as a library)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
-    def interrupt(signum: int, frame: object) -> None:
-        if os.getpid() != main:  # a forked child: die as the signal asks
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -258,7 +259,8 @@ def real(
                     on_done=on_done,
                 )
         except KeyboardInterrupt:
-            _fail("interrupted: no results written")
+            typer.echo("interrupted: no results written", err=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
         fidelity = fidelity_report(report, loaded, choices)
         document = results_document(report)
         if out is not None:

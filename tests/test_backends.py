@@ -114,6 +114,18 @@ def test_items_are_read_lazily() -> None:
     assert len(taken) < 10
 
 
+def test_an_interrupt_terminates_the_workers_rather_than_waiting_for_them() -> None:
+    """SIGTERM reaches the parent alone (Ctrl-C reaches the workers too): interrupted, the pool
+    must not sit out the tasks its workers hold, 30 s each here."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), LocalBackend(2) as backend:
+        for _ in backend.map_unordered(time.sleep, [0.0, 30.0, 30.0, 30.0]):
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < 20
+
+
 def test_make_backend_rejects_bad_choices() -> None:
     with pytest.raises(BackendError, match="unknown backend 'spark'; choose one of local, ray"):
         make_backend("spark")

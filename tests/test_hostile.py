@@ -463,6 +463,38 @@ def test_a_sweep_killed_at_random_moments_loses_no_run_and_repeats_only_caught_o
     assert not (out / "sweep-runs.jsonl").exists()
 
 
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_it_resumes(tmp_path: Path) -> None:
+    """`timeout`, `kill` and cancelled CI jobs send SIGTERM: the command unwinds as on Ctrl-C
+    (exit 130, the runs already journalled kept, no temporary file left), and the same
+    command then finishes the sweep without redoing them."""
+    import json
+    import subprocess
+    import sys
+
+    from lsched.sweep import read_journal
+
+    tiny = with_value("workload.queries", 40, with_value("agents", ["fifo"], BASE))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(TINY_SWEEP)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lsched.cli", "sweep", str(spec), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not read_journal(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the sweep ended before it could be terminated"
+    process.terminate()
+    assert process.wait(timeout=120) == 130, process.stderr.read() if process.stderr else ""
+    kept = {row.key for row in read_journal(out)}
+    assert kept and not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    final = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    table = json.loads((out / "sweep.json").read_text())
+    assert table["finished"] == table["total"] == 60
+    assert f"{60 - len(kept)} of 60 runs run now" in final.stdout
+
+
 SWEEPS = {
     path.name: yaml.safe_load(path.read_text())
     for path in sorted((Path(__file__).resolve().parent.parent / "scenarios/sweeps").glob("*.yaml"))
