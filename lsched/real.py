@@ -187,18 +187,63 @@ def check_memory(paths: Sequence[Path], workers: int, available: int | None = No
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the machine can give now (Linux MemAvailable, else free pages), None if unknown."""
+    """Memory this process can be given now: the machine's (Linux MemAvailable, else free
+    pages) or, inside a container or a CI job, its cgroup's room if that is less — where the
+    out-of-memory killer acts. None if the platform says neither."""
+    known = [room for room in (_machine_room(), _cgroup_room()) if room is not None]
+    return min(known) if known else None
+
+
+def _machine_room() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_FILES = {
+    "v2": ("memory.max", "memory.current"),
+    "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+}
+"""(limit, usage) files of the memory controller, cgroup v2 and v1."""
+
+
+def _cgroup_room(root: Path = CGROUP_ROOT, membership: str | None = None) -> int | None:
+    """The least room (limit − usage) in this process's memory cgroup and those above it;
+    None without a limit. `membership`: /proc/self/cgroup's text (read when None)."""
+    try:
+        text = membership if membership is not None else Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    rooms = []
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            version, base = "v2", root
+        elif "memory" in controllers.split(","):
+            version, base = "v1", root / "memory"
+        else:
+            continue
+        limit_name, usage_name = CGROUP_FILES[version]
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            folder = base.joinpath(*parts[:depth])
+            try:
+                limit = (folder / limit_name).read_text().strip()
+                usage = int((folder / usage_name).read_text())
+            except (OSError, ValueError):
+                continue
+            if limit.isdigit() and int(limit) < 2**62:  # "max" or v1's near-2^63: no limit
+                rooms.append(max(int(limit) - usage, 0))
+    return min(rooms) if rooms else None
 
 
 def _serve(

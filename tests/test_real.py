@@ -269,6 +269,26 @@ def test_in_memory_copies_past_the_machines_memory_are_refused(
     assert fifo_once(scenario_file, out, "--storage", "file")  # the file needs no copies
 
 
+def test_a_containers_memory_limit_is_the_room_the_copies_have(tmp_path: Path) -> None:
+    """Inside a container MemAvailable is the host's: the cgroup's limit less its usage (v2 or
+    v1, the tightest of the process's group and those above it) is what the copies may take."""
+    v2 = tmp_path / "v2"
+    (v2 / "a" / "b").mkdir(parents=True)
+    (v2 / "a" / "memory.max").write_text("3000000000\n")
+    (v2 / "a" / "memory.current").write_text("1000000000\n")
+    (v2 / "a" / "b" / "memory.max").write_text("max\n")
+    (v2 / "a" / "b" / "memory.current").write_text("900000000\n")
+    assert real._cgroup_room(v2, "0::/a/b\n") == 2_000_000_000
+    v1 = tmp_path / "v1" / "memory" / "job"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("1500000000\n")
+    (v1 / "memory.usage_in_bytes").write_text("500000000\n")
+    assert real._cgroup_room(tmp_path / "v1", "4:memory:/job\n1:cpu:/\n") == 1_000_000_000
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert real._cgroup_room(tmp_path / "v1", "4:memory:/job\n") is None
+    assert real._cgroup_room(tmp_path / "none", "0::/\n") is None
+
+
 def test_each_worker_keeps_the_thread_count_it_was_opened_with(scenario_file: Path) -> None:
     """Every query runs on a worker opened at its grant (`SET threads` to a new count restarts
     DuckDB's thread pool, a cost no engine running its queries on one pool has): with arrivals
