@@ -136,7 +136,10 @@ def run(
             check_results_folder(out)
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty() and not json_output
-        with _progress(console, show_progress) as progress:
+        # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
+        tuning = any(label.startswith("tuned") for label in labels)
+        first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
+        with _progress(console, show_progress, first) as progress:
             report = run_scenario(
                 loaded,
                 _csv_list(agents, "--agents"),
@@ -362,14 +365,14 @@ def _bar(console: Console, transient: bool) -> Progress:
 
 
 @contextlib.contextmanager
-def _progress(console: Console, enabled: bool) -> Iterator[object]:
-    """A rich progress bar on a terminal; a no-op callback (None) elsewhere."""
+def _progress(console: Console, enabled: bool, first: str = "starting") -> Iterator[object]:
+    """A rich progress bar on a terminal, saying `first` until the first run ends; a no-op
+    callback (None) elsewhere."""
     if not enabled:
         yield None
         return
     with _bar(console, transient=True) as bar:
-        # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
-        task = bar.add_task("building agents (tuned: searching its knobs)", total=None)
+        task = bar.add_task(first, total=None)
 
         def update(done: int, total: int, figures: object) -> None:
             bar.update(

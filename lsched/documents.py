@@ -9,9 +9,10 @@ safely (no Python tags) and, as in YAML 1.2, `1e-9` is a number, not the string 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,15 @@ def _json_shape_problem(text: str) -> str:
 
 
 Loc = tuple[str | int, ...]
+
+
+def unknown_key_message(key: str, allowed: Sequence[str]) -> str:
+    """'unknown key', with the keys allowed there and the closest one (a misspelling)."""
+    if not allowed:
+        return "unknown key"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
 
 
 def validation_problem(

@@ -104,11 +104,12 @@ class PairedRatio:
     """Mean over seeds of (agent's mean latency / baseline's) on that seed."""
     ci95: float
     """Half-width of its 95% Student-t interval over seeds (0 for one seed)."""
-    seeds: int = 0
+    seeds: int
     """Seeds paired: with fewer than 2 there is no interval (`ci95` is then not reported)."""
 
     @property
     def has_interval(self) -> bool:
+        """Whether `ci95` means anything: two seeds or more."""
         return self.seeds >= 2
 
 

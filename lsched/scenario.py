@@ -14,7 +14,6 @@ evaluation never touches.
 from __future__ import annotations
 
 import copy
-import difflib
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from lsched.documents import load_mapping, validation_problem
+from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import LschedError, ScenarioError
 from lsched.workloads.generate import check_size, check_templates, check_trace, generate_workload
@@ -437,12 +436,7 @@ def scenario_from_document(
 
 def _unknown_key(loc: tuple[str | int, ...]) -> str:
     """'unknown key', with the keys allowed there and the closest one."""
-    allowed = _allowed_keys(loc[:-1])
-    if not allowed:
-        return "unknown key"
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
+    return unknown_key_message(str(loc[-1]), _allowed_keys(loc[:-1]))
 
 
 def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:

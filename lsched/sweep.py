@@ -22,7 +22,6 @@ does. A `lsched:PATH` checkpoint path is read by the worker, relative to its wor
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -41,7 +40,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from agents.context import AgentError
 from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
-from lsched.documents import load_mapping, validation_problem
+from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
 from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
 from lsched.plots import png_bytes
@@ -345,12 +344,7 @@ def _validation_error(source: str, error: ValidationError) -> SweepError:
 
 def _unknown_key(loc: tuple[str | int, ...]) -> str:
     """'unknown key'; at the top level, with the sweep file's keys and the closest one."""
-    if len(loc) != 1:
-        return "unknown key"
-    allowed = list(SweepModel.model_fields)
-    close = difflib.get_close_matches(str(loc[0]), allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
+    return unknown_key_message(str(loc[0]), list(SweepModel.model_fields) if len(loc) == 1 else [])
 
 
 def _value_text(value: Any) -> str:

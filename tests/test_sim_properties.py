@@ -124,3 +124,19 @@ def test_same_seed_same_result(
     assert first.queries == second.queries
     for column in ("query_id", "thread", "start_s", "end_s"):
         assert np.array_equal(getattr(first.tasks, column), getattr(second.tasks, column))
+
+
+def test_a_task_completion_runs_through_simpys_step() -> None:
+    """The engine's per-task event (`_TaskDue`) carries only the two fields SimPy's
+    `Environment.step` reads of an event: a SimPy that reads more fails here first."""
+    import simpy
+    from simpy.events import NORMAL
+
+    from sim.engine import _TaskDue
+
+    env = simpy.Environment()
+    seen: list[object] = []
+    event = _TaskDue(seen.append)
+    env.schedule(event, NORMAL, 2.5)  # type: ignore[arg-type]
+    env.step()
+    assert seen == [event] and env.now == 2.5 and event.callbacks is None

@@ -381,12 +381,11 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
     settings: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
+        key = key.strip()
         fields_ = TrainConfig.__dataclass_fields__
-        if key.strip() in fields_ and not sep:
-            default = json.dumps(getattr(TrainConfig(), key.strip()))
-            raise TrainError(
-                f"train setting {item!r}: expected FIELD=VALUE, e.g. {key.strip()}={default}"
-            )
+        if key in fields_ and not sep:
+            default = json.dumps(getattr(TrainConfig(), key))
+            raise TrainError(f"train setting {item!r}: expected FIELD=VALUE, e.g. {key}={default}")
         if not sep or key not in fields_:
             close = difflib.get_close_matches(key, fields_, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

@@ -97,6 +97,13 @@ def folder_plots(
     }
     seed = results.seeds[0]
     scenario = results.scenario
+    shown_agents = results.agents if agent_gantts else agents
+    runs = {agent: read_tasks(folder, agent, seed) for agent in shown_agents}
+    if window is not None and window[0] >= (end_s := gantt_window(runs, None)[1]):
+        raise ValueError(  # checked before any figure is drawn
+            f"--window: {window[0]:g},{window[1]:g} starts after seed {seed}'s last task "
+            f"ended ({end_s:.3g} s): nothing to draw"
+        )
     plots = [
         Plot(
             "comparison.png",
@@ -124,13 +131,6 @@ def folder_plots(
                 f"by arrival period, beside {baseline}'s latency then (the load).",
                 paired_figure(pairs, baseline, other, scenario),
             )
-        )
-    shown_agents = results.agents if agent_gantts else agents
-    runs = {agent: read_tasks(folder, agent, seed) for agent in shown_agents}
-    if window is not None and window[0] >= (end_s := gantt_window(runs, None)[1]):
-        raise ValueError(
-            f"--window: {window[0]:g},{window[1]:g} starts after seed {seed}'s last task "
-            f"ended ({end_s:.3g} s): nothing to draw"
         )
     if len(agents) > 1:
         label = "-vs-".join(agent_slug(a) for a in agents)
