@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lsched.errors import LschedError
@@ -330,7 +331,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         table.add_column(header, justify="left" if header == "agent" else "right")
     for label, figures in fidelity["agents"].items():
         table.add_row(
-            label,
+            escape(label),
             f"{figures['real_mean_latency'] * 1e3:.1f}",
             f"{figures['predicted_mean_latency'] * 1e3:.1f}",
             f"{figures['mean_error']:+.1%}",
@@ -394,27 +395,36 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
     table = Table(
         title=f"{report.scenario}: seeds {seeds}; latencies in seconds", title_justify="left"
     )
-    table.add_column("agent")
-    headers = ("mean", "± sd", f"vs {reference}", "p50", "p95", "p99", "slowdown", "makespan")
+    table.add_column("agent", overflow="fold")
+    headers = (
+        "mean",
+        "± sd",
+        f"vs {escape(reference)}",
+        "p50",
+        "p95",
+        "p99",
+        "slowdown",
+        "makespan",
+    )
     headers = (*headers, "util.", "queries")
     faults = any(s.lost_tasks for s in report.agents.values())
     if faults:
         headers = (*headers, "lost/re-run tasks")
     for header in headers:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", overflow="fold")
     best = min(s.mean_latency_s for s in report.agents.values())
     for label, s in report.agents.items():
         lost = (f"{s.lost_tasks:g}/{s.rerun_tasks:g}",) if faults else ()
         table.add_row(
-            f"[bold]{label}[/bold]" if s.mean_latency_s == best else label,
-            f"{s.mean_latency_s:.1f}",
-            f"{s.mean_latency_std_s:.1f}" if len(report.seeds) > 1 else "—",
+            f"[bold]{escape(label)}[/bold]" if s.mean_latency_s == best else escape(label),
+            _seconds(s.mean_latency_s),
+            _seconds(s.mean_latency_std_s) if len(report.seeds) > 1 else "—",
             "—" if label == reference else _versus(paired[label]),
-            f"{s.p50_latency_s:.1f}",
-            f"{s.p95_latency_s:.1f}",
-            f"{s.p99_latency_s:.1f}",
+            _seconds(s.p50_latency_s),
+            _seconds(s.p95_latency_s),
+            _seconds(s.p99_latency_s),
             f"{s.mean_slowdown:.2f}",
-            f"{s.makespan_s:.0f}",
+            _seconds(s.makespan_s),
             f"{s.utilization:.0%}",
             f"{s.queries:g}",
             *lost,
@@ -422,10 +432,20 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
     table.add_section()
     table.add_row(
         "[dim]lower bound[/dim]",
-        f"[dim]{report.lower_bound_mean_latency_s:.1f}[/dim]",
+        f"[dim]{_seconds(report.lower_bound_mean_latency_s)}[/dim]",
         *[""] * (len(headers) - 1),
     )
     return table
+
+
+def _seconds(value: float) -> str:
+    """Seconds to three significant digits (0.0912, 1.06, 34.6; whole from 100): one decimal
+    showed every DuckDB-scale latency as 0.1 or 0.0."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:.1f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{max(1, 2 - math.floor(math.log10(abs(value))))}f}"
 
 
 def _versus(paired: PairedRatio) -> str:
@@ -642,20 +662,20 @@ def _sweep_table(report: SweepReport) -> Table:
     paths = report.spec.override_paths
     table = Table(title=f"sweep {report.spec.name}", title_justify="left")
     for header in ("scenario", *paths, "agent"):
-        table.add_column(header)
+        table.add_column(escape(header), overflow="fold")
     for header in ("mean latency (s)", "runs", "failed"):
         table.add_column(header, justify="right")
     for cell in summarize_sweep(report.rows):
         if not cell.runs:
             mean = "—"
         elif cell.runs == 1:
-            mean = f"{cell.mean:.1f}"  # one run: no interval to give
+            mean = _seconds(cell.mean)  # one run: no interval to give
         else:
-            mean = f"{cell.mean:.1f} ± {cell.ci95:.1f}"
+            mean = f"{_seconds(cell.mean)} ± {_seconds(cell.ci95)}"
         table.add_row(
-            cell.scenario,
-            *(str(cell.overrides[p]) for p in paths),
-            cell.agent,
+            escape(cell.scenario),
+            *(escape(str(cell.overrides[p])) for p in paths),
+            escape(cell.agent),
             mean,
             str(cell.runs),
             f"[red]{cell.failed}[/red]" if cell.failed else "0",

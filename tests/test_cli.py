@@ -147,6 +147,22 @@ def test_without_a_terminal_run_prints_the_table_and_no_progress_bar(scenario_fi
     assert "simulating" not in result.stdout and "\x1b[" not in result.stdout
 
 
+def test_the_table_keeps_agent_options_and_millisecond_latencies(tmp_path: Path) -> None:
+    """Agent labels carry options in brackets, which rich would read as markup and drop; and
+    DuckDB-scale latencies (tens of ms) need more than one decimal of a second."""
+    path = tmp_path / "ms.yaml"
+    path.write_text(
+        "name: ms\ncluster: {engine: duckdb}\nworkload:\n  queries: 10\n  streams:\n"
+        "    - name: s\n      arrivals: {process: poisson, rate_per_s: 20}\n"
+        "      mix: [tpch-q1, tpch-q6]\nagents: [sjf, {name: sjf, decisions: query}]\n"
+    )
+    result = invoke("run", path, "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    assert "sjf[decisions=" in result.stdout
+    mean = json.loads(invoke("run", path, "--seeds", "1", "--json").stdout)["agents"]["sjf"]
+    assert f"{mean['mean_latency']:.3g}" in result.stdout  # three significant digits
+
+
 BROKEN = {
     "wrong type": (SMALL.replace("nodes: 2", "nodes: two"), "cluster.nodes: Input should be"),
     "unknown key": (SMALL.replace("warmup_s", "warmup"), "cluster.warmup: unknown key"),
