@@ -140,3 +140,20 @@ def test_a_task_completion_runs_through_simpys_step() -> None:
     env.schedule(event, NORMAL, 2.5)  # type: ignore[arg-type]
     env.step()
     assert seen == [event] and env.now == 2.5 and event.callbacks is None
+
+
+def test_the_readmes_scheduler_example_keeps_the_contract() -> None:
+    """The plain scheduler the README shows, run as written, passes `check_scheduler` (its
+    first version capped a 2-thread cluster at 0 threads and idled it for good)."""
+    import re
+    from pathlib import Path
+
+    from sim.checker import check_scheduler
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "class BiggestFirst" in b
+    )
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    check_scheduler(namespace["BiggestFirst"](), name="BiggestFirst")  # type: ignore[operator]
