@@ -8,10 +8,12 @@ process pool or Ray spreads out; `summarize` aggregates any collection of them.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -340,7 +342,8 @@ def _choices(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> 
     labels = [c.label for c in choices]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        raise ValueError(f"agent listed twice: {', '.join(duplicates)}")
+        where = f"{scenario.source}: agents" if agents is None else "--agents"
+        raise ValueError(f"{where}: {', '.join(duplicates)} listed twice")
     return choices
 
 
@@ -412,14 +415,43 @@ def write_results(
             write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, _query_rows(result))
         )
         written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
-    written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario)))
+    ran = _choices(scenario, list(report.agents))
+    written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario, ran)))
     written.append(write_json(out / RESULTS_FILE, report.to_document(baseline)))
     return written
 
 
-def scenario_text(scenario: Scenario) -> str:
-    """The scenario document as run, as YAML: what `lsched report` shows and a rerun can load."""
-    return yaml.safe_dump(dict(scenario.document), sort_keys=False, allow_unicode=True)
+def scenario_text(scenario: Scenario, agents: Sequence[AgentChoice] | None = None) -> str:
+    """The scenario document as run, as YAML: what `lsched report` shows and a rerun can load
+    from anywhere — `agents` (default: the scenario's) are the agents that ran, and paths the
+    file gave relative to its folder (trace, template files) or to the working folder (policy
+    checkpoints) are written absolute."""
+    document = copy.deepcopy(dict(scenario.document))
+    base = scenario.base_dir or Path.cwd()
+    workload = document.get("workload")
+    if isinstance(workload, dict):
+        trace = workload.get("trace")
+        if isinstance(trace, dict) and isinstance(trace.get("path"), str):
+            trace["path"] = str((base / trace["path"]).resolve())
+        if isinstance(workload.get("template_files"), list):
+            workload["template_files"] = [
+                str((base / f).resolve()) if isinstance(f, str) else f
+                for f in workload["template_files"]
+            ]
+    if agents is not None:
+        document["agents"] = [_agent_entry(choice) for choice in agents]
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _agent_entry(choice: AgentChoice) -> str | dict[str, Any]:
+    """An agent as a scenario file lists it, a relative checkpoint made absolute."""
+    name, sep, path = choice.name.partition(":")
+    if sep and path:
+        name = f"{name}:{Path(path).resolve()}"
+    options = dict(choice.options)
+    if isinstance(options.get("checkpoint"), str):
+        options["checkpoint"] = str(Path(options["checkpoint"]).resolve())
+    return {"name": name, **options} if options else name
 
 
 def _query_rows(result: SimResult) -> Iterable[tuple[object, ...]]:

@@ -163,6 +163,38 @@ def test_the_table_keeps_agent_options_and_millisecond_latencies(tmp_path: Path)
     assert f"{mean['mean_latency']:.3g}" in result.stdout  # three significant digits
 
 
+def test_the_saved_scenario_reruns_from_anywhere_with_the_agents_that_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scenario.yaml in a results folder is the scenario as run: the agents of --agents (not
+    the file's defaults), and paths that were relative to the file's folder made absolute."""
+    import yaml
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "log.csv").write_text(
+        "arrival_s,template,scale_factor\n0,tpch-q1,1\n1,tpch-q6,1\n2,tpch-q1,1\n"
+    )
+    (home / "s.yaml").write_text(
+        "name: traced\ncluster: {engine: duckdb}\nworkload:\n  trace: {path: log.csv}\n"
+        "agents: [fifo, sjf]\n"
+    )
+    out = tmp_path / "out"
+    assert (
+        invoke("run", home / "s.yaml", "--seeds", "1", "--agents", "fair", "--out", out).exit_code
+        == 0
+    )
+    saved = (out / "scenario.yaml").read_text()
+    assert saved.endswith("\n") and yaml.safe_load(saved)["agents"] == ["fair"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "copy.yaml").write_text(saved)
+    rerun = invoke("run", "copy.yaml", "--seeds", "1", "--json")
+    assert rerun.exit_code == 0, rerun.output
+    assert list(json.loads(rerun.stdout)["agents"]) == ["fair"]
+
+
 BROKEN = {
     "wrong type": (SMALL.replace("nodes: 2", "nodes: two"), "cluster.nodes: Input should be"),
     "unknown key": (SMALL.replace("warmup_s", "warmup"), "cluster.warmup: unknown key"),

@@ -164,7 +164,7 @@ def test_bad_agents_and_seeds_fail_before_any_run(small: Scenario) -> None:
     calls: list[object] = []
     with pytest.raises(UnknownAgentError, match="unknown agent 'fifoo'"):
         run_scenario(small, ["fifo", "fifoo"], progress=lambda *a: calls.append(a))
-    with pytest.raises(ValueError, match="agent listed twice: fifo"):
+    with pytest.raises(ValueError, match="--agents: fifo listed twice"):
         run_scenario(small, ["fifo", "fifo"])
     with pytest.raises(ValueError, match="below 1000000"):
         run_scenario(small, ["fifo"], seeds=2, seed_start=TRAIN_SEED_OFFSET - 1)
