@@ -88,7 +88,7 @@ def checked_cleanly(env: gym.Env) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*is different from the unwrapped")
-        check_env(env, skip_render_check=True)
+        check_env(env)
 
 
 # --------------------------------------------------------------------------- the gym contract
@@ -115,6 +115,28 @@ def test_both_checkers_pass_on_every_option_combination(options: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sb3_check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("invalid_penalty", float("nan")),
+        ("invalid_penalty", -5.0),
+        ("reward_scale", 0.0),
+        ("reward_scale", -1.0),
+        ("episode_time_s", -5.0),
+        ("episode_time_s", float("nan")),
+        ("episode_queries", 0),
+        ("episode_queries", True),
+    ],
+)
+def test_a_numeric_option_out_of_range_is_one_line(option: str, value: object) -> None:
+    """A NaN penalty made every reward NaN, a negative one rewarded illegal actions, and a
+    zero or negative episode length ended each episode after a step: all refused, by name."""
+    from lsched.errors import LschedError
+
+    with pytest.raises(LschedError, match=f"env option {option}: "):
+        gym.make(ENV_ID, scenario=small(), **{option: value})
 
 
 @pytest.mark.parametrize("wrapper", [GraphObservation, FlatObservation])

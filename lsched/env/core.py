@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import islice
-from math import ceil
+from math import ceil, isfinite
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -82,6 +82,9 @@ FEATURE_BOUND = 1e9
 """Bounds of the float feature boxes: features sit near [0, 1], this only keeps spaces finite."""
 INVALID_ACTIONS = ("penalty", "raise")
 RENDER_MODES = ("ansi", "rgb_array")
+RENDER_FPS = 4
+"""Playback rate of recorded `rgb_array` frames (gymnasium's RecordVideo reads it): a frame is
+a decision, not a span of time, so this sets only how fast a video plays."""
 RENDER_PIXELS = 4
 """Pixels per query row and per thread column of an `rgb_array` frame."""
 PARALLELISM = ("exact", "levels")
@@ -125,7 +128,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     `decision_to_action`, `action_to_decision`, `wait_slot`, `result()`.
     """
 
-    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES)}  # noqa: RUF012 - gymnasium's
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}  # noqa: RUF012 - gymnasium's
 
     def __init__(
         self,
@@ -154,6 +157,17 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         _check_choice("reward", reward, tuple(REWARDS))
         _check_choice("invalid_action", invalid_action, INVALID_ACTIONS)
         _check_choice("parallelism", parallelism, PARALLELISM)
+        _check_number("reward_scale", reward_scale, minimum=0.0, optional=True)
+        _check_number("invalid_penalty", invalid_penalty, minimum=0.0, inclusive=True)
+        _check_number("episode_time_s", episode_time_s, minimum=0.0, optional=True)
+        if episode_queries is not None and (
+            isinstance(episode_queries, bool)
+            or not isinstance(episode_queries, int | np.integer)
+            or episode_queries < 1
+        ):
+            raise LschedError(
+                f"env option episode_queries: {episode_queries!r} is not an integer >= 1 or None"
+            )
         self.reward_name = reward
         self._reward: Reward = (
             REWARDS[reward]() if reward_scale is None else REWARDS[reward](reward_scale)
@@ -497,6 +511,21 @@ class _Window:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._observation, name)
+
+
+def _check_number(
+    option: str, value: Any, *, minimum: float, inclusive: bool = False, optional: bool = False
+) -> None:
+    """A finite number above `minimum` (or at it, `inclusive`), or None where `optional`: a NaN
+    penalty made every reward NaN, a negative one rewarded illegal actions, and a zero or
+    negative episode length ended every episode after one step."""
+    if value is None and optional:
+        return
+    number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    if not (number and isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        rest = " or None" if optional else ""
+        raise LschedError(f"env option {option}: {value!r} is not a finite number {bound}{rest}")
 
 
 def _check_choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
