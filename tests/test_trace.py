@@ -260,6 +260,21 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
         read_trace(path)
 
 
+def test_a_spreadsheets_csv_an_empty_file_and_a_folder(tmp_path: Path) -> None:
+    """Excel writes CSVs with a byte-order mark, which hid the first column's name; an empty
+    file and a folder say what they are."""
+    plain = "arrival_s,template,scale_factor\r\n0,tpch-q1,1\r\n2,tpch-q6,1\r\n"
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + plain.encode())
+    assert [r.arrival_s for r in read_trace(excel)] == [0.0, 2.0]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(TraceError, match=r"empty\.csv: empty file"):
+        read_trace(empty)
+    with pytest.raises(TraceError, match="a folder, not a trace file"):
+        read_trace(tmp_path)
+
+
 def test_bad_values_name_row_and_column(tmp_path: Path) -> None:
     path = _write_csv(
         tmp_path / "bad.csv",

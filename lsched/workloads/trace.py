@@ -247,7 +247,7 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's CSVs start with a BOM
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         rows = [{k.strip(): v for k, v in row.items() if k is not None} for row in reader]
@@ -303,8 +303,12 @@ def read_trace(
     the first N arrivals.
     """
     path = Path(path)
+    if path.is_dir():
+        raise TraceError(f"{path}: a folder, not a trace file (.csv or .parquet)")
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
+    if path.stat().st_size == 0:
+        raise TraceError(f"{path}: empty file: a trace needs a header row and records")
     if max_records is not None and max_records < 1:
         raise TraceError(f"{path}: max_records: must be >= 1, got {max_records}")
     wanted_instance = None if instance_id is None else str(instance_id)
