@@ -160,6 +160,18 @@ def test_bad_folders_and_options_are_one_line_errors_that_write_nothing(
     assert result.output.strip() == f"error: {broken / 'queries-srpt-seed1.csv'}: no such file"
     assert not (broken / "report.html").exists()
     assert not list(broken.glob(".*.tmp"))
+    result = invoke("report", folder, "--out", tmp_path)
+    assert result.exit_code == 2 and "--out is a folder; name the HTML file" in result.output
+    result = invoke("report", folder, "--out", tmp_path / "no" / "such" / "r.html")
+    assert result.exit_code == 2 and "--out: no such folder" in result.output
+    assert not (tmp_path / "no").exists()
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    result = invoke("report", sweep)
+    assert (
+        result.exit_code == 2 and "is a sweep's folder, which `lsched plot` draws" in result.output
+    )
 
 
 def browser() -> str | None:

@@ -82,6 +82,13 @@ def read_results(folder: str | Path) -> ResultsFolder:
             },
         )
     except FileNotFoundError:
+        folder_path = Path(folder)
+        if (folder_path / "sweep.json").is_file() or (folder_path / "metrics.jsonl").is_file():
+            kind = "a sweep's" if (folder_path / "sweep.json").is_file() else "a training run's"
+            raise ResultsError(
+                f"{path}: no such file: {folder_path} is {kind} folder, which `lsched plot` "
+                "draws; this takes a folder `lsched run --out` wrote"
+            ) from None
         raise ResultsError(
             f"{path}: no such file (is this a folder `lsched run --out` wrote?)"
         ) from None
