@@ -51,7 +51,7 @@ def _heuristic(cls: type[Heuristic], name: str) -> AgentFactory:
             if form is None:
                 raise AgentOptionError(
                     f"has no query-level form (decisions: query); those with one: "
-                    f"{', '.join(sorted(QUERY_FORMS))}"
+                    f"{', '.join([*sorted(QUERY_FORMS), 'tuned', 'lsched'])}"
                 )
             _check_options(options, sorted([*QUERY_KNOB_NAMES, "decision_s"]))
             decision_s = decision_seconds(options.pop("decision_s", 0.0))
@@ -123,6 +123,8 @@ def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
     `NAME:PATH` is short for NAME with option `checkpoint=PATH` (e.g. `lsched:runs/policy.pt`).
     """
     base, sep, checkpoint = name.partition(":")
+    if sep and not checkpoint.strip():
+        raise AgentOptionError(f"agent {name!r}: no policy file after the colon ({base}:PATH)")
     if sep:
         options = {**options, "checkpoint": checkpoint}
     factory = AGENTS.get(base)

@@ -195,6 +195,26 @@ def test_the_saved_scenario_reruns_from_anywhere_with_the_agents_that_ran(
     assert list(json.loads(rerun.stdout)["agents"]) == ["fair"]
 
 
+def test_a_policy_file_named_in_a_scenario_is_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As its trace and template files are: the scenario runs from any working folder."""
+    import shutil
+
+    from agents.learned import PRETRAINED
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PRETRAINED, home / "pol.pt")
+    (home / "s.yaml").write_text(
+        SMALL.replace("agents: [fifo, fair]", "agents: [fifo, 'lsched:pol.pt']")
+    )
+    monkeypatch.chdir(tmp_path)
+    result = invoke("validate", home / "s.yaml")
+    assert result.exit_code == 0, result.output
+    assert f"lsched:{home / 'pol.pt'}" in result.stdout
+
+
 BROKEN = {
     "wrong type": (SMALL.replace("nodes: 2", "nodes: two"), "cluster.nodes: Input should be"),
     "unknown key": (SMALL.replace("warmup_s", "warmup"), "cluster.warmup: unknown key"),
