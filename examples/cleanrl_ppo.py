@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 import lsched
+from lsched.arguments import positive_int, scenario_argument
 from lsched.env import FlatObservation
-from lsched.scenario import scenario_argument
 
 
 class Agent(nn.Module):
@@ -69,9 +69,11 @@ def make_env(scenario: str) -> Callable[[], gym.Env]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--envs", type=int, default=8)
-    parser.add_argument("--n-steps", type=int, default=128, help="steps per env per update")
+    parser.add_argument("--steps", type=positive_int, default=100_000)
+    parser.add_argument("--envs", type=positive_int, default=8)
+    parser.add_argument(
+        "--n-steps", type=positive_int, default=128, help="steps per env per update"
+    )
     parser.add_argument("--lr", type=float, default=2.5e-4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -21,8 +21,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.env_util import make_vec_env
 
 import lsched
+from lsched.arguments import positive_int, scenario_argument
 from lsched.runner import simulate_one
-from lsched.scenario import scenario_argument
 
 
 def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
@@ -44,10 +44,10 @@ def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
-    parser.add_argument("--steps", type=int, default=200_000)
-    parser.add_argument("--envs", type=int, default=8)
-    parser.add_argument("--n-steps", type=int, default=2048, help="MaskablePPO's n_steps")
-    parser.add_argument("--eval-seeds", type=int, default=5)
+    parser.add_argument("--steps", type=positive_int, default=200_000)
+    parser.add_argument("--envs", type=positive_int, default=8)
+    parser.add_argument("--n-steps", type=positive_int, default=2048, help="MaskablePPO's n_steps")
+    parser.add_argument("--eval-seeds", type=positive_int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -24,8 +24,8 @@ from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaski
 from ray.tune.registry import register_env
 
 import lsched
+from lsched.arguments import positive_int, scenario_argument
 from lsched.env import FlatObservation
-from lsched.scenario import scenario_argument
 
 
 def make_env(config: dict[str, Any]) -> gym.Env:
@@ -35,8 +35,8 @@ def make_env(config: dict[str, Any]) -> gym.Env:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=4000, help="env steps per iteration")
+    parser.add_argument("--iterations", type=positive_int, default=20)
+    parser.add_argument("--batch", type=positive_int, default=4000, help="env steps per iteration")
     parser.add_argument("--env-runners", type=int, default=0, help="0: sample in this process")
     args = parser.parse_args()
 

@@ -24,8 +24,8 @@ from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
 import lsched
+from lsched.arguments import positive_int, scenario_argument
 from lsched.env import FlatObservation
-from lsched.scenario import scenario_argument
 
 NO_SHAPE = torch.Size()
 
@@ -70,8 +70,8 @@ def mlp(inputs: int, outputs: int, hidden: int = 64) -> nn.Module:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="tpch-streaming", type=scenario_argument)
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=1024, help="env steps per update")
+    parser.add_argument("--steps", type=positive_int, default=100_000)
+    parser.add_argument("--batch", type=positive_int, default=1024, help="env steps per update")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
-from lsched.errors import LschedError, ScenarioError
+from lsched.errors import ScenarioError
 from lsched.workloads.generate import check_size, check_templates, check_trace, generate_workload
 from lsched.workloads.spec import (
     WorkloadError,
@@ -368,18 +368,6 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         "",
         "no such file or bundled scenario (bundled: " + ", ".join(bundled) + ")",
     )
-
-
-def scenario_argument(text: str) -> str:
-    """An argparse `type=` for a scenario option (the examples' `--scenario`): the name as
-    given once it loads, else argparse's one-line usage error naming the problem."""
-    import argparse
-
-    try:
-        load_scenario(text)
-    except LschedError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def _load_file(path: Path) -> Scenario:

@@ -80,3 +80,15 @@ def test_an_example_given_an_unknown_scenario_says_so_in_one_line(script: str) -
     assert run.returncode == 2
     assert "argument --scenario: no-such-scenario: no such file" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_an_example_refuses_a_count_below_one() -> None:
+    """`--envs 0` was an IndexError and `--steps 0` ran a thousand steps."""
+    for option in ("--envs", "--steps"):
+        run = subprocess.run(
+            [sys.executable, str(EXAMPLES / "cleanrl_ppo.py"), option, "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 2 and f"argument {option}: 0 is not >= 1" in run.stderr
