@@ -162,7 +162,7 @@ def run(
             return
         console.print(_report_table(report, baseline))
         if out is not None:
-            console.print(f"results, CSVs and plots written to {out}/")
+            console.print(f"results, CSVs and plots written to {escape(str(out))}/")
 
 
 @app.command()
@@ -280,7 +280,7 @@ def real(
             return
         console.print(_real_table(document, fidelity))
         if out is not None:
-            console.print(f"results, fidelity and plots written to {out}/")
+            console.print(f"results, fidelity and plots written to {escape(str(out))}/")
 
 
 def _time_scale(text: str) -> float | str:
@@ -304,7 +304,7 @@ def _real_table(document: dict, fidelity: dict) -> Table:
     (ms) one of its decisions took."""
     table = Table(
         title=(
-            f"{document['scenario']} on DuckDB: {len(document['seeds'])} seed(s) × "
+            f"{escape(str(document['scenario']))} on DuckDB: {len(document['seeds'])} seed(s) × "
             f"{document['repeats']} repeats; latencies in ms; speed factor "
             f"{fidelity['speed_factor']:.2f}, noise floor {fidelity['noise_floor']:.1%}"
             + (f"; arrivals × {fidelity['time_scale']:.2f}" if fidelity["time_scale"] != 1 else "")
@@ -393,7 +393,8 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
     paired = report.paired(baseline)
     reference = next(iter(paired.values())).baseline
     table = Table(
-        title=f"{report.scenario}: seeds {seeds}; latencies in seconds", title_justify="left"
+        title=f"{escape(report.scenario)}: seeds {seeds}; latencies in seconds",
+        title_justify="left",
     )
     table.add_column("agent", overflow="fold")
     headers = (
@@ -442,10 +443,13 @@ def _seconds(value: float) -> str:
     """Seconds to three significant digits (0.0912, 1.06, 34.6; whole from 100): one decimal
     showed every DuckDB-scale latency as 0.1 or 0.0."""
     if not math.isfinite(value) or value == 0:
-        return f"{value:.1f}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.{max(1, 2 - math.floor(math.log10(abs(value))))}f}"
+        return f"{abs(value) if value == 0 else value:.1f}"
+    rounded = float(f"{value:.3g}")  # decimals from the rounded value: 99.95 is 100, not 100.0
+    if abs(rounded) >= 100:
+        return f"{rounded:.0f}"
+    if abs(rounded) < 1e-3:
+        return f"{rounded:.3g}"  # microseconds and below: 1.23e-05
+    return f"{rounded:.{max(1, 2 - math.floor(math.log10(abs(rounded))))}f}"
 
 
 def _versus(paired: PairedRatio) -> str:
@@ -563,13 +567,18 @@ def train(
         check_out_folder(out, resume)  # before a backend (a Ray cluster) is started
         console = _console()
         if resume and not (out / CHECKPOINT_FILE).exists():
-            console.print(f"nothing to resume in {out} (no {CHECKPOINT_FILE}): a new run starts")
+            console.print(
+                f"nothing to resume in {escape(str(out))} (no {CHECKPOINT_FILE}): a new run starts"
+            )
         with (
             make_backend(backend, config.workers, address) as runner,
             _training_progress(console, config.iterations) as progress,
         ):
             path = train_policy(config, names, out, resume, progress=progress, backend=runner)
-        console.print(f"policy written to {path}; `lsched plot {out}` draws the learning curve")
+        console.print(
+            f"policy written to {escape(str(path))}; "
+            f"`lsched plot {escape(str(out))}` draws the learning curve"
+        )
 
 
 @contextlib.contextmanager
@@ -660,7 +669,7 @@ def _sweep_table(report: SweepReport) -> Table:
     from lsched.sweep import summarize_sweep
 
     paths = report.spec.override_paths
-    table = Table(title=f"sweep {report.spec.name}", title_justify="left")
+    table = Table(title=f"sweep {escape(report.spec.name)}", title_justify="left")
     for header in ("scenario", *paths, "agent"):
         table.add_column(escape(header), overflow="fold")
     for header in ("mean latency (s)", "runs", "failed"):

@@ -126,6 +126,8 @@ class ScenarioReport:
     lower_bound_mean_latency_s: float
     results: dict[tuple[str, int], SimResult] = field(default_factory=dict, repr=False)
     """Full per-run results by (agent label, seed), when the caller asked to keep them."""
+    choices: tuple[AgentChoice, ...] = ()
+    """The agents as run, with their options (empty for a report summarised from figures)."""
 
     def best_baseline(self) -> str:
         """The agent with the lowest mean latency that is not a learned policy (any agent
@@ -324,6 +326,7 @@ def run_scenario(
         report.agents,
         report.lower_bound_mean_latency_s,
         results,
+        tuple(choices),
     )
 
 
@@ -415,7 +418,7 @@ def write_results(
             write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, _query_rows(result))
         )
         written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
-    ran = _choices(scenario, list(report.agents))
+    ran = report.choices or None
     written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario, ran)))
     written.append(write_json(out / RESULTS_FILE, report.to_document(baseline)))
     return written
@@ -427,17 +430,13 @@ def scenario_text(scenario: Scenario, agents: Sequence[AgentChoice] | None = Non
     file gave relative to its folder (trace, template files) or to the working folder (policy
     checkpoints) are written absolute."""
     document = copy.deepcopy(dict(scenario.document))
-    base = scenario.base_dir or Path.cwd()
-    workload = document.get("workload")
-    if isinstance(workload, dict):
+    workload, spec = document.get("workload"), scenario.workload
+    if isinstance(workload, dict):  # the paths as the run resolved them (`~`, the file's folder)
         trace = workload.get("trace")
-        if isinstance(trace, dict) and isinstance(trace.get("path"), str):
-            trace["path"] = str((base / trace["path"]).resolve())
-        if isinstance(workload.get("template_files"), list):
-            workload["template_files"] = [
-                str((base / f).resolve()) if isinstance(f, str) else f
-                for f in workload["template_files"]
-            ]
+        if isinstance(trace, dict) and spec.trace is not None:
+            trace["path"] = str(spec.trace.path.resolve())
+        if workload.get("template_files"):
+            workload["template_files"] = [str(p.resolve()) for p in spec.template_files]
     if agents is not None:
         document["agents"] = [_agent_entry(choice) for choice in agents]
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -414,30 +414,12 @@ def scenario_from_document(
         templates=templates,
         oracle=model.simulation.oracle,
         budget=budget,
-        agents=tuple(
-            _file_relative(AgentChoice(a.name, dict(a.model_extra or {})), base_dir)
-            for a in model.agents
-        ),
+        agents=tuple(AgentChoice(a.name, dict(a.model_extra or {})) for a in model.agents),
         env=EnvLimits(**model.env.model_dump()),
         source=source,
         document=copy.deepcopy(dict(document)),
         base_dir=base_dir,
     )
-
-
-def _file_relative(choice: AgentChoice, base_dir: Path | None) -> AgentChoice:
-    """A policy file a scenario file names (`lsched:PATH`, `checkpoint: PATH`) is relative to
-    the file's folder, as its trace and template files are, not to where lsched runs."""
-    if base_dir is None:
-        return choice
-    name, sep, path = choice.name.partition(":")
-    if sep and path and not Path(path).is_absolute():
-        name = f"{name}:{base_dir / path}"
-    options = dict(choice.options)
-    checkpoint = options.get("checkpoint")
-    if isinstance(checkpoint, str) and checkpoint and not Path(checkpoint).is_absolute():
-        options["checkpoint"] = str(base_dir / checkpoint)
-    return AgentChoice(name, options)
 
 
 def _unknown_key(loc: tuple[str | int, ...]) -> str:

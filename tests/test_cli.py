@@ -195,24 +195,37 @@ def test_the_saved_scenario_reruns_from_anywhere_with_the_agents_that_ran(
     assert list(json.loads(rerun.stdout)["agents"]) == ["fair"]
 
 
-def test_a_policy_file_named_in_a_scenario_is_relative_to_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_saved_scenario_reruns_the_policy_file_that_ran(
+    scenario_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As its trace and template files are: the scenario runs from any working folder."""
+    """A policy given by a relative path is saved absolute, and loading the saved file runs
+    that file (an absolute `lsched:PATH` in a scenario file once fell back to the shipped
+    policy without a word)."""
     import shutil
+
+    import yaml
 
     from agents.learned import PRETRAINED
 
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(PRETRAINED, home / "pol.pt")
-    (home / "s.yaml").write_text(
-        SMALL.replace("agents: [fifo, fair]", "agents: [fifo, 'lsched:pol.pt']")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(PRETRAINED, work / "pol.pt")
+    monkeypatch.chdir(work)
+    out = tmp_path / "out"
+    ran = invoke(
+        "run", scenario_file, "--seeds", "1", "--agents", "fifo,lsched:pol.pt", "--out", out
     )
+    assert ran.exit_code == 0, ran.output
+    saved = yaml.safe_load((out / "scenario.yaml").read_text())
+    assert saved["agents"] == ["fifo", f"lsched:{work / 'pol.pt'}"]
     monkeypatch.chdir(tmp_path)
-    result = invoke("validate", home / "s.yaml")
-    assert result.exit_code == 0, result.output
-    assert f"lsched:{home / 'pol.pt'}" in result.stdout
+    copy = tmp_path / "copy.yaml"
+    copy.write_text((out / "scenario.yaml").read_text())
+    checked = invoke("validate", copy)
+    assert checked.exit_code == 0 and f"lsched:{work / 'pol.pt'}" in checked.stdout
+    copy.write_text(copy.read_text().replace("pol.pt", "gone.pt"))
+    missing = invoke("validate", copy)
+    assert missing.exit_code == 2 and "gone.pt" in missing.output  # that file, not the shipped one
 
 
 BROKEN = {

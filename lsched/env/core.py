@@ -43,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import islice
 from math import ceil, isfinite
+from numbers import Real
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -521,8 +522,12 @@ def _check_number(
     negative episode length ended every episode after one step."""
     if value is None and optional:
         return
-    number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    if not (number and isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    try:
+        good = number and isfinite(value) and (value >= minimum if inclusive else value > minimum)
+    except OverflowError:  # an int beyond any float
+        good = False
+    if not good:
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
         rest = " or None" if optional else ""
         raise LschedError(f"env option {option}: {value!r} is not a finite number {bound}{rest}")
