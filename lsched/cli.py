@@ -446,7 +446,7 @@ def _seconds(value: float) -> str:
         return f"{abs(value) if value == 0 else value:.1f}"
     rounded = float(f"{value:.3g}")  # decimals from the rounded value: 99.95 is 100, not 100.0
     if abs(rounded) >= 100:
-        return f"{rounded:.0f}"
+        return f"{value:.0f}"  # whole seconds, every digit kept
     if abs(rounded) < 1e-3:
         return f"{rounded:.3g}"  # microseconds and below: 1.23e-05
     return f"{rounded:.{max(1, 2 - math.floor(math.log10(abs(rounded))))}f}"
