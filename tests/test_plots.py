@@ -274,6 +274,17 @@ def test_comparison_bars_are_means_over_seeds_best_first_relative_to_the_best() 
     assert "p95" in figure.axes[1].get_xlabel()
 
 
+def test_millisecond_axes_label_decades_only_in_plain_numbers() -> None:
+    """Within one decade matplotlib labels the minor ticks (3×10⁻¹, 4×10⁻¹, ...), which
+    overlapped at DuckDB's latencies: only the decades are labelled, as plain numbers."""
+    per_seed = {"a": [np.array([0.106])] * 2, "b": [np.array([0.112])] * 2}
+    figure = comparison_figure(per_seed, lower_bound_s=0.069, scenario="ms")
+    figure.canvas.draw()
+    for ax in figure.axes:
+        shown = [t.get_text() for t in ax.get_xticklabels(which="both") if t.get_text()]
+        assert shown and all(float(text) > 0 for text in shown), shown
+
+
 def test_the_learning_curve_shows_validation_beside_the_best_baseline() -> None:
     records = [{"iteration": i, "rollout_mean_latency_s": 10.0 - i / 10} for i in range(1, 13)] + [
         {"iteration": i, "eval": {"s1": {"mean_latency_s": 9 - i / 4, "best_baseline_s": 8.0}}}

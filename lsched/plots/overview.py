@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from lsched.plots.data import DPI
 
@@ -74,6 +75,10 @@ def comparison_figure(
         if finite:
             ax.set_xscale("log")
             ax.set_xlim(min(finite) / 1.5, max(finite) * 6)
+            # plain numbers on the decades only: within one decade matplotlib labels the minor
+            # ticks in scientific notation, and at millisecond latencies they overlapped
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(positions, order)
         ax.invert_yaxis()
         ax.set_xlabel(label)
