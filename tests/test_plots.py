@@ -295,6 +295,9 @@ def test_the_learning_curve_shows_validation_beside_the_best_baseline() -> None:
     assert list(policy.get_ydata()) == [9.0, 8.0, 7.0]
     assert list(level.get_ydata()) == [8.0, 8.0]
     assert [policy.get_label(), level.get_label()] == ["s1: policy", "s1: best baseline"]
+    # iterations=0 (a margin choice): no rollouts, and the panel says so instead of an empty axis
+    rollouts = learning_curve_figure(records[-3:], "margin").axes[0]
+    assert [t.get_text() for t in rollouts.texts] == ["no policy-gradient iterations in this run"]
 
 
 def test_a_folder_without_results_or_with_a_missing_csv_fails_clearly(

@@ -51,6 +51,19 @@ def learning_curve_figure(records: Sequence[dict], title: str) -> Figure:
         rollouts.plot(iterations[SMOOTHING_ITERATIONS - 1 :], smooth, lw=1.6, label="moving mean")
         rollouts.legend(fontsize=7)
     rollouts.set(xlabel="iteration", ylabel="rollout mean latency (s)", title="training rollouts")
+    if not steps:  # `iterations=0`: a warm start or a margin choice, no rollouts to draw
+        rollouts.text(
+            0.5,
+            0.5,
+            "no policy-gradient iterations in this run",
+            ha="center",
+            va="center",
+            transform=rollouts.transAxes,
+            fontsize=9,
+            color="0.4",
+        )
+        rollouts.set_xticks([])
+        rollouts.set_yticks([])
     evaluated = [r for r in records if "eval" in r]
     scenarios = sorted({name for r in evaluated for name in r["eval"]})
     colours = colormaps["tab10"].colors
