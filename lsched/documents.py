@@ -239,13 +239,17 @@ def _json_shape_problem(text: str) -> str:
 Loc = tuple[str | int, ...]
 
 
+def closest_hint(name: str, allowed: Sequence[str]) -> str:
+    """ "did you mean 'x'? " for the allowed name closest to a misspelt one, else ""."""
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def unknown_key_message(key: str, allowed: Sequence[str]) -> str:
     """'unknown key', with the keys allowed there and the closest one (a misspelling)."""
     if not allowed:
         return "unknown key"
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key ({hint}allowed: {', '.join(allowed)})"
+    return f"unknown key ({closest_hint(key, allowed)}allowed: {', '.join(allowed)})"
 
 
 def validation_problem(

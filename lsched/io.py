@@ -73,6 +73,12 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 RESULTS_FILE = "results.json"
 SCENARIO_FILE = "scenario.yaml"
 """The scenario document a run used, beside results.json (folders before it lack it)."""
+SWEEP_TABLE_FILE = "sweep.json"
+"""A sweep folder's table (lsched.sweep), what tells a sweep's folder from a run's."""
+METRICS_FILE = "metrics.jsonl"
+"""A training folder's log, one record per iteration (lsched.learn)."""
+LEARNING_CURVE_FILE = "learning-curve.png"
+"""What `lsched plot` draws from a training folder's METRICS_FILE, beside it."""
 QUERY_COLUMNS = (
     "query_id",
     "template",

@@ -225,7 +225,10 @@ def _cgroup_room(root: Path = CGROUP_ROOT, membership: str | None = None) -> int
         return None
     rooms = []
     for line in text.splitlines():
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue  # not "id:controllers:path"
+        _, controllers, path = fields
         if controllers == "":
             version, base = "v2", root
         elif "memory" in controllers.split(","):

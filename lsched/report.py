@@ -90,10 +90,13 @@ def write_report(
     """Draw the report of `folder` and write it (atomically) to `out` or FOLDER/report.html;
     `out` must be a file whose folder exists (checked before anything is drawn)."""
     target = Path(out) if out is not None else Path(folder) / REPORT_FILE
-    if out is not None and target.is_dir():
-        raise ResultsError(f"{target}: --out is a folder; name the HTML file (e.g. {REPORT_FILE})")
-    if out is not None and not target.parent.is_dir():
-        raise ResultsError(f"{target}: --out: no such folder {target.parent}")
+    if out is not None:
+        if target.is_dir():
+            raise ResultsError(
+                f"{target}: --out is a folder; name the HTML file (e.g. {REPORT_FILE})"
+            )
+        if not target.parent.is_dir():
+            raise ResultsError(f"{target}: --out: no such folder {target.parent}")
     page = report_html(folder, baseline)
     return atomic_write_text(target, page)
 

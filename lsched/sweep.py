@@ -42,14 +42,20 @@ from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
-from lsched.io import atomic_write_bytes, atomic_write_text, csv_text, json_text
+from lsched.io import (
+    SWEEP_TABLE_FILE,
+    atomic_write_bytes,
+    atomic_write_text,
+    csv_text,
+    json_text,
+)
 from lsched.plots import png_bytes
 from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
 from lsched.stats import confidence_halfwidth
 
 CSV_FILE = "sweep.csv"
-JSON_FILE = "sweep.json"
+JSON_FILE = SWEEP_TABLE_FILE
 PLOT_FILE = "sweep.png"
 JOURNAL_FILE = "sweep-runs.jsonl"
 """One line per finished run, appended (and fsynced) the moment the run's result comes back

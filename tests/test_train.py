@@ -247,6 +247,8 @@ def test_a_fresh_run_never_overwrites_a_folder_and_a_resume_may_start_one(
     with pytest.raises(TrainError, match=r"holds a training run .*--resume continues it"):
         train(config, [tiny], run)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    (run / "learning-curve.png").write_bytes(b"drawn mid-run by lsched plot")
+    train(config, [tiny], run, resume=True)  # the curve is the run's own: the resume goes on
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")

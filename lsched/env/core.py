@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import islice
 from math import ceil, isfinite
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -161,14 +161,9 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         _check_number("reward_scale", reward_scale, minimum=0.0, optional=True)
         _check_number("invalid_penalty", invalid_penalty, minimum=0.0, inclusive=True)
         _check_number("episode_time_s", episode_time_s, minimum=0.0, optional=True)
-        if episode_queries is not None and (
-            isinstance(episode_queries, bool)
-            or not isinstance(episode_queries, int | np.integer)
-            or episode_queries < 1
-        ):
-            raise LschedError(
-                f"env option episode_queries: {episode_queries!r} is not an integer >= 1 or None"
-            )
+        _check_number(
+            "episode_queries", episode_queries, minimum=1, inclusive=True, optional=True, whole=True
+        )
         self.reward_name = reward
         self._reward: Reward = (
             REWARDS[reward]() if reward_scale is None else REWARDS[reward](reward_scale)
@@ -515,14 +510,21 @@ class _Window:
 
 
 def _check_number(
-    option: str, value: Any, *, minimum: float, inclusive: bool = False, optional: bool = False
+    option: str,
+    value: Any,
+    *,
+    minimum: float,
+    inclusive: bool = False,
+    optional: bool = False,
+    whole: bool = False,
 ) -> None:
-    """A finite number above `minimum` (or at it, `inclusive`), or None where `optional`: a NaN
-    penalty made every reward NaN, a negative one rewarded illegal actions, and a zero or
-    negative episode length ended every episode after one step."""
+    """A finite number (an integer where `whole`) above `minimum` (or at it, `inclusive`), or
+    None where `optional`: a NaN penalty made every reward NaN, a negative one rewarded illegal
+    actions, and a zero or negative episode length ended every episode after one step."""
     if value is None and optional:
         return
-    number = isinstance(value, Real) and not isinstance(value, bool)
+    kind = Integral if whole else Real
+    number = isinstance(value, kind) and not isinstance(value, bool)
     try:
         good = number and isfinite(value) and (value >= minimum if inclusive else value > minimum)
     except OverflowError:  # an int beyond any float
@@ -530,7 +532,8 @@ def _check_number(
     if not good:
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
         rest = " or None" if optional else ""
-        raise LschedError(f"env option {option}: {value!r} is not a finite number {bound}{rest}")
+        what = "an integer" if whole else "a finite number"
+        raise LschedError(f"env option {option}: {value!r} is not {what} {bound}{rest}")
 
 
 def _check_choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -4,7 +4,6 @@ work starts; a bad one is a TrainError (one line on the command line, exit code 
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import types
@@ -13,6 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from agents.learned.checkpoint import MAX_NETWORK_SIZE
+from lsched import io
+from lsched.documents import closest_hint
 from lsched.errors import LschedError
 
 EPISODE_ENDS = ("auto", "arrival", "finish")
@@ -193,7 +194,8 @@ class TrainError(LschedError):
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 """Called once per iteration with that iteration's metrics (the JSONL record)."""
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = io.METRICS_FILE
+"""The training folder's log, one record per iteration (named in lsched.io, which plots read)."""
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"
 """The policy with the best validation score so far (when evaluation is on)."""
@@ -387,11 +389,9 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
             default = json.dumps(getattr(TrainConfig(), key))
             raise TrainError(f"train setting {item!r}: expected FIELD=VALUE, e.g. {key}={default}")
         if not sep or key not in fields_:
-            close = difflib.get_close_matches(key, fields_, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             raise TrainError(
-                f"train setting {item!r}: expected FIELD=VALUE; {hint}FIELD is one of "
-                f"{', '.join(fields_)}"
+                f"train setting {item!r}: expected FIELD=VALUE; "
+                f"{closest_hint(key, list(fields_))}FIELD is one of {', '.join(fields_)}"
             )
         try:
             settings[key] = json.loads(text)

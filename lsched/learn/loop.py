@@ -21,6 +21,7 @@ from agents.learned.factory import cached_policy
 from agents.learned.policy import Policy, PolicyConfig
 from lsched.backends import Backend, LocalBackend
 from lsched.errors import ScenarioError
+from lsched.io import LEARNING_CURVE_FILE
 from lsched.learn.config import (
     BEST_FILE,
     CHECKPOINT_FILE,
@@ -233,8 +234,16 @@ def train(
     return path
 
 
-TRAINING_OUTPUTS = (METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, POLICY_FILE, BOARD_FOLDER)
-"""What a training run writes into its folder (a run killed early may have left any of them)."""
+TRAINING_OUTPUTS = (
+    METRICS_FILE,
+    CHECKPOINT_FILE,
+    BEST_FILE,
+    POLICY_FILE,
+    BOARD_FOLDER,
+    LEARNING_CURVE_FILE,
+)
+"""What a training run and `lsched plot` write into its folder (a run killed early may have
+left any of them; a curve drawn mid-run must not stop the resume)."""
 
 
 def check_out_folder(out: Path, resume: bool) -> None:

@@ -20,7 +20,14 @@ from matplotlib.figure import Figure
 
 from agents.registry import is_learned
 from lsched.errors import ResultsError
-from lsched.io import RESULTS_FILE, queries_file, read_csv, tasks_file
+from lsched.io import (
+    METRICS_FILE,
+    RESULTS_FILE,
+    SWEEP_TABLE_FILE,
+    queries_file,
+    read_csv,
+    tasks_file,
+)
 
 DPI = 110
 """Resolution of every PNG."""
@@ -83,8 +90,8 @@ def read_results(folder: str | Path) -> ResultsFolder:
         )
     except FileNotFoundError:
         folder_path = Path(folder)
-        if (folder_path / "sweep.json").is_file() or (folder_path / "metrics.jsonl").is_file():
-            kind = "a sweep's" if (folder_path / "sweep.json").is_file() else "a training run's"
+        if (folder_path / SWEEP_TABLE_FILE).is_file() or (folder_path / METRICS_FILE).is_file():
+            kind = "a sweep's" if (folder_path / SWEEP_TABLE_FILE).is_file() else "a training run's"
             raise ResultsError(
                 f"{path}: no such file: {folder_path} is {kind} folder, which `lsched plot` "
                 "draws; this takes a folder `lsched run --out` wrote"

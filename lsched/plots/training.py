@@ -11,12 +11,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from lsched.errors import ResultsError
-from lsched.io import atomic_write_bytes
+from lsched.io import LEARNING_CURVE_FILE, METRICS_FILE, atomic_write_bytes
 from lsched.plots.data import DPI, png_bytes
 
-LEARNING_CURVE_FILE = "learning-curve.png"
-METRICS_FILE = "metrics.jsonl"
-"""What `lsched train` writes per iteration (lsched.train.METRICS_FILE)."""
 SMOOTHING_ITERATIONS = 8
 """Iterations averaged in the learning curve's moving mean (training visits scenarios in turn,
 so single iterations swing with the scenario)."""
