@@ -198,8 +198,9 @@ class Simulation:
             while True:
                 if self._dirty and self.free_threads and self.schedulable:
                     # Settle everything that happens at this instant before asking.
-                    if env.peek() > env.now:
-                        self.now_s = env.now
+                    now = env.now
+                    if env.peek() > now:
+                        self.now_s = now
                         return self.observation
                 elif not self._unfinished:
                     self.now_s = env.now
@@ -239,7 +240,7 @@ class Simulation:
         if view is None:
             raise ValueError(self._why_not_schedulable(ref))
         limit = decision.limit
-        if not isinstance(limit, int | np.integer) or not 1 <= limit <= self.cluster.total_threads:
+        if not isinstance(limit, _INTEGERS) or not 1 <= limit <= self.cluster.total_threads:
             raise ValueError(
                 f"parallelism limit {limit!r} for pipeline {ref} is out of range "
                 f"1..{self.cluster.total_threads}"
@@ -258,8 +259,9 @@ class Simulation:
             self._bind(thread, run)
             thread.held_s = delay
         self._recharge_memory(run)
+        now = self._env.now
         for thread in chosen:
-            self._start_task(thread)
+            self._start_task(thread, now)
         return len(chosen)
 
     def result(self, *, partial: bool = False) -> SimResult:
@@ -347,6 +349,8 @@ class Simulation:
             return (-affinity, memory[thread.node], thread.index)
 
         free = self._free.values()
+        if want == 1:  # the commonest grant; keys are unique (thread index), so min = sorted[0]
+            return [min(free, key=preference)]
         if want >= len(self._free):
             return sorted(free, key=preference)
         return sorted(free, key=preference)[:want]
@@ -399,12 +403,18 @@ class Simulation:
             return
         threads = run.view.threads
         used = self.memory_used_gb
+        charged = run.charged_gb
         for node, count in enumerate(run.threads_on):
-            share = memory_gb * count / threads if threads else 0.0
-            used[node] += share - run.charged_gb[node]
-            run.charged_gb[node] = share
+            if count:
+                share = memory_gb * count / threads
+            elif charged[node]:
+                share = 0.0
+            else:  # neither charged nor running there: nothing changes
+                continue
+            used[node] += share - charged[node]
+            charged[node] = share
 
-    def _start_task(self, thread: _Thread) -> None:
+    def _start_task(self, thread: _Thread, now: float) -> None:
         run = thread.run
         assert run is not None
         view = run.view
@@ -426,9 +436,9 @@ class Simulation:
         if thread.held_s:
             duration += thread.held_s
             thread.held_s = 0.0
-        now = self._env.now
-        if view.tasks_running == 0 and view.tasks_done == 0 and run.query.started_s is None:
-            run.query.started_s = now
+        query = run.query
+        if query.started_s is None:  # its first task: none of the query's pipelines ran yet
+            query.started_s = now
             self._first_start[view.query_id] = now
         view.tasks_running += 1
         self._running_tasks += 1
@@ -459,7 +469,7 @@ class Simulation:
         query._done_tasks += 1
         query._est_done_s += run.est_per_task_s
         if run.pending and view.threads <= view.limit:
-            self._start_task(thread)
+            self._start_task(thread, now)
             return
         self._release(thread)
         if view.tasks_done == view.num_tasks:
@@ -590,6 +600,10 @@ def _draw_durations(
             position += pipeline.num_tasks
         durations[query.query_id] = per_pipeline
     return durations
+
+
+_INTEGERS = (int, np.integer)
+"""What a decision's limit may be (a tuple: `int | np.integer` would build a union per call)."""
 
 
 def _positive_seconds(value: object) -> bool:
