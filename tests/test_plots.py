@@ -274,6 +274,14 @@ def test_comparison_bars_are_means_over_seeds_best_first_relative_to_the_best() 
     assert "p95" in figure.axes[1].get_xlabel()
 
 
+def test_error_bars_show_the_spread_over_seeds_and_none_with_one_seed() -> None:
+    two = comparison_figure({"a": [np.array([1.0]), np.array([3.0])]}, 0.5, "x").axes[0]
+    (bars,) = [c for c in two.containers if getattr(c, "has_xerr", False)]
+    assert bars.lines[2][0].get_segments()[0][:, 0] == pytest.approx([1.0, 3.0])  # 2 ± 1
+    one = comparison_figure({"a": [np.array([2.0])]}, 0.5, "x").axes[0]
+    assert not [c for c in one.containers if getattr(c, "has_xerr", False)]
+
+
 def test_millisecond_axes_label_decades_only_in_plain_numbers() -> None:
     """Within one decade matplotlib labels the minor ticks (3×10⁻¹, 4×10⁻¹, ...), which
     overlapped at DuckDB's latencies: only the decades are labelled, as plain numbers."""

@@ -25,7 +25,8 @@ def comparison_figure(
     latencies: Mapping[str, Sequence[np.ndarray]], lower_bound_s: float, scenario: str
 ) -> Figure:
     """Mean and p95 latency per agent, best first, on log axes; bars are means over seeds,
-    error bars their std; each bar says how far it is from the best, the lower bound dashed."""
+    error bars their std (none with one seed); each bar says how far it is from the best, the
+    lower bound dashed."""
     agents = list(latencies)
     panels = (("mean latency (s, log scale)", np.mean), ("p95 latency (s, log scale)", _p95))
     per_seed = {
@@ -41,12 +42,15 @@ def comparison_figure(
     for column, (label, _) in enumerate(panels):
         ax = figure.add_subplot(1, 2, column + 1)
         values = [_mean(per_seed[label][a]) for a in order]
-        spread = [float(np.std(per_seed[label][a])) if per_seed[label][a] else 0.0 for a in order]
+        # one seed has no spread to show: no error bar rather than a ±0 one
+        spread = [
+            float(np.std(per_seed[label][a])) if len(per_seed[label][a]) > 1 else 0.0 for a in order
+        ]
         best = np.nanmin(values) if np.isfinite(values).any() else np.nan
         ax.barh(
             positions,
             values,
-            xerr=spread,
+            xerr=spread if any(spread) else None,
             capsize=3,
             color=[BEST_COLOUR if v == best else OTHER_COLOUR for v in values],
         )
