@@ -17,17 +17,21 @@ from sim.model import QuerySpec
 def isolated_latency_s(
     query: QuerySpec, durations: Sequence[np.ndarray], total_threads: int
 ) -> float:
-    """Critical path of the plan alone on the cluster.
+    """The plan alone on the cluster: its critical path, or its work over every thread.
 
     A pipeline cannot finish before its longest task, nor before its work spread over the
-    threads it can use; and it cannot start before its parents finish.
+    threads it can use; and it cannot start before its parents finish. Sibling pipelines share
+    the threads, so the query as a whole cannot finish before all its work spread over them.
     """
     finish = [0.0] * len(query.pipelines)
+    work_s = 0.0
     for pipeline, task_s in zip(query.pipelines, durations, strict=True):
         start = max((finish[p] for p in pipeline.parents), default=0.0)
         width = min(pipeline.num_tasks, total_threads)
-        finish[pipeline.index] = start + max(float(task_s.max()), float(task_s.sum()) / width)
-    return max(finish)
+        pipeline_work_s = float(task_s.sum())
+        work_s += pipeline_work_s
+        finish[pipeline.index] = start + max(float(task_s.max()), pipeline_work_s / width)
+    return max(max(finish), work_s / total_threads)
 
 
 def fluid_srpt_mean_latency_s(

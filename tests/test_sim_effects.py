@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 from sim_helpers import QUIET, FirstCome, chain_query
 
-from sim import WAIT, ClusterConfig, Decision, FaultConfig, Simulation, simulate
-from sim.bounds import fluid_srpt_mean_latency_s
+from sim import (
+    WAIT,
+    ClusterConfig,
+    Decision,
+    FaultConfig,
+    PipelineSpec,
+    QuerySpec,
+    Simulation,
+    simulate,
+)
+from sim.bounds import fluid_srpt_mean_latency_s, isolated_latency_s
 
 
 def run(queries, scheduler=None, **cluster):
@@ -112,6 +121,26 @@ def test_isolated_latency_is_tight_for_a_lone_query_on_a_quiet_cluster() -> None
     result = run([chain_query(0, [6.0, 2.0, 9.0], tasks=[3, 1, 3])], nodes=1, threads_per_node=3)
     assert result.queries[0].latency_s == pytest.approx(result.queries[0].isolated_s)
     assert result.queries[0].slowdown == pytest.approx(1.0)
+
+
+def test_isolated_latency_counts_the_work_sibling_pipelines_share() -> None:
+    """Two independent pipelines of 6 thread-seconds on 3 threads cannot both finish in 2 s
+    (each alone could): the query needs at least its 12 thread-seconds over 3 threads."""
+    siblings = QuerySpec(
+        0,
+        "siblings",
+        "adhoc",
+        0.0,
+        (
+            PipelineSpec(0, (), 3, 6.0, 6.0),
+            PipelineSpec(1, (), 3, 6.0, 6.0),
+            PipelineSpec(2, (0, 1), 1, 1.0, 1.0),
+        ),
+    )
+    durations = [np.full(3, 2.0), np.full(3, 2.0), np.array([1.0])]
+    assert isolated_latency_s(siblings, durations, total_threads=3) == pytest.approx(13 / 3)
+    result = run([siblings], nodes=1, threads_per_node=3)
+    assert result.queries[0].latency_s >= result.queries[0].isolated_s - 1e-9
 
 
 def test_fluid_srpt_bound_matches_a_hand_computed_schedule() -> None:
