@@ -161,6 +161,8 @@ def run(
             sys.stdout.write(json_text(report.to_document(baseline)))
             return
         console.print(_report_table(report, baseline))
+        for text in report.descriptions.values():
+            console.print(f"[dim]{escape(text)}[/dim]")
         if out is not None:
             console.print(f"results, CSVs and plots written to {escape(str(out))}/")
 
@@ -395,6 +397,9 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
     table = Table(
         title=f"{escape(report.scenario)}: seeds {seeds}; latencies in seconds",
         title_justify="left",
+        caption=f"± sd: over seeds; vs {escape(reference)}: the mean latency's change, seed by "
+        "seed, ± its 95% interval",
+        caption_justify="left",
     )
     table.add_column("agent", overflow="fold")
     headers = (

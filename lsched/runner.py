@@ -128,6 +128,9 @@ class ScenarioReport:
     """Full per-run results by (agent label, seed), when the caller asked to keep them."""
     choices: tuple[AgentChoice, ...] = ()
     """The agents as run, with their options (empty for a report summarised from figures)."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """Agent label → what it ran, for agents that say (`tuned`: the rule and knobs its
+    search chose; `lsched`: how often it made its guide's decision)."""
 
     def best_baseline(self) -> str:
         """The agent with the lowest mean latency that is not a learned policy (any agent
@@ -168,6 +171,7 @@ class ScenarioReport:
                     for label, p in paired.items()
                 },
             },
+            "descriptions": dict(self.descriptions),
             "agents": {
                 label: {
                     "mean_latency": s.mean_latency_s,
@@ -327,7 +331,19 @@ def run_scenario(
         report.lower_bound_mean_latency_s,
         results,
         tuple(choices),
+        agent_descriptions(scenario, choices),
     )
+
+
+def agent_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> dict[str, str]:
+    """What each built agent says it ran (`describe()`), for the agents that say."""
+    described = {}
+    for choice in choices:
+        describe = getattr(scenario.agent_cache.get(choice.label), "describe", None)
+        text = describe() if callable(describe) else None
+        if text:
+            described[choice.label] = text
+    return described
 
 
 def agent_labels(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[str]:

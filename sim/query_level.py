@@ -92,6 +92,11 @@ class QueryLevel:
         self._asked_at = (-1, -1)
         self._total = cluster.total_threads
 
+    def describe(self) -> str | None:
+        """Its policy's own account of what it runs, where the policy gives one."""
+        describe = getattr(self.policy, "describe", None)
+        return describe() if callable(describe) else None
+
     @property
     def query_level(self) -> QueryLevel:
         """Itself: what the real-engine runner asks an agent for (Tuned answers its choice)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -459,3 +460,35 @@ def test_calibrate_interference_refuses_a_suite_whose_costs_the_preset_does_not_
     assert result.stderr.count("\n") == 1 and not out.exists()
     both = invoke("calibrate", "tpch", "--refit", out, "--interference", out)
     assert both.exit_code == 2 and "give one of them" in both.stderr
+
+
+def test_the_run_says_what_tuned_chose_and_how_often_lsched_followed_it(tmp_path: Path) -> None:
+    """ "Would a learned scheduler beat tuned?" needs what `tuned` ran and whether the policy
+    decided anything of its own: the table's notes and the JSON's `descriptions` say both."""
+    path = tmp_path / "described.yaml"
+    agents = (
+        "agents: [fifo, {name: tuned, seeds: 1}, {name: lsched, deviation_margin: 1000}, "
+        "{name: lsched, deviation_margin: 0}]\n"
+    )
+    path.write_text(SMALL.replace("agents: [fifo, fair]\n", agents))
+    result = invoke("run", path, "--seeds", "1", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    described = document["descriptions"]
+    tuned = described["tuned[seeds=1]"]
+    assert tuned.startswith("tuned: ") and "on training seeds" in tuned
+    assert "fifo" not in described
+    following = described["lsched[deviation_margin=1000]"]
+    made = re.fullmatch(r".*decision in ([\d,]+) of its ([\d,]+) decisions", following)
+    assert made and made[1] == made[2] and made[2] != "0"
+    agents_figures = document["agents"]
+    assert (
+        agents_figures["lsched[deviation_margin=1000]"]["mean_latency"]
+        == agents_figures["tuned[seeds=1]"]["mean_latency"]
+    )
+    own = re.fullmatch(
+        r".*decision in ([\d,]+) of its ([\d,]+) decisions", described["lsched[deviation_margin=0]"]
+    )
+    assert own and int(own[1].replace(",", "")) <= int(own[2].replace(",", ""))
+    table = invoke("run", path, "--seeds", "1", "--agents", "fifo,tuned[seeds=1]")
+    assert tuned in table.stdout.replace("\n", "")

@@ -270,6 +270,10 @@ class LearnedScheduler:
         self._level_limits = np.ones(self.levels, np.int64)
         self._structure_ids: np.ndarray = np.zeros(0, np.int64)
         self._structure: tuple[np.ndarray, ...] = ()
+        self.greedy_decisions = 0
+        """Greedy decisions since it was built (over every run): what `describe` reports."""
+        self.guide_decisions = 0
+        """Of those, the ones that were its guide's: gated by the margin, or the same action."""
 
     def reset(self, cluster: ClusterConfig) -> None:
         if self.guide is not None:
@@ -320,7 +324,10 @@ class LearnedScheduler:
         (`pipeline_groups`; default each its own) at levels granting the same threads
         (`level_limits`; default the cluster's)."""
         batch = step.to_batch()
-        if uniforms is None and self.options.deviation_margin > 0 and self.guide_action is not None:
+        if uniforms is not None:
+            return self.policy.act(batch, uniforms)
+        self.greedy_decisions += 1
+        if self.options.deviation_margin > 0 and self.guide_action is not None:
             own = self.policy.act_near(
                 batch,
                 self.guide_action,
@@ -328,8 +335,23 @@ class LearnedScheduler:
                 level_limits=self._level_limits if level_limits is None else level_limits,
                 pipeline_groups=pipeline_groups,
             )
-            return FOLLOW_GUIDE if own is None else own
-        return self.policy.act(batch, uniforms)
+            if own is None:
+                self.guide_decisions += 1
+                return FOLLOW_GUIDE
+            return own
+        action = self.policy.act(batch)
+        self.guide_decisions += action == self.guide_action
+        return action
+
+    def describe(self) -> str:
+        """How far it follows its guide, in the decisions it has made: a user reading a tie
+        with `tuned` should see whether the policy decided anything of its own."""
+        if self.guide is None and self.guide_action is None:
+            return "lsched: unguided"
+        return (
+            f"lsched: deviation margin {self.options.deviation_margin:g}; its guide's decision "
+            f"in {self.guide_decisions:,} of its {self.greedy_decisions:,} decisions"
+        )
 
     def query_ids_of(self, rows: np.ndarray) -> np.ndarray:
         """The query id of each pipeline's row (the `rows` that `observe` returns)."""

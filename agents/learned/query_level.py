@@ -94,5 +94,8 @@ class LearnedQueryPolicy:
             return WAIT
         return Decision(ready[0].ref, proposal.threads)
 
+    def describe(self) -> str:
+        return self.scheduler.describe() if self.guide is not None else "lsched: unguided"
+
     def __repr__(self) -> str:
         return f"LearnedQueryPolicy(guide={self.guide!r})"
