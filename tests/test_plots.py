@@ -293,6 +293,32 @@ def test_millisecond_axes_label_decades_only_in_plain_numbers() -> None:
         assert shown and all(float(text) > 0 for text in shown), shown
 
 
+def test_every_log_axis_labels_plain_numbers_and_iterations_are_whole() -> None:
+    """The CDF, the learning curve and the parity plot label their log axes as the comparison
+    does (0.2, not 2×10⁻¹ or 2e−01), and a short learning curve has no half iterations."""
+    from lsched.plots.overview import cdf_figure
+    from lsched.plots.training import parity_figure
+
+    latencies = {"a": [np.array([0.08, 0.12, 0.3])], "b": [np.array([0.09, 0.2, 0.5])]}
+    points = [{"agent": "a", "predicted_s": 0.1, "real_s": 0.12}]
+    records = [
+        {"iteration": i, "eval": {"s": {"mean_latency_s": 1.5 + i / 40, "best_baseline_s": 1.6}}}
+        for i in range(3)
+    ]
+    curve = learning_curve_figure(records, "run")
+    axes = [*cdf_figure(latencies, "ms").axes, *parity_figure(points, "p").axes, curve.axes[1]]
+    for figure in {id(ax.figure): ax.figure for ax in axes}.values():
+        figure.canvas.draw()
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            shown = [t.get_text() for t in axis.get_ticklabels(which="both") if t.get_text()]
+            assert shown and all(float(text.replace("\u2212", "-")) > 0 for text in shown), shown
+    iterations = [t.get_text() for t in curve.axes[1].get_xticklabels() if t.get_text()]
+    assert iterations and all(text.lstrip("\u2212-").isdigit() for text in iterations), iterations
+
+
 def test_the_learning_curve_shows_validation_beside_the_best_baseline() -> None:
     records = [{"iteration": i, "rollout_mean_latency_s": 10.0 - i / 10} for i in range(1, 13)] + [
         {"iteration": i, "eval": {"s1": {"mean_latency_s": 9 - i / 4, "best_baseline_s": 8.0}}}

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from agents.registry import is_learned
 from lsched.errors import ResultsError
@@ -31,6 +33,21 @@ from lsched.io import (
 
 DPI = 110
 """Resolution of every PNG."""
+
+
+class _PlainLogFormatter(LogFormatter):
+    """Matplotlib's choice of which log ticks to label, written as plain numbers (0.3, 2,
+    1.5): its own labels are 3×10⁻¹ or 1e−02, unreadable beside millisecond latencies."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
+def plain_log_axis(axis: Axis) -> None:
+    """Label a log-scaled axis in plain numbers: the decades, and between them the ticks
+    matplotlib labels on a narrow range (`minor_thresholds`, its default)."""
+    axis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 @dataclass(frozen=True, slots=True)

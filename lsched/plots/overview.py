@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from lsched.plots.data import DPI
+from lsched.plots.data import DPI, plain_log_axis
 
 LINE_STYLES = ("-", "--", ":", "-.")
 """CDF lines alternate styles, so agents with identical curves (fair and weighted fair on a
@@ -109,6 +109,7 @@ def cdf_figure(latencies: Mapping[str, Sequence[np.ndarray]], scenario: str) -> 
             linestyle=LINE_STYLES[number % len(LINE_STYLES)],
         )
     ax.set_xscale("log")
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel("query latency (s, log scale)")
     ax.set_ylabel("fraction of queries")
     ax.set_ylim(0, 1.01)

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from lsched.plots.data import DPI, Pairs, template_order
+from lsched.plots.data import DPI, Pairs, plain_log_axis, template_order
 from lsched.stats import confidence_halfwidth
 
 MAX_TEMPLATE_COLOURS = 40
@@ -165,6 +165,8 @@ def _scatter(ax: Axes, pairs: Pairs, baseline: str, other: str) -> None:
         ax.set_ylim(low, high)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log_axis(ax.xaxis)
+        plain_log_axis(ax.yaxis)
     ax.set_xlabel(f"latency under {baseline} (s, log scale)")
     ax.set_ylabel(f"latency under {other} (s, log scale)")
     ax.set_title(

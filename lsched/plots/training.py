@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lsched.errors import ResultsError
 from lsched.io import LEARNING_CURVE_FILE, METRICS_FILE, atomic_write_bytes
-from lsched.plots.data import DPI, png_bytes
+from lsched.plots.data import DPI, plain_log_axis, png_bytes
 
 SMOOTHING_ITERATIONS = 8
 """Iterations averaged in the learning curve's moving mean (training visits scenarios in turn,
@@ -89,9 +90,11 @@ def learning_curve_figure(records: Sequence[dict], title: str) -> Figure:
     )
     if scenarios:
         validation.set_yscale("log")
+        plain_log_axis(validation.yaxis)
         validation.legend(fontsize=7)
     for ax in (rollouts, validation):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole
     figure.suptitle(f"learning curve: {title}")
     figure.tight_layout()
     return figure
@@ -119,6 +122,8 @@ def parity_figure(points: Sequence[dict], title: str) -> Figure:
         ax.set_ylim(low, high)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log_axis(ax.xaxis)
+    plain_log_axis(ax.yaxis)
     ax.set_xlabel("real latency on DuckDB (s)")
     ax.set_ylabel("simulated latency × speed factor (s)")
     ax.grid(alpha=0.3)
