@@ -35,7 +35,7 @@ from lsched.workloads.spec import (
     number_or_word,
 )
 from lsched.workloads.templates import QueryTemplate, TemplateError, load_library
-from lsched.workloads.trace import TraceError
+from lsched.workloads.trace import TraceError, mapping_library
 from sim.budget import Budget, BudgetExceeded
 from sim.budget import check_size as check_run_size
 from sim.model import CLUSTER_BOUNDS, FAULT_BOUNDS, Bound, ClusterConfig, FaultConfig, QuerySpec
@@ -392,6 +392,11 @@ def scenario_from_document(
         check_templates(workload, templates)
     except WorkloadError as error:
         raise ScenarioError(source, "", f"workload.{error}") from None
+    if workload.trace is not None:
+        try:
+            mapping_library(templates, workload.trace.templates)
+        except TraceError as error:
+            raise ScenarioError(source, "workload.trace.templates", str(error)) from None
     try:
         check_trace(workload, templates)
     except (TraceError, OSError) as error:

@@ -260,6 +260,31 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
         read_trace(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("arrival_s,template,duration_s,duration_s\n0,a,1,2\n",
+         "header: column duration_s appears more than once"),
+        ("arrival_s,template,duration_s\n0,a,1\n\n1,b,2,9\n",
+         "row 3: 4 fields, but the header names 3"),
+        ("Arrival_S,Template,duration_s\n0,a,1\n",
+         "column arrival_timestamp or arrival_s: missing (the header has: Arrival_S, Template, "
+         "duration_s); names are case-sensitive: Arrival_S → arrival_s, Template → template"),
+        ("arrival_s;template;duration_s\n0;a;1\n",
+         "column arrival_timestamp or arrival_s: missing (the header has: "
+         "arrival_s;template;duration_s); columns are separated by commas"),
+    ],
+)  # fmt: skip
+def test_a_malformed_csv_is_refused_not_half_read(text: str, problem: str, tmp_path: Path) -> None:
+    """A column named twice or a row longer than the header was read silently (one of the
+    two columns kept, the extra field dropped); a wrong header says what it holds."""
+    path = tmp_path / "log.csv"
+    path.write_text(text)
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
 def test_a_spreadsheets_csv_an_empty_file_and_a_folder(tmp_path: Path) -> None:
     """Excel writes CSVs with a byte-order mark, which hid the first column's name; an empty
     file and a folder say what they are."""

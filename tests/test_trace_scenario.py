@@ -91,3 +91,20 @@ def test_a_log_merges_with_streams_in_arrival_order(tmp_path: Path) -> None:
 def test_a_missing_log_is_a_one_line_scenario_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"replay\.yaml: workload\.trace\.path: .*nowhere"):
         load_scenario(scenario(tmp_path, queries=5, log="nowhere.csv"))
+
+
+def test_trace_templates_limit_the_mapping_to_a_suite(tmp_path: Path) -> None:
+    """A log of one engine's queries maps onto that suite when `templates` says so (without
+    it, any of the library's templates of the nearest shape); a pattern that matches nothing
+    is a one-line error naming the field."""
+    write_log(tmp_path / "log.csv")
+    path = scenario(tmp_path, queries=12)
+    path.write_text(path.read_text().replace("threads: 4}", 'threads: 4, templates: "ssb-*"}'))
+    mapped = {q.template for q in load_scenario(path).queries(0)}
+    assert mapped and all(name.startswith("ssb-") for name in mapped)
+    path.write_text(path.read_text().replace('"ssb-*"', "[nothing-*]"))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value) == (
+        f"{path}: workload.trace.templates: pattern 'nothing-*': matches no template"
+    )

@@ -33,7 +33,13 @@ from lsched.workloads.spec import (
     synthetic_sigma,
 )
 from lsched.workloads.templates import QueryTemplate, TemplateError, select_templates
-from lsched.workloads.trace import TraceRecord, check_template_names, read_trace, replay_trace
+from lsched.workloads.trace import (
+    ReplayOptions,
+    TraceRecord,
+    check_template_names,
+    read_trace,
+    replay_trace,
+)
 from sim.budget import Budget
 from sim.model import QuerySpec
 
@@ -180,6 +186,7 @@ def generate_workload(
         time_scale=trace.time_scale,
         work_per_mb_s=trace.work_per_mb_s,
         threads=trace.threads,
+        options=ReplayOptions(templates=trace.templates),
     )
     return _merge(queries, replayed, spec)
 

@@ -376,6 +376,14 @@ class TraceModel(_Model):
     """Keep one cluster of a multi-cluster log (Redset's instance_id)."""
     estimate_error: float | None = Field(None, ge=0, le=MAX_ESTIMATE_SIGMA)
     """σ of the optimizer's error for replayed queries; null: the workload's."""
+    templates: list[str] | None = Field(None, min_length=1)
+    """Patterns ("tpch-*", names) of the templates a record may map onto by shape; null:
+    every template of the library. Replay by template names its own."""
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _one_pattern(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class WorkloadModel(_Model):
@@ -448,6 +456,7 @@ class WorkloadModel(_Model):
                 work_per_mb_s=t.work_per_mb_s,
                 max_records=t.max_records,
                 instance_id=t.instance_id,
+                templates=tuple(t.templates or ()),
                 estimate_error=(
                     synthetic_sigma(self.estimate_error)
                     if t.estimate_error is None
@@ -544,6 +553,8 @@ class TraceSpec:
     max_records: int | None
     instance_id: str | int | None
     estimate_error: float
+    templates: tuple[str, ...] = ()
+    """Patterns of the templates records map onto by shape (empty: every template)."""
 
 
 @dataclass(frozen=True, slots=True)

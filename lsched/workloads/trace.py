@@ -42,7 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from lsched.workloads.templates import QueryTemplate, natural_key
+from lsched.workloads.templates import (
+    QueryTemplate,
+    TemplateError,
+    natural_key,
+    select_templates,
+)
 from sim.model import QuerySpec
 
 
@@ -125,10 +130,14 @@ class _Layout:
 def _layout(columns: Sequence[str], source: str) -> _Layout:
     arrival = _first_present(columns, _ARRIVAL)
     if arrival is None:
-        raise TraceError(f"{source}: column {' or '.join(_ARRIVAL)}: missing")
+        raise TraceError(
+            f"{source}: column {' or '.join(_ARRIVAL)}: missing{_found_columns(columns)}"
+        )
     fingerprint = _first_present(columns, _FINGERPRINT)
     if fingerprint is None:
-        raise TraceError(f"{source}: column {' or '.join(_FINGERPRINT)}: missing")
+        raise TraceError(
+            f"{source}: column {' or '.join(_FINGERPRINT)}: missing{_found_columns(columns)}"
+        )
     duration = _first_present(columns, tuple(_DURATION_TO_S))
     mbytes = _first_present(columns, _BYTES)
     optional = tuple(c for c in (*_OPTIONAL_INT, *_OPTIONAL_TEXT, *_OPTIONAL_BOOL) if c in columns)
@@ -147,6 +156,19 @@ def _layout(columns: Sequence[str], source: str) -> _Layout:
             " column replays by template name)"
         )
     return _Layout(arrival, _TEMPLATE, None, None, optional, scale_factor=_SCALE_FACTOR)
+
+
+def _found_columns(columns: Sequence[str]) -> str:
+    """What the header holds instead, with the likely slip: another delimiter, or a case."""
+    shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+    found = f" (the header has: {shown})" if columns else " (the header is empty)"
+    if len(columns) == 1 and any(mark in columns[0] for mark in ";\t|"):
+        return f"{found}; columns are separated by commas"
+    known = {c.lower(): c for c in (*_ARRIVAL, *_FINGERPRINT, *_DURATION_TO_S, _SCALE_FACTOR)}
+    cased = [f"{c} → {known[c.lower()]}" for c in columns if c.lower() in known and c not in known]
+    if cased:
+        return f"{found}; names are case-sensitive: {', '.join(cased)}"
+    return found
 
 
 def _is_missing(value: Any) -> bool:
@@ -247,10 +269,25 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and the rows as dicts; a column named twice or a row with more fields than
+    the header is an error (a dict reader would keep one of the two, or drop the extra)."""
     with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's CSVs start with a BOM
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{k.strip(): v for k, v in row.items() if k is not None} for row in reader]
+        reader = csv.reader(handle)
+        columns = [c.strip() for c in next(reader, [])]
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise TraceError(f"{path}: header: column {twice[0]} appears more than once")
+        rows = []
+        for values in reader:
+            if not values:  # a blank line, as a dict reader skips it
+                continue
+            if len(values) > len(columns):
+                raise TraceError(
+                    f"{path}: row {len(rows) + 2}: {len(values)} fields, but the header names "
+                    f"{len(columns)}"
+                )
+            padded = [*values, *[None] * (len(columns) - len(values))]  # a short row: empty
+            rows.append(dict(zip(columns, padded, strict=True)))
     return columns, rows
 
 
@@ -377,6 +414,9 @@ class ReplayOptions:
     """Class for a record without a query_type, or with one not in `query_classes`."""
     skip_cached: bool = True
     """Drop records answered from the result cache (Redset's was_cached): they ran nothing."""
+    templates: tuple[str, ...] = ()
+    """Patterns ("tpch-*") of the templates a record may map onto by shape; empty: all. A
+    log of one engine's dashboards maps onto that suite, not onto the nearest of 130."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -430,6 +470,19 @@ class _Matcher:
         best = min(distances)
         candidates = [t for t, d in zip(self.templates, distances, strict=True) if d == best]
         return candidates[_stable_hash(record.fingerprint) % len(candidates)]
+
+
+def mapping_library(
+    library: Mapping[str, QueryTemplate], patterns: Sequence[str]
+) -> Mapping[str, QueryTemplate]:
+    """The templates records map onto by shape: those the patterns match (all without any);
+    a pattern that matches nothing is a TraceError."""
+    if not patterns:
+        return library
+    try:
+        return {t.name: t for t in select_templates(library, patterns)}
+    except TemplateError as error:
+        raise TraceError(f"{error.field}: {error.problem}") from None
 
 
 def _unknown_template(name: str, where: str, library: Mapping[str, QueryTemplate]) -> TraceError:
@@ -519,7 +572,7 @@ def replay_trace(
         raise TraceError("replay: records: none left to replay (all empty or cached)")
     kept.sort(key=lambda r: r.arrival_s)  # stable: ties keep the given order
     classes = dict(opts.query_classes)
-    matcher = _Matcher(library)
+    matcher = _Matcher(mapping_library(library, opts.templates))
     start_s = kept[0].arrival_s
     queries = []
     for query_id, record in enumerate(kept):
