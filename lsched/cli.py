@@ -580,6 +580,12 @@ def train(
             _training_progress(console, config.iterations) as progress,
         ):
             path = train_policy(config, names, out, resume, progress=progress, backend=runner)
+        from lsched.io import METRICS_FILE
+        from lsched.learn.summary import training_summary
+
+        for line in training_summary(out / METRICS_FILE):
+            style = "bold yellow" if line.startswith("warning") else "dim"
+            console.print(f"[{style}]{escape(line)}[/{style}]")
         console.print(
             f"policy written to {escape(str(path))}; "
             f"`lsched plot {escape(str(out))}` draws the learning curve"

@@ -409,6 +409,9 @@ def test_train_writes_a_policy_that_run_evaluates(scenario_file: Path, tmp_path:
     assert trained.exit_code == 0, trained.output
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in curve] == [1, 2]
+    best = min(curve, key=lambda r: r["eval_score"])  # what best.pt, so policy.pt, holds
+    shipped = f"small {100 * best['eval']['small']['vs_best']:+.2f}%"
+    assert f"(iteration {best['iteration']}, the best validated): {shipped}" in trained.output
     assert invoke("plot", out).exit_code == 0
     assert (out / "learning-curve.png").read_bytes().startswith(b"\x89PNG")
     policy = out / "policy.pt"

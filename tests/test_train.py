@@ -550,3 +550,38 @@ def test_every_setting_is_a_documented_field() -> None:
         and isinstance(after.value, ast.Constant)
     }
     assert set(TrainConfig.__dataclass_fields__) == documented
+
+
+def test_the_summary_warns_where_the_shipped_policy_is_above_the_best_baseline(
+    tmp_path: Path,
+) -> None:
+    """`lsched train` ends with the validation of what it ships; a policy above the best
+    baseline somewhere says so and points at the margin rule (a user's fine-tuned policy was
+    13.6% worse than `tuned` and the run said only where it wrote the file)."""
+    from lsched.learn.summary import training_summary
+
+    metrics = tmp_path / "metrics.jsonl"
+    evals = [(1, {"a": 0.02, "b": -0.01}), (2, {"a": 0.136, "b": 0.01})]
+    metrics.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "iteration": i,
+                    "eval": {k: {"vs_best": v} for k, v in ratios.items()},
+                    "eval_score": sum(ratios.values()) / 2,
+                }
+            )
+            + "\n"
+            for i, ratios in evals
+        )
+    )
+    head, warning = training_summary(metrics)
+    assert head.endswith("(iteration 1, the best validated): a +2.00%, b -1.00%")
+    assert warning.startswith("warning: above the best baseline on a; --set 'margin_grid=")
+    chosen = {"chosen": 16.0, "seeds": 4, "margins": {"16.0": {"vs_best": {"a": 0.0, "b": -0.003}}}}
+    with metrics.open("a") as handle:
+        handle.write(json.dumps({"iteration": 2, "margin": chosen}) + "\n")
+    assert training_summary(metrics) == [
+        "validation against the best baseline (deviation margin 16, chosen on 4 validation "
+        "workloads): a +0.00%, b -0.30%"
+    ]
