@@ -125,7 +125,7 @@ def run(
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
-        from lsched.runner import agent_labels, run_scenario, write_results
+        from lsched.runner import _choices, agent_labels, check_agents, run_scenario, write_results
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
@@ -140,6 +140,13 @@ def run(
         # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
         tuning = any(label.startswith("tuned") for label in labels)
         first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
+        if tuning and not show_progress:  # no bar to say why nothing happens for a while
+            check_agents(loaded, _choices(loaded, _csv_list(agents, "--agents")))  # typos first
+            typer.echo(
+                "tuned: searching its knobs on the training seeds first (minutes on a large "
+                "workload; its option max_queries shortens the search)",
+                err=True,
+            )
         with _progress(console, show_progress, first) as progress:
             report = run_scenario(
                 loaded,

@@ -476,7 +476,8 @@ def test_the_run_says_what_tuned_chose_and_how_often_lsched_followed_it(tmp_path
     path.write_text(SMALL.replace("agents: [fifo, fair]\n", agents))
     result = invoke("run", path, "--seeds", "1", "--json")
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)  # the note that tuned searches first goes to stderr
+    assert result.stderr.startswith("tuned: searching its knobs on the training seeds first")
     described = document["descriptions"]
     tuned = described["tuned[seeds=1]"]
     assert tuned.startswith("tuned: ") and "on training seeds" in tuned
