@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from lsched.runner import PairedRatio, ScenarioReport
     from lsched.sweep import SweepReport
+    from sim.model import QuerySpec
 
 USER_ERROR_EXIT = 2
 """Exit code of every user error (the same code click uses for bad command lines)."""
@@ -724,10 +725,28 @@ def validate(
         queries = scenario.queries(0)
         scenario.check_size(queries)
         agents = ", ".join(a.label for a in scenario.agents)
+        threads = scenario.cluster.total_threads
         typer.echo(
-            f"{file}: ok — scenario {scenario.name!r}, {scenario.cluster.total_threads} threads, "
-            f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} on seed 0, agents: {agents}"
+            f"{file}: ok — scenario {scenario.name!r}, {threads} threads, "
+            f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} on seed 0"
+            f"{_load_note(queries, threads)}, agents: {agents}"
         )
+
+
+def _load_note(queries: Sequence[QuerySpec], threads: int) -> str:
+    """How loaded the cluster will be: the queries' work over the threads' time from the
+    first arrival to the last (the load every heuristic's ranking depends on), or a batch."""
+    if len(queries) < 2:
+        return ""
+    arrivals = [q.arrival_s for q in queries]
+    span_s = max(arrivals) - min(arrivals)
+    if span_s <= 0:
+        return " (a batch: all arrive at once)"
+    load = sum(q.work_s for q in queries) / (threads * span_s)
+    return (
+        f" (offered load {load:.2f}: their single-thread work over the threads' time between "
+        "arrivals; parallel overheads add to it)"
+    )
 
 
 @app.command()

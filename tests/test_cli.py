@@ -496,3 +496,20 @@ def test_the_run_says_what_tuned_chose_and_how_often_lsched_followed_it(tmp_path
     assert own and int(own[1].replace(",", "")) <= int(own[2].replace(",", ""))
     table = invoke("run", path, "--seeds", "1", "--agents", "fifo,tuned[seeds=1]")
     assert tuned in table.stdout.replace("\n", "")
+
+
+def test_validate_says_how_loaded_the_cluster_will_be(tmp_path: Path) -> None:
+    """Two queries of 10 thread-seconds (5 s at 2 threads) arriving 10 s apart on 4 threads
+    offer a load of 0.5; arriving together they are a batch."""
+    log = tmp_path / "log.csv"
+    log.write_text("arrival_s,template,duration_s\n0,a,5\n10,b,5\n")
+    path = tmp_path / "load.yaml"
+    path.write_text(
+        "name: load\ncluster: {nodes: 1, threads_per_node: 4}\n"
+        "workload:\n  trace: {path: log.csv, threads: 2}\nagents: [fifo]\n"
+    )
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "2 queries on seed 0 (offered load 0.50: their single-thread work" in result.stdout
+    log.write_text("arrival_s,template,duration_s\n0,a,5\n0,b,5\n")
+    assert "(a batch: all arrive at once)" in invoke("validate", path).stdout
