@@ -363,6 +363,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         raise ScenarioError(str(name_or_path), "", "a folder, not a scenario file (YAML)")
     if path.suffix in SCENARIO_SUFFIXES or "/" in str(name_or_path):
         raise ScenarioError(str(name_or_path), "", "no such file")
+    with_suffix = [f"{name_or_path}{s}" for s in SCENARIO_SUFFIXES if Path(f"{path}{s}").is_file()]
+    if with_suffix:
+        raise ScenarioError(
+            str(name_or_path),
+            "",
+            f"no such file or bundled scenario; did you mean {with_suffix[0]}?",
+        )
     raise ScenarioError(
         str(name_or_path),
         "",

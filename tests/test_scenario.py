@@ -171,6 +171,10 @@ BROKEN = {
         r"agents\[0\]: expected an agent name",
     ),
     "empty file": ("", r": expected a mapping of sections, got an empty file"),
+    "nothing to run": (
+        "name: x\nworkload: {queries: 3}\n",
+        r"streams: set streams, a trace, or both$",
+    ),
 }
 
 
@@ -185,6 +189,15 @@ def test_a_broken_file_is_one_line_naming_file_and_field(tmp_path: Path, case: s
     assert "\n" not in message
     assert caught.value.source == str(path)
     assert re.search(pattern, message), message
+
+
+def test_a_name_without_its_suffix_points_at_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, SMALL).rename(tmp_path / "mine.yaml")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError, match=r"^mine: no such file .*; did you mean mine\.yaml\?$"):
+        load_scenario("mine")
 
 
 def test_a_missing_file_or_unknown_name_says_so(tmp_path: Path) -> None:

@@ -418,8 +418,10 @@ def test_settings_parse_from_the_command_line_form() -> None:
 
     config = config_from_settings(["iterations=7", "imitate=fair", 'baselines=["fifo"]'])
     assert (config.iterations, config.imitate, config.baselines) == (7, "fair", ("fifo",))
-    with pytest.raises(TrainError, match="expected FIELD=VALUE; did you mean 'iterations'"):
+    with pytest.raises(TrainError, match="unknown field 'iteration'; did you mean 'iterations'"):
         config_from_settings(["iteration=7"])
+    with pytest.raises(TrainError, match="'iteration': expected FIELD=VALUE; did you mean"):
+        config_from_settings(["iteration"])
     with pytest.raises(TrainError, match=r"expected FIELD=VALUE, e\.g\. learning_rate="):
         config_from_settings(["learning_rate"])  # a known field, its value missing
     with pytest.raises(TrainError, match=r"rollouts_per_workload must be >= 2 .*\(got 1\)"):

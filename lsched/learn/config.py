@@ -389,8 +389,9 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
             default = json.dumps(getattr(TrainConfig(), key))
             raise TrainError(f"train setting {item!r}: expected FIELD=VALUE, e.g. {key}={default}")
         if not sep or key not in fields_:
+            problem = f"unknown field {key!r}" if sep else "expected FIELD=VALUE"
             raise TrainError(
-                f"train setting {item!r}: expected FIELD=VALUE; "
+                f"train setting {item!r}: {problem}; "
                 f"{closest_hint(key, list(fields_))}FIELD is one of {', '.join(fields_)}"
             )
         try:
