@@ -90,7 +90,9 @@ QUERY_COLUMNS = (
     "latency_s",
     "isolated_s",
     "slowdown",
+    "origin",
 )
+"""`origin`: a replayed query's row and fingerprint in its log (empty for a generated one)."""
 TASK_COLUMNS = ("query_id", "pipeline", "task", "node", "thread", "start_s", "end_s")
 DAG_COLUMNS = (
     "query_id",

@@ -386,6 +386,8 @@ class RealQuery:
     which the simulator, starting a query at its decision, does not have)."""
     noticed_s: float = math.nan
     """When the coordinator saw it finish (this − `finish_s`: the notice delay)."""
+    origin: str = ""
+    """Its row and fingerprint in a replayed log (QuerySpec.origin)."""
 
     @property
     def latency_s(self) -> float:
@@ -540,6 +542,7 @@ def run_workload(
                 error,
                 submitted.pop(query_id),
                 noticed,
+                spec.origin,
             )
             obs.completed.append(
                 CompletedQuery(
@@ -1131,6 +1134,7 @@ def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) 
                         q.latency_s,
                         isolated_s,
                         q.latency_s / isolated_s,
+                        q.origin,
                         q.error,
                     )
                 )

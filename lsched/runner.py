@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -425,14 +425,14 @@ def write_results(
     if missing:
         raise ValueError(f"report lacks full results for {missing[0]}: run with keep_results=True")
     written = []
+    origins = {}
     for seed in report.seeds:
-        written.append(
-            write_csv(dag_file(out, seed), DAG_COLUMNS, _dag_rows(scenario.queries(seed)))
-        )
+        queries = scenario.queries(seed)
+        origins[seed] = {q.query_id: q.origin for q in queries}
+        written.append(write_csv(dag_file(out, seed), DAG_COLUMNS, _dag_rows(queries)))
     for (agent, seed), result in report.results.items():
-        written.append(
-            write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, _query_rows(result))
-        )
+        rows = _query_rows(result, origins[seed])
+        written.append(write_csv(queries_file(out, agent, seed), QUERY_COLUMNS, rows))
         written.append(write_csv(tasks_file(out, agent, seed), TASK_COLUMNS, _task_rows(result)))
     ran = report.choices or None
     written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario, ran)))
@@ -469,7 +469,7 @@ def _agent_entry(choice: AgentChoice) -> str | dict[str, Any]:
     return {"name": name, **options} if options else name
 
 
-def _query_rows(result: SimResult) -> Iterable[tuple[object, ...]]:
+def _query_rows(result: SimResult, origins: Mapping[int, str]) -> Iterable[tuple[object, ...]]:
     for q in result.queries:
         yield (
             q.query_id,
@@ -482,6 +482,7 @@ def _query_rows(result: SimResult) -> Iterable[tuple[object, ...]]:
             q.latency_s,
             q.isolated_s,
             q.slowdown,
+            origins.get(q.query_id, ""),
         )
 
 

@@ -162,6 +162,10 @@ class QuerySpec:
     parameter_draw: int = -1
     """Which of its template's measured parameter draws this instance runs (-1: the default
     parameters): plain data the simulator ignores, which the real-engine runner submits."""
+    origin: str = ""
+    """Where a replayed query came from (`row 7: daily_sales`: the log's row and fingerprint;
+    empty for a generated one): plain data the simulator ignores, which results carry so that
+    they join back to the log."""
 
     @property
     def work_s(self) -> float:

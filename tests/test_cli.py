@@ -511,5 +511,10 @@ def test_validate_says_how_loaded_the_cluster_will_be(tmp_path: Path) -> None:
     result = invoke("validate", path)
     assert result.exit_code == 0, result.output
     assert "2 queries on seed 0 (offered load 0.50: their single-thread work" in result.stdout
+    # the results join back to the log: each query's row and fingerprint
+    out = tmp_path / "out"
+    assert invoke("run", path, "--seeds", "1", "--out", out).exit_code == 0
+    rows = read_csv(out / "queries-fifo-seed0.csv")
+    assert [r["origin"] for r in rows] == ["row 2: a", "row 3: b"]
     log.write_text("arrival_s,template,duration_s\n0,a,5\n0,b,5\n")
     assert "(a batch: all arrive at once)" in invoke("validate", path).stdout

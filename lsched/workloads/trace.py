@@ -79,6 +79,8 @@ class TraceRecord:
     source: str | None = field(default=None, compare=False)
     """Where the record was read (`file: row N`), so a replay error can point at the line;
     provenance, not content, so it takes no part in equality."""
+    row: int | None = field(default=None, compare=False)
+    """Its row in the file (a CSV's line; a Parquet file's row among those read)."""
 
     @property
     def by_template(self) -> bool:
@@ -368,7 +370,7 @@ def read_trace(
         if "instance_id" not in columns:
             raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
         numbered = [(n, r) for n, r in numbered if str(r["instance_id"]).strip() == wanted_instance]
-    records = [_record(row, layout, f"{path}: row {n}") for n, row in numbered]
+    records = [replace(_record(row, layout, f"{path}: row {n}"), row=n) for n, row in numbered]
     if not records:
         raise TraceError(f"{path}: no records")
     records.sort(key=lambda r: r.arrival_s)  # stable: ties keep the file's order
@@ -588,15 +590,15 @@ def replay_trace(
                 scale_factor = _scale_factor_for(template, work_s, opts)
                 multiplier = work_s / template.work_s(scale_factor)
         query_class = record.query_class or classes.get(record.query_type or "", opts.default_class)
-        queries.append(
-            template.instantiate(
-                query_id=query_id,
-                arrival_s=(record.arrival_s - start_s) * opts.time_scale,
-                scale_factor=scale_factor,
-                query_class=query_class,
-                estimate_error_sigma=estimate_error_sigma,
-                rng=rng,
-                work_multiplier=multiplier,
-            )
+        query = template.instantiate(
+            query_id=query_id,
+            arrival_s=(record.arrival_s - start_s) * opts.time_scale,
+            scale_factor=scale_factor,
+            query_class=query_class,
+            estimate_error_sigma=estimate_error_sigma,
+            rng=rng,
+            work_multiplier=multiplier,
         )
+        where = f"row {record.row}: " if record.row is not None else ""
+        queries.append(replace(query, origin=f"{where}{record.fingerprint}"))
     return tuple(queries)
