@@ -125,6 +125,7 @@ def run(
 ) -> None:
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
+        from agents.registry import is_learned
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
         from lsched.runner import _choices, agent_labels, check_agents, run_scenario, write_results
         from lsched.scenario import load_scenario
@@ -139,7 +140,8 @@ def run(
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty() and not json_output
         # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
-        tuning = any(label.startswith("tuned") for label in labels)
+        # `tuned` searches its grid first, and so does the guide of a learned policy
+        tuning = any(label.startswith("tuned") or is_learned(label) for label in labels)
         first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
         if tuning and not show_progress:  # no bar to say why nothing happens for a while
             check_agents(loaded, _choices(loaded, _csv_list(agents, "--agents")))  # typos first
@@ -734,18 +736,20 @@ def validate(
 
 
 def _load_note(queries: Sequence[QuerySpec], threads: int) -> str:
-    """How loaded the cluster will be: the queries' work over the threads' time from the
-    first arrival to the last (the load every heuristic's ranking depends on), or a batch."""
+    """How loaded the cluster will be (the load every heuristic's ranking depends on): the
+    offered load ρ = λ·E[work] / threads, the arrival rate λ measured as (n − 1) gaps over the
+    first-to-last span; or that it is a batch."""
     if len(queries) < 2:
         return ""
     arrivals = [q.arrival_s for q in queries]
     span_s = max(arrivals) - min(arrivals)
     if span_s <= 0:
         return " (a batch: all arrive at once)"
-    load = sum(q.work_s for q in queries) / (threads * span_s)
+    rate_per_s = (len(queries) - 1) / span_s
+    load = rate_per_s * sum(q.work_s for q in queries) / len(queries) / threads
     return (
-        f" (offered load {load:.2f}: their single-thread work over the threads' time between "
-        "arrivals; parallel overheads add to it)"
+        f" (offered load {load:.2f}: arrival rate × mean single-thread work / threads; "
+        "parallel overheads add to it)"
     )
 
 

@@ -272,8 +272,6 @@ def validation_problem(
         message = unknown_key(first["loc"])
     elif kind == "missing":
         message = "required key is missing"
-    elif kind == "value_error" and first.get("input") is None:
-        pass  # a rule about the section as a whole (set streams, a trace, or both): no value
     elif not isinstance(first.get("input"), dict | list):
         message += f" (got {first.get('input')!r})"
     if len(problems) > 1:

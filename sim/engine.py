@@ -349,7 +349,7 @@ class Simulation:
             return (-affinity, memory[thread.node], thread.index)
 
         free = self._free.values()
-        if want == 1:  # the commonest grant; keys are unique (thread index), so min = sorted[0]
+        if want == 1 and free:  # the commonest grant; keys are unique, so min is sorted[0]
             return [min(free, key=preference)]
         if want >= len(self._free):
             return sorted(free, key=preference)

@@ -27,7 +27,8 @@ class QueryRecord:
     finish_s: float
     latency_s: float
     isolated_s: float
-    """Critical-path latency of the query alone on the cluster (a lower bound)."""
+    """Latency of the query alone on the cluster, a lower bound: its critical path, or its
+    whole work over every thread when that is longer (sim.bounds.isolated_latency_s)."""
     slowdown: float
 
 

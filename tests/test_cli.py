@@ -499,8 +499,8 @@ def test_the_run_says_what_tuned_chose_and_how_often_lsched_followed_it(tmp_path
 
 
 def test_validate_says_how_loaded_the_cluster_will_be(tmp_path: Path) -> None:
-    """Two queries of 10 thread-seconds (5 s at 2 threads) arriving 10 s apart on 4 threads
-    offer a load of 0.5; arriving together they are a batch."""
+    """Queries of 10 thread-seconds (5 s at 2 threads) arriving every 10 s on 4 threads
+    offer a load of 0.25 (ρ = λ·E[work] / threads); arriving together they are a batch."""
     log = tmp_path / "log.csv"
     log.write_text("arrival_s,template,duration_s\n0,a,5\n10,b,5\n")
     path = tmp_path / "load.yaml"
@@ -510,7 +510,7 @@ def test_validate_says_how_loaded_the_cluster_will_be(tmp_path: Path) -> None:
     )
     result = invoke("validate", path)
     assert result.exit_code == 0, result.output
-    assert "2 queries on seed 0 (offered load 0.50: their single-thread work" in result.stdout
+    assert "2 queries on seed 0 (offered load 0.25: arrival rate × mean" in result.stdout
     # the results join back to the log: each query's row and fingerprint
     out = tmp_path / "out"
     assert invoke("run", path, "--seeds", "1", "--out", out).exit_code == 0

@@ -220,3 +220,15 @@ def test_utilization_is_the_same_with_or_without_the_task_trace() -> None:
     assert len(untraced.tasks) == 0
     assert untraced.utilization == traced.utilization > 0
     assert untraced.queries == traced.queries
+
+
+def test_a_grant_on_a_full_cluster_binds_nothing() -> None:
+    """A decision made while no thread is free (a driver that applies twice without
+    advancing) binds nothing and says so, for one thread as for several."""
+    queries = [chain_query(q, [4.0], tasks=4) for q in range(2)]
+    simulation = Simulation(queries, ClusterConfig(**QUIET, nodes=1, threads_per_node=2),
+                            np.random.default_rng(0))  # fmt: skip
+    simulation.advance()
+    assert simulation.apply(Decision((0, 0), 2)) == 2
+    assert simulation.apply(Decision((1, 0), 1)) == 0
+    assert simulation.apply(Decision((1, 0), 2)) == 0

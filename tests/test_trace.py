@@ -267,7 +267,7 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
         ("arrival_s,template,duration_s,duration_s\n0,a,1,2\n",
          "header: column duration_s appears more than once"),
         ("arrival_s,template,duration_s\n0,a,1\n\n1,b,2,9\n",
-         "row 3: 4 fields, but the header names 3"),
+         "row 4: 4 fields, but the header names 3"),
         ("Arrival_S,Template,duration_s\n0,a,1\n",
          "column arrival_timestamp or arrival_s: missing (the header has: Arrival_S, Template, "
          "duration_s); names are case-sensitive: Arrival_S → arrival_s, Template → template"),
@@ -284,6 +284,36 @@ def test_a_malformed_csv_is_refused_not_half_read(text: str, problem: str, tmp_p
     with pytest.raises(TraceError) as caught:
         read_trace(path)
     assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_records_are_numbered_by_their_line_and_unnamed_columns_are_ignored(
+    tmp_path: Path,
+) -> None:
+    """A spreadsheet's trailing commas (unnamed columns, empty fields) are no error, and a
+    record's row is the line it starts on: after a blank line, and after a quoted field that
+    spans two lines, so `origin` points at the log's own line."""
+    path = tmp_path / "sheet.csv"
+    path.write_text(
+        'arrival_s,template,duration_s,note,,\n0,a,1,,,\n\n1,b,2,"two\nlines",,\n2,a,3,,,\n'
+    )
+    records = read_trace(path)
+    assert [(r.row, r.fingerprint, r.duration_s) for r in records] == [
+        (2, "a", 1.0), (4, "b", 2.0), (6, "a", 3.0)
+    ]  # fmt: skip
+
+
+def test_parquet_rows_keep_their_number_in_the_file_through_filter_and_cut(
+    tmp_path: Path,
+) -> None:
+    columns = {
+        "arrival_s": [3.0, 1.0, 2.0, 0.5],
+        "template": ["a", "b", "c", "d"],
+        "duration_s": [1.0, 1.0, 1.0, 1.0],
+        "instance_id": [1, 2, 1, 1],
+    }
+    path = _write_parquet(tmp_path / "log.parquet", columns)
+    kept = read_trace(path, instance_id=1, max_records=2)
+    assert [(r.fingerprint, r.row) for r in kept] == [("d", 4), ("c", 3)]
 
 
 def test_a_spreadsheets_csv_an_empty_file_and_a_folder(tmp_path: Path) -> None:

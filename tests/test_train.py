@@ -580,10 +580,12 @@ def test_the_summary_warns_where_the_shipped_policy_is_above_the_best_baseline(
     head, warning = training_summary(metrics)
     assert head.endswith("(iteration 1, the best validated): a +2.00%, b -1.00%")
     assert warning.startswith("warning: above the best baseline on a; --set 'margin_grid=")
-    chosen = {"chosen": 16.0, "seeds": 4, "margins": {"16.0": {"vs_best": {"a": 0.0, "b": -0.003}}}}
-    with metrics.open("a") as handle:
-        handle.write(json.dumps({"iteration": 2, "margin": chosen}) + "\n")
-    assert training_summary(metrics) == [
-        "validation against the best baseline (deviation margin 16, chosen on 4 validation "
-        "workloads): a +0.00%, b -0.30%"
-    ]
+    text = metrics.read_text()
+    for key in ("16.0", "16"):  # a margin from the command line, or from a config in code
+        row = {"vs_best": {"a": 0.0, "b": -0.003}}
+        chosen = {"chosen": 16.0, "seeds": 4, "margins": {"8.0": {}, key: row}}
+        metrics.write_text(text + json.dumps({"iteration": 2, "margin": chosen}) + "\n")
+        assert training_summary(metrics) == [
+            "validation against the best baseline (deviation margin 16, chosen on 4 validation "
+            "workloads): a +0.00%, b -0.30%"
+        ]

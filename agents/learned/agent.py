@@ -12,6 +12,7 @@ sampling (with the caller's Generator) in training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
@@ -273,7 +274,8 @@ class LearnedScheduler:
         self.greedy_decisions = 0
         """Greedy decisions since it was built (over every run): what `describe` reports."""
         self.guide_decisions = 0
-        """Of those, the ones that were its guide's: gated by the margin, or the same action."""
+        """Of those, the ones that were its guide's: gated by the margin, or the same decision
+        (the same pipeline at a level granting the same threads)."""
 
     def reset(self, cluster: ClusterConfig) -> None:
         if self.guide is not None:
@@ -340,13 +342,19 @@ class LearnedScheduler:
                 return FOLLOW_GUIDE
             return own
         action = self.policy.act(batch)
-        self.guide_decisions += action == self.guide_action
+        if self.guide_action is not None:
+            limits = self._level_limits if level_limits is None else level_limits
+            self.guide_decisions += _same_decision(
+                action, self.guide_action, limits, pipeline_groups
+            )
         return action
 
-    def describe(self) -> str:
-        """How far it follows its guide, in the decisions it has made: a user reading a tie
-        with `tuned` should see whether the policy decided anything of its own."""
-        if self.guide is None and self.guide_action is None:
+    def describe(self, guided: bool | None = None) -> str:
+        """How far it follows its guide, in the decisions it has made since it was built (a
+        forced start, where only one was legal, is not counted): a user reading a tie with
+        `tuned` should see whether the policy decided anything of its own. `guided`: whether
+        it has a guide (default: whether it asks one itself)."""
+        if not (self.guide is not None if guided is None else guided):
             return "lsched: unguided"
         return (
             f"lsched: deviation margin {self.options.deviation_margin:g}; its guide's decision "
@@ -509,6 +517,23 @@ class LearnedScheduler:
                 np.float32,
             ) * np.float32(SERIAL_FRACTION_SCALE)
         return _Plan(cols, local[children], local[parents], onehot, serial)
+
+
+def _same_decision(
+    action: tuple[int, int],
+    other: tuple[int, int],
+    level_limits: Sequence[int],
+    pipeline_groups: Sequence[int] | None,
+) -> bool:
+    """Whether two actions decide the same, as the margin's gate counts (`Policy.act_near`):
+    both WAIT, or pipelines of one group (each its own without groups) granted equal threads."""
+    (mine, my_level), (theirs, their_level) = action, other
+    if WAIT_ACTION in (mine, theirs):
+        return mine == theirs
+    same = mine == theirs or (
+        pipeline_groups is not None and pipeline_groups[mine] == pipeline_groups[theirs]
+    )
+    return same and level_limits[my_level] == level_limits[their_level]
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ class LearnedQueryPolicy:
         return Decision(ready[0].ref, proposal.threads)
 
     def describe(self) -> str:
-        return self.scheduler.describe() if self.guide is not None else "lsched: unguided"
+        return self.scheduler.describe(guided=self.guide is not None)
 
     def __repr__(self) -> str:
         return f"LearnedQueryPolicy(guide={self.guide!r})"

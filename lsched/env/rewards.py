@@ -69,8 +69,9 @@ class LatencyReward:
 class SlowdownReward:
     """Like `LatencyReward`, but each query's time counts divided by its isolated latency.
 
-    The isolated latency is the critical path of the plan alone on the cluster with every task
-    at its pipeline's mean true duration (sim.bounds.isolated_latency_s, skew ignored); over an
+    The isolated latency is the plan alone on the cluster with every task at its pipeline's
+    mean true duration — its critical path, or its whole work over every thread when that is
+    longer (sim.bounds.isolated_latency_s, skew ignored); over an
     episode the rewards sum to minus `scale` × Σ latency / isolated latency.
     """
 

@@ -21,7 +21,9 @@ def training_summary(metrics_path: Path) -> list[str]:
     if margins:
         report = margins[-1]
         chosen = report["chosen"]
-        row = report["margins"].get(str(float(chosen)), {})
+        # keys are the margins as text: 16.0 from the command line, 16 from a config in code
+        rows = {float(key): row for key, row in report["margins"].items()}
+        row = rows.get(float(chosen), {})
         vs_best = dict(row.get("vs_best", {}))
         where = f"deviation margin {chosen:g}, chosen on {report['seeds']} validation workloads"
     elif evaluated:

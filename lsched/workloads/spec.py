@@ -412,7 +412,7 @@ class WorkloadModel(_Model):
     @model_validator(mode="after")
     def _bounded(self) -> WorkloadModel:
         if not self.streams and self.trace is None:
-            raise _fail(("streams",), "set streams, a trace, or both")
+            raise _fail(("streams",), "set streams, a trace, or both", value=self.streams)
         if self.queries is None and self.duration_s is None and self.streams:
             raise _fail(
                 ("queries",), "set queries, duration_s or both (streams never stop on their own)"

@@ -270,35 +270,42 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
     return TraceRecord(**fields)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """The header and the rows as dicts; a column named twice or a row with more fields than
-    the header is an error (a dict reader would keep one of the two, or drop the extra)."""
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """The header's named columns and each record with the line it starts on. A column named
+    twice, or a record with a non-empty field beyond the header, is an error (a dict reader
+    would keep one of the two, or drop the extra); unnamed columns (a spreadsheet's trailing
+    commas) are ignored."""
     with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's CSVs start with a BOM
         reader = csv.reader(handle)
-        columns = [c.strip() for c in next(reader, [])]
-        twice = sorted({c for c in columns if columns.count(c) > 1})
+        header = [c.strip() for c in next(reader, [])]
+        named = [c for c in header if c]
+        twice = sorted({c for c in named if named.count(c) > 1})
         if twice:
             raise TraceError(f"{path}: header: column {twice[0]} appears more than once")
         rows = []
+        line = reader.line_num  # the line the next record starts on, less one
         for values in reader:
-            if not values:  # a blank line, as a dict reader skips it
+            start, line = line + 1, reader.line_num
+            if not any(v.strip() for v in values):  # a blank line, as a dict reader skips it
                 continue
-            if len(values) > len(columns):
+            if any(v.strip() for v in values[len(header) :]):
                 raise TraceError(
-                    f"{path}: row {len(rows) + 2}: {len(values)} fields, but the header names "
-                    f"{len(columns)}"
+                    f"{path}: row {start}: {len(values)} fields, but the header names {len(header)}"
                 )
-            padded = [*values, *[None] * (len(columns) - len(values))]  # a short row: empty
-            rows.append(dict(zip(columns, padded, strict=True)))
-    return columns, rows
+            padded = [*values, *[None] * (len(header) - len(values))]  # a short row: empty
+            row = {c: v for c, v in zip(header, padded[: len(header)], strict=True) if c}
+            rows.append((start, row))
+    return named, rows
 
 
 def _read_parquet(
     path: Path, max_records: int | None, instance_id: str | None
 ) -> tuple[list[str], Any]:
     """Only the known columns are read; filtering and the first-N cut happen in Arrow, so a
-    full Redset file (hundreds of millions of rows) never becomes Python objects."""
+    full Redset file (hundreds of millions of rows) never becomes Python objects. Each row
+    comes with its number in the file (from 1), as a CSV's with its line."""
     try:
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -314,6 +321,7 @@ def _read_parquet(
                 raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
             wanted = [*wanted, "instance_id"]
         table = pq.read_table(path, columns=wanted)
+        table = table.append_column(_ROW, pa.array(np.arange(1, table.num_rows + 1)))
         if instance_id is not None:
             ids = pc.cast(table.column("instance_id"), "string")
             table = table.filter(pc.equal(ids, str(instance_id)))
@@ -324,8 +332,13 @@ def _read_parquet(
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise TraceError(f"{path}: cannot read Parquet: {exc}") from exc
     data = {name: table.column(name).to_pylist() for name in table.column_names}
+    numbers = data.pop(_ROW)
     rows = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
-    return columns, rows
+    return columns, list(zip(numbers, rows, strict=True))
+
+
+_ROW = "__lsched_row__"
+"""The column `_read_parquet` numbers the file's rows in before it filters and cuts them."""
 
 
 def read_trace(
@@ -362,10 +375,8 @@ def read_trace(
     else:
         raise TraceError(f"{path}: unknown trace format {suffix!r}; use .csv or .parquet")
     layout = _layout(columns, str(path))
-    # Data rows start on line 2 of a CSV (after the header); Parquet rows count from 1 among
-    # the rows read (after the instance filter and first-N cut).
-    first_row = 2 if suffix in (".csv", ".txt") else 1
-    numbered = list(enumerate(rows, start=first_row))
+    # A record's number is the line it starts on in a CSV, its row (from 1) in a Parquet file.
+    numbered = rows
     if wanted_instance is not None and suffix not in (".parquet", ".pq"):
         if "instance_id" not in columns:
             raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
