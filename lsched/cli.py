@@ -426,11 +426,17 @@ def _report_table(report: ScenarioReport, baseline: str | None = None) -> Table:
     faults = any(s.lost_tasks for s in report.agents.values())
     if faults:
         headers = (*headers, "lost/re-run tasks")
+    deadlines = any(s.missed_deadlines is not None for s in report.agents.values())
+    if deadlines:
+        headers = (*headers, "missed deadlines")
     for header in headers:
         table.add_column(header, justify="right", overflow="fold")
     best = min(s.mean_latency_s for s in report.agents.values())
     for label, s in report.agents.items():
         lost = (f"{s.lost_tasks:g}/{s.rerun_tasks:g}",) if faults else ()
+        if deadlines:
+            missed = s.missed_deadlines
+            lost = (*lost, "—" if missed is None else f"{missed:.1%}")
         table.add_row(
             f"[bold]{escape(label)}[/bold]" if s.mean_latency_s == best else escape(label),
             _seconds(s.mean_latency_s),

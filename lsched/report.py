@@ -34,6 +34,7 @@ COLUMNS: Mapping[str, str] = {
     "failed_queries": "failed",
     "lost_tasks": "lost tasks",
     "rerun_tasks": "re-run tasks",
+    "missed_deadlines": "missed deadlines",
 }
 """Headers of the figures results.json holds per agent; other numeric figures keep their key."""
 VS_BASELINE = "vs_baseline"
@@ -189,6 +190,8 @@ def _table(results: ResultsFolder, reference: str | None) -> str:
 def _format(key: str, value: float) -> str:
     if key == "utilization":
         return f"{value:.0%}"
+    if key == "missed_deadlines":
+        return f"{value:.1%}"
     if key in ("queries", "failed_queries", "lost_tasks", "rerun_tasks"):
         return f"{value:g}"
     return f"{value:.2f}"

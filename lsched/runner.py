@@ -74,6 +74,8 @@ class RunFigures:
     rerun_tasks: int
     wall_s: float
     """Seconds the run took on this machine (not part of any result file: it varies)."""
+    missed_deadlines: float | None = None
+    """Share of the queries with a deadline that finished after it; None: none has one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,8 @@ class AgentSummary:
     utilization: float
     lost_tasks: float
     rerun_tasks: float
+    missed_deadlines: float | None = None
+    """Mean over seeds of the share of deadlines missed; None where no query has one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,7 @@ class ScenarioReport:
                     "queries": s.queries,
                     "lost_tasks": s.lost_tasks,
                     "rerun_tasks": s.rerun_tasks,
+                    "missed_deadlines": s.missed_deadlines,
                 }
                 for label, s in self.agents.items()
             },
@@ -284,6 +289,7 @@ def figures(result: SimResult, scenario: str, agent: str, seed: int, wall_s: flo
         lost_tasks=len(result.lost_tasks),
         rerun_tasks=result.rerun_tasks,
         wall_s=wall_s,
+        missed_deadlines=result.missed_deadlines,
     )
 
 
@@ -395,6 +401,7 @@ def summarize(
             utilization=_mean(r.utilization for r in mine),
             lost_tasks=_mean(r.lost_tasks for r in mine),
             rerun_tasks=_mean(r.rerun_tasks for r in mine),
+            missed_deadlines=_mean_known(r.missed_deadlines for r in mine),
         )
     # The bound depends on the seed's queries and durations only: one value per seed.
     bound_by_seed = {r.seed: r.lower_bound_mean_latency_s for r in ordered}
@@ -409,6 +416,12 @@ def summarize(
 
 def _mean(values: Iterable[float]) -> float:
     return float(np.mean(list(values)))
+
+
+def _mean_known(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that are there (None when none is)."""
+    known = [v for v in values if v is not None]
+    return _mean(known) if known else None
 
 
 def write_results(

@@ -513,7 +513,11 @@ def _row(run: SweepRun, result: RunFigures | TaskFailure) -> SweepRow:
             run.key, run.scenario, run.overrides, run.agent, run.seed,
             STATUS_ERROR, str(result), run.digest, None,
         )  # fmt: skip
-    figures = {name: getattr(result, name) for name in FIGURE_COLUMNS}
+    # a figure a run does not have (no query with a deadline) is NaN, as it reads back
+    figures = {
+        name: math.nan if getattr(result, name) is None else getattr(result, name)
+        for name in FIGURE_COLUMNS
+    }
     return SweepRow(
         run.key, run.scenario, run.overrides, run.agent, run.seed,
         STATUS_OK, None, run.digest, figures,
@@ -646,7 +650,8 @@ def read_journal(out: str | Path) -> list[SweepRow]:
 def _figures(value: Any) -> dict[str, float | int] | None:
     if value is None:
         return None
-    return {name: math.nan if value[name] is None else value[name] for name in FIGURE_COLUMNS}
+    # a figure an older table lacks (missed_deadlines, before 2026-12-08) reads as unknown
+    return {name: math.nan if value.get(name) is None else value[name] for name in FIGURE_COLUMNS}
 
 
 def _previous_rows(out: Path, plan: Sequence[SweepRun], retry_failed: bool) -> dict[str, SweepRow]:

@@ -95,6 +95,15 @@ class SimResult:
         return float(np.percentile(self.latencies_s(), percent)) if self.queries else 0.0
 
     @property
+    def missed_deadlines(self) -> float | None:
+        """The share of the queries with a deadline that finished after it (None: no query
+        has one)."""
+        due = [q for q in self.queries if q.deadline_s is not None]
+        if not due:
+            return None
+        return sum(q.latency_s > q.deadline_s for q in due) / len(due)
+
+    @property
     def mean_slowdown(self) -> float:
         return float(np.mean([q.slowdown for q in self.queries])) if self.queries else 0.0
 

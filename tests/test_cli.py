@@ -63,6 +63,7 @@ def test_json_output_is_one_document_equal_to_results_json(run_dir: tuple[Path, 
     assert document["seeds"] == [0, 1]
     assert list(document["agents"]) == ["fifo", "fair"]
     assert document["lower_bound"]["mean_latency"] < document["agents"]["fair"]["mean_latency"]
+    assert document["agents"]["fair"]["missed_deadlines"] is None  # no query has a deadline
 
 
 def test_run_compares_every_agent_with_a_baseline(scenario_file: Path) -> None:
@@ -518,3 +519,15 @@ def test_validate_says_how_loaded_the_cluster_will_be(tmp_path: Path) -> None:
     assert [r["origin"] for r in rows] == ["row 2: a", "row 3: b"]
     log.write_text("arrival_s,template,duration_s\n0,a,5\n0,b,5\n")
     assert "(a batch: all arrive at once)" in invoke("validate", path).stdout
+
+
+def test_missed_deadlines_are_reported_where_queries_have_deadlines(tmp_path: Path) -> None:
+    path = tmp_path / "due.yaml"
+    path.write_text(
+        SMALL.replace("work_multiplier: 60\n", "work_multiplier: 60\n      deadline_s: 2\n")
+    )
+    document = json.loads(invoke("run", path, "--seeds", "1", "--json").stdout)
+    missed = [figures["missed_deadlines"] for figures in document["agents"].values()]
+    assert all(0 < share <= 1 for share in missed), missed  # 2 s is short for these queries
+    table = invoke("run", path, "--seeds", "1").stdout
+    assert "deadlines" in table and f"{missed[0]:.1%}" in table

@@ -90,6 +90,7 @@ def test_the_report_aggregates_per_seed_figures(small: Scenario) -> None:
         "queries",
         "lost_tasks",
         "rerun_tasks",
+        "missed_deadlines",
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sim_helpers import QUIET, FirstCome, chain_query
@@ -232,3 +234,14 @@ def test_a_grant_on_a_full_cluster_binds_nothing() -> None:
     assert simulation.apply(Decision((0, 0), 2)) == 2
     assert simulation.apply(Decision((1, 0), 1)) == 0
     assert simulation.apply(Decision((1, 0), 2)) == 0
+
+
+def test_missed_deadlines_count_the_queries_that_finish_after_theirs() -> None:
+    """Two 4-second queries on one thread: the second waits 4 s, so a 6-second deadline is
+    missed by it and met by the first; queries without a deadline are not counted."""
+    queries = [chain_query(q, [4.0]) for q in range(3)]
+    queries = [replace(q, deadline_s=6.0) for q in queries[:2]] + [queries[2]]
+    result = run(queries, nodes=1, threads_per_node=1)
+    assert sorted(q.latency_s for q in result.queries[:2]) == [4.0, 8.0]
+    assert result.missed_deadlines == 0.5
+    assert run(queries[2:], nodes=1, threads_per_node=1).missed_deadlines is None
