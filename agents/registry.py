@@ -2,15 +2,23 @@
 
 A factory is called as `factory(context, **options)` and returns a `Scheduler`. Packages that
 bring their own agents call `register`; names with a prefix in `PLUGIN_MODULES` (the learned
-agents, "lsched...") import that module on first use, which registers them — nothing else is
-imported behind the caller's back.
+agents, "lsched...") import that module on first use, which registers them. A user's own agents
+reach every command without editing the package: the modules or `.py` files that the
+environment variable `LSCHED_PLUGINS` lists (comma-separated), and the entry points of installed
+packages in the group `lsched.agents` (each a factory, registered under its name), are loaded
+the first time a name is looked up — in every process, so worker processes find them too.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
 import inspect
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agents.context import AgentContext, AgentError, AgentOptionError, UnknownAgentError
@@ -98,15 +106,77 @@ def is_learned(label: str) -> bool:
 
 
 def register(name: str, factory: AgentFactory, *, replace: bool = False) -> None:
-    """Make `factory` available as `name`; re-registering needs `replace=True`."""
+    """Make `factory` available as `name`; re-registering needs `replace=True`. A name with a
+    colon could never be asked for (`NAME:PATH` names a checkpoint), so it is refused."""
+    if not name or ":" in name or name != name.strip():
+        raise AgentError(f"agent name {name!r}: must be non-empty, without ':' or spaces around")
+    if not callable(factory):
+        raise AgentError(f"agent {name!r}: the factory must be callable(context, **options)")
     if name in AGENTS and not replace and AGENTS[name] is not factory:
         raise AgentError(f"agent {name!r} is already registered")
     AGENTS[name] = factory
 
 
+PLUGINS_VARIABLE = "LSCHED_PLUGINS"
+"""Environment variable: comma-separated modules (`mypkg.agents`) or `.py` files that
+register agents when imported."""
+ENTRY_POINT_GROUP = "lsched.agents"
+"""Entry-point group of installed packages: each entry point is a factory, named as its agent."""
+_plugins_loaded: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import what `LSCHED_PLUGINS` lists and register the `lsched.agents` entry points (each
+    once per process); a plugin that fails to load is an AgentError naming it."""
+    for item in (part.strip() for part in os.environ.get(PLUGINS_VARIABLE, "").split(",")):
+        if item and item not in _plugins_loaded:
+            _plugins_loaded.add(item)
+            try:
+                _import_plugin(item)
+            except Exception as error:  # a plugin's own failure, whatever its type
+                _plugins_loaded.discard(item)
+                raise AgentError(
+                    f"{PLUGINS_VARIABLE}: cannot load {item!r}: {type(error).__name__}: {error}"
+                ) from error
+    if "entry points" not in _plugins_loaded:
+        _plugins_loaded.add("entry points")
+        for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                register(point.name, point.load(), replace=True)
+            except Exception as error:
+                raise AgentError(
+                    f"entry point {point.name!r} ({point.value}) of {ENTRY_POINT_GROUP}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+
+
+def _import_plugin(item: str) -> None:
+    """A module by name, or a `.py` file by path (as a module named after the file, so that
+    what it defines pickles in worker processes that load it the same way)."""
+    if not item.endswith(".py"):
+        importlib.import_module(item)
+        return
+    path = Path(item).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file {str(path)!r}")
+    name = path.stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
 def known_agents() -> list[str]:
     """Registered names, plus the plugins not loaded yet by their prefix and its checkpoint
     form (`lsched`, `lsched:PATH`), as a user would type them."""
+    load_plugins()
     names = sorted(AGENTS)
     pending = [
         form
@@ -128,6 +198,9 @@ def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
     if sep:
         options = {**options, "checkpoint": checkpoint}
     factory = AGENTS.get(base)
+    if factory is None:
+        load_plugins()
+        factory = AGENTS.get(base)
     if factory is None:
         for prefix, module in PLUGIN_MODULES.items():
             if base.startswith(prefix):
