@@ -29,7 +29,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import lsched
 from lsched.runner import simulate_one
-from lsched.scenario import load_scenario
+from lsched.scenario import TRAIN_SEED_OFFSET, load_scenario
 
 BASELINES = ("random", "fifo", "fair", "tuned")
 
@@ -86,7 +86,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     envs = make_vec_env(
-        lsched.ENV_ID, n_envs=args.envs, seed=args.seed, env_kwargs={"scenario": args.scenario}
+        lsched.ENV_ID,
+        n_envs=args.envs,
+        # make_vec_env resets env i with seed + i: from the training range, or the first
+        # episodes would replay the held-out seeds the evaluation below uses
+        seed=TRAIN_SEED_OFFSET + args.seed,
+        env_kwargs={"scenario": args.scenario},
     )
     if args.policy == "slots":
         from lsched.env.sb3 import SlotScoringPolicy

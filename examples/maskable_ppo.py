@@ -23,6 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 import lsched
 from lsched.arguments import positive_int, scenario_argument
 from lsched.runner import simulate_one
+from lsched.scenario import TRAIN_SEED_OFFSET
 
 
 def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
@@ -53,7 +54,12 @@ def main() -> None:
 
     torch.set_num_threads(1)  # tiny batches: one thread is faster than two that contend
     envs = make_vec_env(
-        lsched.ENV_ID, n_envs=args.envs, seed=args.seed, env_kwargs={"scenario": args.scenario}
+        lsched.ENV_ID,
+        n_envs=args.envs,
+        # make_vec_env resets env i with seed + i: from the training range, or the first
+        # episodes would replay the held-out seeds the evaluation below uses
+        seed=TRAIN_SEED_OFFSET + args.seed,
+        env_kwargs={"scenario": args.scenario},
     )
     model = MaskablePPO("MultiInputPolicy", envs, n_steps=args.n_steps, seed=args.seed, verbose=0)
     model.learn(total_timesteps=args.steps)
