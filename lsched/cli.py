@@ -127,7 +127,14 @@ def run(
     with _user_errors():
         from agents.registry import is_learned
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
-        from lsched.runner import _choices, agent_labels, check_agents, run_scenario, write_results
+        from lsched.runner import (
+            _choices,
+            agent_labels,
+            check_agents,
+            run_scenario,
+            seed_range,
+            write_results,
+        )
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
@@ -144,7 +151,8 @@ def run(
         tuning = any(label.startswith("tuned") or is_learned(label) for label in labels)
         first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
         if tuning and not show_progress:  # no bar to say why nothing happens for a while
-            check_agents(loaded, _choices(loaded, _csv_list(agents, "--agents")))  # typos first
+            seed_range(seeds, seed_start, loaded)  # bad arguments fail first
+            check_agents(loaded, _choices(loaded, _csv_list(agents, "--agents")))
             typer.echo(
                 "tuned: searching its knobs on the training seeds first (minutes on a large "
                 "workload; its option max_queries shortens the search)",

@@ -303,7 +303,7 @@ def run_one(scenario: Scenario | str | Path, agent: AgentChoice | str, seed: int
 
 
 def run_scenario(
-    scenario: Scenario,
+    scenario: Scenario | str | Path,
     agents: Sequence[AgentChoice | str] | None = None,
     seeds: int = 3,
     seed_start: int = 0,
@@ -311,7 +311,10 @@ def run_scenario(
     progress: ProgressCallback | None = None,
     keep_results: bool = False,
 ) -> ScenarioReport:
-    """Every agent (default: the scenario's) on seeds seed_start.. seed_start+seeds-1."""
+    """Every agent (default: the scenario's) on seeds seed_start.. seed_start+seeds-1; a
+    scenario by name or file as `run_one` takes one."""
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
     seed_list = seed_range(seeds, seed_start, scenario)
     choices = _choices(scenario, agents)
     check_agents(scenario, choices)
@@ -347,8 +350,9 @@ def agent_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> di
     for choice in choices:
         describe = getattr(scenario.agent_cache.get(choice.label), "describe", None)
         text = describe() if callable(describe) else None
-        if text:
-            described[choice.label] = text
+        if text:  # "tuned: serpt ..." names the agent by its label: two lsched entries differ
+            name = choice.name.partition(":")[0]
+            described[choice.label] = choice.label + text.removeprefix(name)
     return described
 
 

@@ -231,6 +231,11 @@ class Simulation:
 
     def apply(self, decision: Decision) -> int:
         """Carry out a decision; returns the threads it bound. Invalid ones raise ValueError."""
+        if not isinstance(decision, Decision):
+            raise ValueError(
+                f"the scheduler's decide() returned {decision!r}, not a sim.Decision "
+                "(Decision(pipeline_ref, limit), or WAIT)"
+            )
         self._decisions += 1
         if decision.pipeline is None:
             self._end_round()

@@ -481,7 +481,8 @@ def test_the_run_says_what_tuned_chose_and_how_often_lsched_followed_it(tmp_path
     assert result.stderr.startswith("tuned: searching its knobs on the training seeds first")
     described = document["descriptions"]
     tuned = described["tuned[seeds=1]"]
-    assert tuned.startswith("tuned: ") and "on training seeds" in tuned
+    assert tuned.startswith("tuned[seeds=1]: ") and "on training seeds" in tuned  # its label
+    assert described["lsched[deviation_margin=0]"].startswith("lsched[deviation_margin=0]: ")
     assert "fifo" not in described
     following = described["lsched[deviation_margin=1000]"]
     made = re.fullmatch(r".*decision in ([\d,]+) of its ([\d,]+) decisions", following)

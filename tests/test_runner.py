@@ -188,3 +188,8 @@ def test_fair_and_srpt_beat_fifo_on_the_default_scenario() -> None:
     assert report.agents["srpt"].mean_latency_s < 0.5 * fifo
     for summary in report.agents.values():
         assert 0.7 <= summary.utilization <= 1.0
+
+
+def test_run_scenario_takes_a_name_as_run_one_does() -> None:
+    report = run_scenario("duckdb-batch", ["fifo"], seeds=1)
+    assert report.scenario == "duckdb-batch" and list(report.agents) == ["fifo"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -245,3 +246,14 @@ def test_missed_deadlines_count_the_queries_that_finish_after_theirs() -> None:
     assert sorted(q.latency_s for q in result.queries[:2]) == [4.0, 8.0]
     assert result.missed_deadlines == 0.5
     assert run(queries[2:], nodes=1, threads_per_node=1).missed_deadlines is None
+
+
+def test_a_decision_that_is_not_a_decision_is_named() -> None:
+    """An agent's decide() returning a tuple or None failed deep inside the engine with an
+    AttributeError; it is now one line saying what came back."""
+    simulation = Simulation([chain_query(0, [4.0])], ClusterConfig(), np.random.default_rng(0))
+    simulation.advance()
+    for wrong in ((0, 0), None):
+        expected = rf"decide\(\) returned {re.escape(repr(wrong))}, not a sim\.Decision"
+        with pytest.raises(ValueError, match=expected):
+            simulation.apply(wrong)  # type: ignore[arg-type]
