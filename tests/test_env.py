@@ -747,3 +747,28 @@ def test_slot_scoring_policy_scores_a_slot_by_its_own_features() -> None:
     model = MaskablePPO(SlotScoringPolicy, gym.make(ENV_ID, scenario=small()), n_steps=64, seed=0)
     model.learn(total_timesteps=128)
     assert isinstance(model.policy.action_net, torch.nn.Identity)
+
+
+def test_misuse_of_the_env_is_one_clear_error() -> None:
+    """A batch of one action, a step after truncation, unknown reset options, overrides as a
+    list and no scenario: each refused with what went wrong (a batch was read as an action,
+    stepping went on past the truncation, the rest failed as AttributeErrors)."""
+    env = QuerySchedulingEnv(small(), episode_queries=1)
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="must be two integers"):
+        env.step(np.array([[env.wait_slot, 0]]))  # what a vector env's predict returns
+    truncated = False
+    while not truncated:
+        mask = env.action_masks()
+        slot = int(np.flatnonzero(mask[: env.wait_slot + 1])[0])
+        choice = int(np.flatnonzero(mask[env.wait_slot + 1 :])[0])
+        _, _, terminated, truncated, _ = env.step(np.array([slot, choice]))
+        assert not terminated
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.array([env.wait_slot, 0]))
+    with pytest.raises(ValueError, match=r"reset options \['foo'\]: this env takes none"):
+        env.reset(seed=0, options={"foo": 1})
+    with pytest.raises(ValueError, match=r"overrides: .* must be a mapping"):
+        QuerySchedulingEnv(small(), overrides=["cluster.nodes=2"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scenario: None is not a bundled name"):
+        QuerySchedulingEnv(None)  # type: ignore[arg-type]

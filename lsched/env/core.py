@@ -151,6 +151,15 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = render_mode
         if isinstance(scenario, str | Path):
             scenario = load_scenario(scenario)
+        elif not hasattr(scenario, "queries"):
+            raise ValueError(
+                f"scenario: {scenario!r} is not a bundled name, a scenario file or a Scenario"
+            )
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ValueError(
+                f"overrides: {overrides!r} must be a mapping of dotted settings to values "
+                '(e.g. {"cluster.nodes": 2})'
+            )
         if overrides:
             scenario = scenario.with_overrides(overrides)  # type: ignore[attr-defined]
         self.scenario = scenario
@@ -231,6 +240,8 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         training range, so training never replays an evaluation seed by accident.
         """
         super().reset(seed=seed)
+        if options:  # gymnasium passes options through; this env takes none
+            raise ValueError(f"reset options {sorted(options)}: this env takes none")
         if seed is None:
             offset = int(getattr(self.scenario, "train_seed_offset", 0))
             seed = offset + int(self.np_random.integers(SEED_SPACE))
@@ -281,7 +292,6 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         decision = WAIT if problem else self._to_decision(slot, choice)
         sim.apply(decision)
         terminal = sim.advance() is None
-        self._terminal = terminal
         obs = self._observe(terminal)
         t0_s, t1_s = self._t_s, sim.now_s
         completed = sim.completed
@@ -296,6 +306,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             (self.episode_time_s is not None and t1_s >= self.episode_time_s)
             or (self.episode_queries is not None and len(completed) >= self.episode_queries)
         )
+        self._terminal = terminal or truncated  # either way the episode is over: reset
         return obs, reward, terminal, truncated, self._info(new, invalid=bool(problem))
 
     def render(self) -> str | np.ndarray | None:
@@ -396,7 +407,7 @@ class QuerySchedulingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         integral = array.dtype.kind in "iu" or (
             array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.rint(array))))
         )
-        if array.size != 2 or not integral:
+        if array.shape != (2,) or not integral:  # (1, 2) is a batch of one: index it
             raise InvalidActionError(
                 f"action {action!r} must be two integers (slot, thread choice) from "
                 f"{self.action_space}"
