@@ -160,7 +160,10 @@ def _run(
         if _snapshot(observation) != before:
             raise ContractViolation(f"{name}: decide() changed the views it was shown")
         _check_decision(decision, observation, name)
-        bound = simulation.apply(decision)
+        try:
+            bound = simulation.apply(decision)
+        except ValueError as error:  # e.g. WAIT with the whole cluster idle and nothing to come
+            raise ContractViolation(f"{name}: decision {decision}: {error}") from None
         if decision.pipeline is not None and bound == 0:
             raise ContractViolation(
                 f"{name}: decision {decision} bound no thread while {before[1]} were free "

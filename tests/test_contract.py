@@ -11,7 +11,7 @@ from agents.registry import AGENTS, make_agent
 from lsched.runner import agent_context
 from lsched.scenario import load_scenario
 from sim.checker import CheckSettings, ContractViolation, check_scheduler
-from sim.interface import Decision, Observation
+from sim.interface import WAIT, Decision, Observation
 from sim.model import ClusterConfig
 
 SCENARIO = load_scenario("tpch-streaming").with_overrides({"workload.queries": 10})
@@ -80,6 +80,13 @@ class _OutOfRange(_Greedy):
         return Decision(next(iter(obs.schedulable)).ref, 10**6)
 
 
+class _AlwaysWaits(_Greedy):
+    """Leaves every thread idle, so no query ever finishes."""
+
+    def decide(self, obs: Observation) -> Decision:
+        return WAIT
+
+
 def test_a_scheduler_that_keeps_the_contract_passes() -> None:
     check_scheduler(_Greedy())
 
@@ -91,6 +98,7 @@ def test_a_scheduler_that_keeps_the_contract_passes() -> None:
         (_Forgetful(), "after reset"),
         (_Idle(), "bound no thread"),
         (_OutOfRange(), "not an integer in 1.."),
+        (_AlwaysWaits(), "left the whole cluster idle"),
         (object(), "has no reset"),
     ],
 )
