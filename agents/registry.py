@@ -173,6 +173,16 @@ def _import_plugin(item: str) -> None:
         raise
 
 
+def is_known(name: str) -> bool:
+    """Whether `make_agent` knows a name (a plugin's too; `lsched` and `lsched:PATH` forms by
+    their prefix), without building it."""
+    base = name.partition(":")[0]
+    if base in AGENTS or base.startswith(tuple(PLUGIN_MODULES)):
+        return True
+    load_plugins()
+    return base in AGENTS
+
+
 def known_agents() -> list[str]:
     """Registered names, plus the plugins not loaded yet by their prefix and its checkpoint
     form (`lsched`, `lsched:PATH`), as a user would type them."""

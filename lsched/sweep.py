@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agents.context import AgentError
-from agents.registry import AGENTS, PLUGIN_MODULES, known_agents
+from agents.registry import is_known, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
@@ -328,7 +328,7 @@ def _no_duplicates(source: str, field: str, items: Sequence[Any]) -> None:
 
 def _check_agent_name(source: str, field: str, name: str) -> None:
     """Catch a misspelt agent before any run; plugins (`lsched:PATH`) check their own names."""
-    if name in AGENTS or any(name.startswith(prefix) for prefix in PLUGIN_MODULES):
+    if is_known(name):
         return
     raise SweepError(
         source, field, f"unknown agent {name!r}; known agents: {', '.join(known_agents())}"

@@ -44,13 +44,7 @@ def test_a_plugin_file_adds_an_agent_to_run_and_sweep(
     plugin = tmp_path / "my_capped_agent.py"
     plugin.write_text(PLUGIN.format(name="my_capped"))
     monkeypatch.setenv(registry.PLUGINS_VARIABLE, str(plugin))
-    run = CliRunner().invoke(
-        app, ["run", "tpch-streaming", "--agents", "fifo,my_capped", "--seeds", "1", "--json"]
-    )
-    assert run.exit_code == 0, run.output
-    agents = json.loads(run.stdout)["agents"]
-    # a cap keeps FIFO from drowning in parallel overhead: a different, better schedule
-    assert agents["my_capped"]["mean_latency"] < agents["fifo"]["mean_latency"]
+    # the sweep first: its file check must find the plugin before anything else loaded it
     sweep = tmp_path / "caps.yaml"
     sweep.write_text(SWEEP.format(name="my_capped"))
     out = tmp_path / "sweep"
@@ -58,6 +52,13 @@ def test_a_plugin_file_adds_an_agent_to_run_and_sweep(
     assert swept.exit_code == 0, swept.output
     rows = json.loads((out / "sweep.json").read_text())["runs"]
     assert [row["status"] for row in rows] == ["ok", "ok"]  # the worker processes loaded it
+    run = CliRunner().invoke(
+        app, ["run", "tpch-streaming", "--agents", "fifo,my_capped", "--seeds", "1", "--json"]
+    )
+    assert run.exit_code == 0, run.output
+    agents = json.loads(run.stdout)["agents"]
+    # a cap keeps FIFO from drowning in parallel overhead: a different, better schedule
+    assert agents["my_capped"]["mean_latency"] < agents["fifo"]["mean_latency"]
 
 
 def test_a_plugin_that_fails_to_load_is_one_error_line(

@@ -307,8 +307,10 @@ def check_config(config: TrainConfig) -> None:
     ]
     if bad:
         raise TrainError(f"train settings: {'; '.join(bad)}")
-    from agents.registry import AGENTS, PLUGIN_MODULES
+    from agents.registry import AGENTS, PLUGIN_MODULES, is_known, known_agents
 
+    if config.guide is not None:
+        is_known(config.guide)  # loads the plugins, so a plugin's heuristic can guide
     if config.guide is not None and (
         config.guide not in AGENTS or config.guide.startswith(tuple(PLUGIN_MODULES))
     ):
@@ -320,11 +322,10 @@ def check_config(config: TrainConfig) -> None:
     named = [("imitate", config.imitate)] if config.imitate is not None else []
     named += [("baselines", name) for name in config.baselines]
     for field, name in named:
-        base = name.partition(":")[0]
-        if base not in AGENTS and not base.startswith(tuple(PLUGIN_MODULES)):
+        if not is_known(name):
             raise TrainError(
                 f"train settings: {field}: unknown agent {name!r}; known agents: "
-                f"{', '.join(sorted(AGENTS))}"
+                f"{', '.join(known_agents())}"
             )
 
 
