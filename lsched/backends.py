@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
+from agents.registry import PLUGINS_VARIABLE
 from lsched.errors import LschedError
 
 T = TypeVar("T")
@@ -194,9 +195,15 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _init_worker() -> None:
+def _init_worker(plugins: str | None = None) -> None:
+    """One thread per library, and the plugins the pool's creator had: a forkserver started
+    earlier would otherwise pass on its own environment, not the creator's."""
     for name in SINGLE_THREAD_ENV:
         os.environ.setdefault(name, "1")
+    if plugins is None:
+        os.environ.pop(PLUGINS_VARIABLE, None)
+    else:
+        os.environ[PLUGINS_VARIABLE] = plugins
 
 
 class LocalBackend(Backend):
@@ -213,7 +220,10 @@ class LocalBackend(Backend):
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=_process_context(), initializer=_init_worker
+                self.workers,
+                mp_context=_process_context(),
+                initializer=_init_worker,
+                initargs=(os.environ.get(PLUGINS_VARIABLE),),
             )
         return self._executor
 
