@@ -1,20 +1,22 @@
-"""Train sb3-contrib's MaskablePPO on an lsched scenario, unchanged, and compare it with fair.
+"""Train sb3-contrib's MaskablePPO on an lsched scenario, unchanged, and compare it with fair
+and tuned as `lsched run` compares agents (`lsched.env.evaluate`).
 
-    python examples/maskable_ppo.py --scenario tpch-streaming --steps 200000
+    python examples/maskable_ppo.py --scenario tpch-streaming --steps 200000 --out runs/ppo
+    lsched plot runs/ppo --compare tuned,maskable_ppo
 
 The env is used exactly as `gym.make` builds it: MaskablePPO reads `env.action_masks()`
 through the vector env, the Dict of flat Boxes goes to SB3's default MultiInputPolicy. Eight
 copies in one process (DummyVecEnv) batch the policy's forward passes: most of a step's time
-on a CPU is the network, not the simulator. Held-out seeds 0.. are never trained on (training
-resets draw seeds from the scenario's training range).
+on a CPU is the network, not the simulator. Held-out seeds 0.. are never trained on (the
+training envs start in the scenario's training range, and later resets draw from it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
@@ -22,24 +24,9 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import lsched
 from lsched.arguments import positive_int, scenario_argument
-from lsched.runner import simulate_one
-from lsched.scenario import TRAIN_SEED_OFFSET
-
-
-def evaluate(model: MaskablePPO, scenario: str, seeds: range) -> float:
-    """Mean query latency of the greedy policy over `seeds` (queries of every seed pooled)."""
-    env = gym.make(lsched.ENV_ID, scenario=scenario)
-    latencies: list[float] = []
-    for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        done = False
-        while not done:
-            mask = env.unwrapped.action_masks()
-            action, _ = model.predict(obs, action_masks=mask, deterministic=True)
-            obs, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
-        latencies += env.unwrapped.result().latencies_s().tolist()
-    return float(np.mean(latencies))
+from lsched.env import evaluate
+from lsched.runner import write_results
+from lsched.scenario import TRAIN_SEED_OFFSET, load_scenario
 
 
 def main() -> None:
@@ -50,6 +37,7 @@ def main() -> None:
     parser.add_argument("--n-steps", type=positive_int, default=2048, help="MaskablePPO's n_steps")
     parser.add_argument("--eval-seeds", type=positive_int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write a results folder (lsched plot/report)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # tiny batches: one thread is faster than two that contend
@@ -63,17 +51,26 @@ def main() -> None:
     )
     model = MaskablePPO("MultiInputPolicy", envs, n_steps=args.n_steps, seed=args.seed, verbose=0)
     model.learn(total_timesteps=args.steps)
-    seeds = range(args.eval_seeds)
-    sc = envs.get_attr("scenario")[0]
-    fair = np.concatenate([simulate_one(sc, "fair", s).latencies_s() for s in seeds]).mean()
+
+    # The greedy policy on held-out seeds 0.., beside fair and tuned, as `lsched run` compares
+    # agents: the same workloads and execution noise, seed by seed.
+    def greedy(observation: dict, mask: np.ndarray) -> np.ndarray:
+        return model.predict(observation, action_masks=mask, deterministic=True)[0]
+
+    report = evaluate(
+        greedy, args.scenario, args.eval_seeds, label="maskable_ppo", agents=["fair", "tuned"]
+    )
+    if args.out is not None:  # then `lsched plot OUT` and `lsched report OUT`, as for a run
+        write_results(report, load_scenario(args.scenario), args.out)
+    paired = report.paired("tuned")
     print(
         json.dumps(
             {
                 "example": "maskable_ppo",
                 "scenario": args.scenario,
                 "steps": args.steps,
-                "mean_latency_s": round(evaluate(model, args.scenario, seeds), 3),
-                "fair_mean_latency_s": round(float(fair), 3),
+                "mean_latency_s": {a: round(s.mean_latency_s, 3) for a, s in report.agents.items()},
+                "vs_tuned": round(paired["maskable_ppo"].ratio - 1, 4),
             }
         )
     )

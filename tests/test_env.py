@@ -772,3 +772,36 @@ def test_misuse_of_the_env_is_one_clear_error() -> None:
         QuerySchedulingEnv(small(), overrides=["cluster.nodes=2"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scenario: None is not a bundled name"):
         QuerySchedulingEnv(None)  # type: ignore[arg-type]
+
+
+def test_a_policy_through_the_env_is_compared_as_lsched_run_compares_agents(
+    tmp_path: Path,
+) -> None:
+    """`evaluate` runs an env policy on the evaluation seeds beside registered agents: a
+    heuristic driven through the env lands on exactly the figures `lsched run` gives it, and
+    the report writes a results folder that `lsched plot` reads."""
+    from lsched.env import evaluate
+    from lsched.plots import read_results
+    from lsched.runner import write_results
+
+    env = QuerySchedulingEnv(scenario("tpch-streaming", 40))
+    fair = build_agent(env.scenario, "fair")
+    episode = {"seed": None}
+
+    def through_env(observation: dict, mask: np.ndarray) -> np.ndarray:
+        if env.episode_seed != episode["seed"]:  # a new episode: the agent starts afresh
+            episode["seed"] = env.episode_seed
+            fair.reset(env.cluster)
+        return env.decision_to_action(fair.decide(env.sim_observation))
+
+    report = evaluate(through_env, env, seeds=2, label="fair-via-env", agents=["fifo", "fair"])
+    assert list(report.agents) == ["fifo", "fair", "fair-via-env"]
+    direct, driven = report.agents["fair"], report.agents["fair-via-env"]
+    assert driven.mean_latency_s == direct.mean_latency_s
+    assert driven.p99_latency_s == direct.p99_latency_s
+    assert report.paired("fair")["fair-via-env"].ratio == 1.0
+    out = tmp_path / "out"
+    write_results(report, env.scenario, out)
+    assert list(read_results(out).agents) == ["fifo", "fair", "fair-via-env"]
+    with pytest.raises(ValueError, match="'fair' is also the name of one of the agents"):
+        evaluate(through_env, env, seeds=1, label="fair", agents=["fair"])

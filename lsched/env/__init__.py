@@ -5,6 +5,7 @@
 
 from lsched import ENV_ID, register_env
 from lsched.env.core import InvalidActionError, QuerySchedulingEnv
+from lsched.env.evaluate import EnvPolicy, evaluate
 from lsched.env.rewards import (
     DEFAULT_REWARD_SCALE,
     REWARDS,
@@ -28,6 +29,7 @@ __all__ = [
     "NODE_FEATURES",
     "REWARDS",
     "DeadlineReward",
+    "EnvPolicy",
     "FlatObservation",
     "GraphObservation",
     "InvalidActionError",
@@ -35,6 +37,7 @@ __all__ = [
     "QuerySchedulingEnv",
     "Reward",
     "SlowdownReward",
+    "evaluate",
     "graph_instance",
     "register_env",
 ]
