@@ -805,3 +805,10 @@ def test_a_policy_through_the_env_is_compared_as_lsched_run_compares_agents(
     assert list(read_results(out).agents) == ["fifo", "fair", "fair-via-env"]
     with pytest.raises(ValueError, match="'fair' is also the name of one of the agents"):
         evaluate(through_env, env, seeds=1, label="fair", agents=["fair"])
+
+
+def test_an_observation_budget_no_window_fits_is_refused() -> None:
+    """The budget shrinks the window to its smallest; below that it was exceeded silently
+    (2,857 values for a budget of 10)."""
+    with pytest.raises(ScenarioError, match=r"env\.observation_budget: 10 values cannot hold"):
+        QuerySchedulingEnv("tpch-streaming", overrides={"env.observation_budget": 10})

@@ -22,6 +22,7 @@ from math import ceil
 from typing import Any
 
 from agents.features import GLOBAL_FEATURES, PIPELINE_FEATURES, QUERY_FEATURES
+from lsched.errors import ScenarioError
 from lsched.runner import build_agent
 from lsched.workloads.generate import workload_templates
 from sim.engine import simulate
@@ -62,6 +63,14 @@ def sized_limits(scenario: Any, parallelism_choices: int) -> Any:
             observation_values(queries, pipelines, parallelism_choices) > budget
         ):
             queries -= WINDOW_STEP
+        smallest = observation_values(queries, pipelines, parallelism_choices)
+        if smallest > budget:
+            raise ScenarioError(
+                getattr(scenario, "source", scenario.name),
+                "env.observation_budget",
+                f"{budget} values cannot hold the smallest window ({queries} queries of "
+                f"{pipelines} pipelines: {smallest} values); raise it, or set env.max_queries",
+            )
     return dataclasses.replace(limits, max_queries=queries, max_pipelines_per_query=pipelines)
 
 
