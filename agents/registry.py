@@ -11,6 +11,7 @@ the first time a name is looked up — in every process, so worker processes fin
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -127,7 +128,9 @@ _plugins_loaded: set[str] = set()
 
 def load_plugins() -> None:
     """Import what `LSCHED_PLUGINS` lists and register the `lsched.agents` entry points (each
-    once per process); a plugin that fails to load is an AgentError naming it."""
+    once per process, before any name is looked up, so a name means one agent whatever was
+    asked first); a plugin that fails to load, or an entry point whose name is taken, is an
+    AgentError naming it."""
     for item in (part.strip() for part in os.environ.get(PLUGINS_VARIABLE, "").split(",")):
         if item and item not in _plugins_loaded:
             _plugins_loaded.add(item)
@@ -139,15 +142,18 @@ def load_plugins() -> None:
                     f"{PLUGINS_VARIABLE}: cannot load {item!r}: {type(error).__name__}: {error}"
                 ) from error
     if "entry points" not in _plugins_loaded:
-        _plugins_loaded.add("entry points")
         for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if AGENTS.get(point.name) is not None and point.value in _plugins_loaded:
+                continue  # registered by an earlier call that failed on a later entry point
             try:
-                register(point.name, point.load(), replace=True)
+                register(point.name, point.load())
             except Exception as error:
                 raise AgentError(
                     f"entry point {point.name!r} ({point.value}) of {ENTRY_POINT_GROUP}: "
                     f"{type(error).__name__}: {error}"
                 ) from error
+            _plugins_loaded.add(point.value)
+        _plugins_loaded.add("entry points")
 
 
 def _import_plugin(item: str) -> None:
@@ -159,7 +165,9 @@ def _import_plugin(item: str) -> None:
     path = Path(item).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no such file {str(path)!r}")
-    name = path.stem
+    # a name of its own: `agents.py` or two `mine.py` must not meet a module already imported
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    name = f"_lsched_plugin_{path.stem}_{digest}"
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)
@@ -176,11 +184,9 @@ def _import_plugin(item: str) -> None:
 def is_known(name: str) -> bool:
     """Whether `make_agent` knows a name (a plugin's too; `lsched` and `lsched:PATH` forms by
     their prefix), without building it."""
-    base = name.partition(":")[0]
-    if base in AGENTS or base.startswith(tuple(PLUGIN_MODULES)):
-        return True
     load_plugins()
-    return base in AGENTS
+    base = name.partition(":")[0]
+    return base in AGENTS or base.startswith(tuple(PLUGIN_MODULES))
 
 
 def known_agents() -> list[str]:
@@ -207,10 +213,8 @@ def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
         raise AgentOptionError(f"agent {name!r}: no policy file after the colon ({base}:PATH)")
     if sep:
         options = {**options, "checkpoint": checkpoint}
+    load_plugins()
     factory = AGENTS.get(base)
-    if factory is None:
-        load_plugins()
-        factory = AGENTS.get(base)
     if factory is None:
         for prefix, module in PLUGIN_MODULES.items():
             if base.startswith(prefix):

@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=positive_int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write a results folder (lsched plot/report)")
+    parser.add_argument("--agents", default="fair,tuned", help="agents to compare it with")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # tiny batches: one thread is faster than two that contend
@@ -57,12 +58,12 @@ def main() -> None:
     def greedy(observation: dict, mask: np.ndarray) -> np.ndarray:
         return model.predict(observation, action_masks=mask, deterministic=True)[0]
 
-    report = evaluate(
-        greedy, args.scenario, args.eval_seeds, label="maskable_ppo", agents=["fair", "tuned"]
-    )
+    agents = [name for name in args.agents.split(",") if name]
+    report = evaluate(greedy, args.scenario, args.eval_seeds, label="maskable_ppo", agents=agents)
     if args.out is not None:  # then `lsched plot OUT` and `lsched report OUT`, as for a run
         write_results(report, load_scenario(args.scenario), args.out)
-    paired = report.paired("tuned")
+    baseline = "tuned" if "tuned" in report.agents else None
+    paired = report.paired(baseline)
     print(
         json.dumps(
             {
@@ -70,7 +71,7 @@ def main() -> None:
                 "scenario": args.scenario,
                 "steps": args.steps,
                 "mean_latency_s": {a: round(s.mean_latency_s, 3) for a, s in report.agents.items()},
-                "vs_tuned": round(paired["maskable_ppo"].ratio - 1, 4),
+                f"vs_{paired['maskable_ppo'].baseline}": round(paired["maskable_ppo"].ratio - 1, 4),
             }
         )
     )

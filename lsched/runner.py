@@ -352,7 +352,8 @@ def agent_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> di
         text = describe() if callable(describe) else None
         if text:  # "tuned: serpt ..." names the agent by its label: two lsched entries differ
             name = choice.name.partition(":")[0]
-            described[choice.label] = choice.label + text.removeprefix(name)
+            own = text.removeprefix(f"{name}: ") if text.startswith(f"{name}: ") else text
+            described[choice.label] = f"{choice.label}: {own}"
     return described
 
 

@@ -568,7 +568,7 @@ def write_table(out: Path, spec: SweepSpec, rows: Sequence[SweepRow], total: int
                 row.seed,
                 row.status,
                 row.error or "",
-                *(figures.get(name, "") for name in FIGURE_COLUMNS),
+                *(_csv_figure(figures.get(name)) for name in FIGURE_COLUMNS),
             ]
         )
     atomic_write_text(out / CSV_FILE, csv_text(header, lines))
@@ -582,6 +582,13 @@ def write_table(out: Path, spec: SweepSpec, rows: Sequence[SweepRow], total: int
         "runs": [row.to_document() for row in rows],
     }
     atomic_write_text(out / JSON_FILE, json_text(_finite(document)))
+
+
+def _csv_figure(value: Any) -> Any:
+    """A figure's CSV cell: empty where there is none (a failed run, or no deadlines)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
 
 
 def _csv_value(value: Any) -> Any:

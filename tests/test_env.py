@@ -812,3 +812,20 @@ def test_an_observation_budget_no_window_fits_is_refused() -> None:
     (2,857 values for a budget of 10)."""
     with pytest.raises(ScenarioError, match=r"env\.observation_budget: 10 values cannot hold"):
         QuerySchedulingEnv("tpch-streaming", overrides={"env.observation_budget": 10})
+
+
+def test_evaluate_refuses_what_would_not_compare_or_not_finish() -> None:
+    """A truncating env would compare partial episodes with whole runs; a policy that ignores
+    the mask would step forever under the training penalty; a label of an agent would merge
+    two agents' rows. Each is refused, the label before any agent runs."""
+    from lsched.env import evaluate
+
+    truncating = QuerySchedulingEnv(small(), episode_queries=5)
+    with pytest.raises(ValueError, match="it truncates episodes"):
+        evaluate(lambda o, m: np.array([0, 0]), truncating, seeds=1)
+    env = QuerySchedulingEnv(small())
+    with pytest.raises(InvalidActionError):
+        evaluate(lambda o, m: np.array([env.slots - 1, 0]), env, seeds=1)
+    assert env.invalid_action == "penalty"  # the env is left as it was given
+    with pytest.raises(ValueError, match="'fifo' is also the name"):
+        evaluate(lambda o, m: np.array([0, 0]), env, seeds=1, label="fifo", agents=["fifo"])

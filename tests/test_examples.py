@@ -18,7 +18,18 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 SMOKE = {
     "maskable_ppo.py": (
         ["sb3_contrib"],
-        ["--steps", "256", "--envs", "2", "--n-steps", "64", "--eval-seeds", "1"],
+        [
+            "--steps",
+            "256",
+            "--envs",
+            "2",
+            "--n-steps",
+            "64",
+            "--eval-seeds",
+            "1",
+            "--agents",
+            "fair",
+        ],
     ),
     "cleanrl_ppo.py": (["torch"], ["--steps", "256", "--envs", "2", "--n-steps", "64"]),
     "torchrl_ppo.py": (["torchrl", "tensordict"], ["--steps", "256", "--batch", "128"]),

@@ -86,3 +86,37 @@ def test_a_name_no_command_could_ask_for_is_refused(fresh_registry: None) -> Non
             registry.register(name, lambda context: None)
     with pytest.raises(AgentError, match="must be callable"):
         registry.register("not_a_factory", 3)  # type: ignore[arg-type]
+
+
+def test_plugins_load_before_any_lookup_and_files_keep_their_own_modules(
+    fresh_registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name means one agent whatever is asked first (plugins loaded only for an unknown name
+    let `fair` be either); a plugin file named like a module already imported (`json.py`),
+    or like another plugin file, is loaded all the same."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "json.py", tmp_path / "b" / "json.py"
+    first.write_text(PLUGIN.format(name="from_a"))
+    second.write_text(PLUGIN.format(name="from_b"))
+    monkeypatch.setenv(registry.PLUGINS_VARIABLE, f"{first},{second}")
+    assert registry.is_known("fifo") and registry.is_known("from_a") and registry.is_known("from_b")
+    shadow = tmp_path / "shadow.py"
+    shadow.write_text(PLUGIN.format(name="fair"))
+    monkeypatch.setenv(registry.PLUGINS_VARIABLE, str(shadow))
+    with pytest.raises(AgentError, match=r"shadow\.py'.*agent 'fair' is already registered"):
+        registry.is_known("fifo")  # a built-in looked up first still loads the plugins
+
+
+def test_an_entry_point_registers_its_factory_and_may_not_take_a_name(
+    fresh_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    points = [EntryPoint("ep_fifo", "agents.heuristics:Fifo", registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(registry.importlib.metadata, "entry_points", lambda group: points)
+    assert registry.is_known("ep_fifo") and registry.AGENTS["ep_fifo"] is not None
+    monkeypatch.setattr(registry, "_plugins_loaded", set())
+    points[:] = [EntryPoint("fair", "agents.heuristics:Fifo", registry.ENTRY_POINT_GROUP)]
+    with pytest.raises(AgentError, match=r"entry point 'fair'.*already registered"):
+        registry.known_agents()

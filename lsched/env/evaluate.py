@@ -21,6 +21,7 @@ import numpy as np
 from lsched.env.core import QuerySchedulingEnv
 from lsched.runner import (
     ScenarioReport,
+    agent_labels,
     figures,
     run_scenario,
     seed_range,
@@ -44,35 +45,50 @@ def evaluate(
 ) -> ScenarioReport:
     """`policy` (as `label`) and `agents` on seeds seed_start .. seed_start+seeds-1, with full
     results (`write_results` takes the report). `where` is a scenario (its env as `gym.make`
-    builds it) or the env the policy was trained on, options and overrides included, whose
-    scenario the agents then run too. An episode cut short by the env's truncation counts
-    its finished queries only."""
+    builds it) or the env the policy was trained on — options, overrides and observation
+    wrappers included: the policy sees what it saw in training — whose scenario the agents
+    then run too. Episodes run to the end (an env that truncates them is refused: a partial
+    run is not comparable), and an action outside the mask is an InvalidActionError, not the
+    training penalty (a policy that insists on one would never finish)."""
     if isinstance(where, gym.Env):
-        env = where.unwrapped
+        stepper, env = where, where.unwrapped
         if not isinstance(env, QuerySchedulingEnv):
             raise ValueError(f"env: {where!r} is not an lsched QuerySchedulingEnv")
+        if env.episode_queries is not None or env.episode_time_s is not None:
+            raise ValueError(
+                "env: it truncates episodes (episode_queries / episode_time_s); evaluate "
+                "on one that runs them to the end, as the agents' runs are"
+            )
         loaded = env.scenario
-    else:
+    elif isinstance(where, Scenario | str | Path):
         loaded = where if isinstance(where, Scenario) else load_scenario(where)
         env = QuerySchedulingEnv(loaded)
+        stepper = env
+    else:
+        raise ValueError(f"{where!r}: expected a scenario, its name or file, or one lsched env")
     seed_list = seed_range(seeds, seed_start, loaded)
-    base = None
-    if agents:
-        base = run_scenario(loaded, list(agents), seeds, seed_start, keep_results=True)
-        if label in base.agents:
-            raise ValueError(f"label: {label!r} is also the name of one of the agents")
+    if agents and label in agent_labels(loaded, list(agents)):  # before any agent runs
+        raise ValueError(f"label: {label!r} is also the name of one of the agents")
+    base = (
+        run_scenario(loaded, list(agents), seeds, seed_start, keep_results=True) if agents else None
+    )
     runs, results = [], {}
-    for seed in seed_list:
-        started = time.perf_counter()
-        observation, _ = env.reset(seed=seed)
-        done = False
-        while not done:
-            action = policy(observation, env.action_masks())
-            observation, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
-        result = env.result()
-        runs.append(figures(result, loaded.name, label, seed, time.perf_counter() - started))
-        results[label, seed] = result
+    invalid_action = env.invalid_action
+    env.invalid_action = "raise"
+    try:
+        for seed in seed_list:
+            started = time.perf_counter()
+            observation, _ = stepper.reset(seed=seed)
+            done = False
+            while not done:
+                action = policy(observation, env.action_masks())
+                observation, _, terminated, truncated, _ = stepper.step(action)
+                done = terminated or truncated
+            result = env.result()
+            runs.append(figures(result, loaded.name, label, seed, time.perf_counter() - started))
+            results[label, seed] = result
+    finally:
+        env.invalid_action = invalid_action
     if base is None:
         report = summarize(loaded.name, runs, [label])
         return replace(report, results=results)
