@@ -5,8 +5,8 @@ bring their own agents call `register`; names with a prefix in `PLUGIN_MODULES` 
 agents, "lsched...") import that module on first use, which registers them. A user's own agents
 reach every command without editing the package: the modules or `.py` files that the
 environment variable `LSCHED_PLUGINS` lists (comma-separated), and the entry points of installed
-packages in the group `lsched.agents` (each a factory, registered under its name), are loaded
-the first time a name is looked up — in every process, so worker processes find them too.
+packages in the group `lsched.agents` (each a factory, registered under its name), load once
+per process before the first name is looked up — in worker processes too.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ def load_plugins() -> None:
 
 
 def _import_plugin(item: str) -> None:
-    """A module by name, or a `.py` file by path (as a module named after the file, so that
-    what it defines pickles in worker processes that load it the same way)."""
+    """A module by name, or a `.py` file by path, as a module named after the file and a hash
+    of its path: the same name in every process that loads it, and none already taken."""
     if not item.endswith(".py"):
         importlib.import_module(item)
         return
