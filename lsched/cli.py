@@ -139,20 +139,21 @@ def run(
 
         out = out_folder(out_text)
         loaded = load_scenario(scenario)
-        labels = agent_labels(loaded, _csv_list(agents, "--agents"))
+        agent_list = _csv_list(agents, "--agents")
+        labels = agent_labels(loaded, agent_list)
         if baseline is not None and baseline not in labels:
             raise ValueError(f"--baseline: {baseline!r} is not one of {', '.join(labels)}")
         if out is not None:
             check_results_folder(out)
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty() and not json_output
-        # agents are built first: `tuned` searches its grid on training seeds (minutes, at times)
-        # `tuned` searches its grid first, and so does the guide of a learned policy
+        # agents are built first: `tuned` searches its grid on training seeds (minutes, at times),
+        # and so does the guide of a learned policy
         tuning = any(label.startswith("tuned") or is_learned(label) for label in labels)
         first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
         if tuning and not show_progress:  # no bar to say why nothing happens for a while
             seed_range(seeds, seed_start, loaded)  # bad arguments fail first
-            check_agents(loaded, _choices(loaded, _csv_list(agents, "--agents")))
+            check_agents(loaded, _choices(loaded, agent_list))
             typer.echo(
                 "tuned: searching its knobs on the training seeds first (minutes on a large "
                 "workload; its option max_queries shortens the search)",
@@ -161,7 +162,7 @@ def run(
         with _progress(console, show_progress, first) as progress:
             report = run_scenario(
                 loaded,
-                _csv_list(agents, "--agents"),
+                agent_list,
                 seeds,
                 seed_start,
                 progress=progress,

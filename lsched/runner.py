@@ -352,8 +352,7 @@ def agent_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> di
         text = describe() if callable(describe) else None
         if text:  # "tuned: serpt ..." names the agent by its label: two lsched entries differ
             name = choice.name.partition(":")[0]
-            own = text.removeprefix(f"{name}: ") if text.startswith(f"{name}: ") else text
-            described[choice.label] = f"{choice.label}: {own}"
+            described[choice.label] = f"{choice.label}: {text.removeprefix(f'{name}: ')}"
     return described
 
 

@@ -514,10 +514,8 @@ def _row(run: SweepRun, result: RunFigures | TaskFailure) -> SweepRow:
             STATUS_ERROR, str(result), run.digest, None,
         )  # fmt: skip
     # a figure a run does not have (no query with a deadline) is NaN, as it reads back
-    figures = {
-        name: math.nan if getattr(result, name) is None else getattr(result, name)
-        for name in FIGURE_COLUMNS
-    }
+    values = {name: getattr(result, name) for name in FIGURE_COLUMNS}
+    figures = {name: math.nan if value is None else value for name, value in values.items()}
     return SweepRow(
         run.key, run.scenario, run.overrides, run.agent, run.seed,
         STATUS_OK, None, run.digest, figures,

@@ -307,10 +307,9 @@ def check_config(config: TrainConfig) -> None:
     ]
     if bad:
         raise TrainError(f"train settings: {'; '.join(bad)}")
-    from agents.registry import AGENTS, PLUGIN_MODULES, is_known, known_agents
+    from agents.registry import AGENTS, PLUGIN_MODULES, is_known, known_agents, load_plugins
 
-    if config.guide is not None:
-        is_known(config.guide)  # loads the plugins, so a plugin's heuristic can guide
+    load_plugins()  # a plugin's heuristic can guide
     if config.guide is not None and (
         config.guide not in AGENTS or config.guide.startswith(tuple(PLUGIN_MODULES))
     ):

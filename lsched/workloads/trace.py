@@ -80,7 +80,7 @@ class TraceRecord:
     """Where the record was read (`file: row N`), so a replay error can point at the line;
     provenance, not content, so it takes no part in equality."""
     row: int | None = field(default=None, compare=False)
-    """Its row in the file (a CSV's line; a Parquet file's row among those read)."""
+    """Its place in the file: the CSV line it starts on, or the Parquet row (from 1)."""
 
     @property
     def by_template(self) -> bool:
@@ -221,7 +221,7 @@ def _to_bool(value: Any, where: str) -> bool:
     raise TraceError(f"{where}: not a boolean: {value!r}")
 
 
-def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
+def _record(row: Mapping[str, Any], layout: _Layout, where: str, number: int) -> TraceRecord:
     def at(column: str) -> str:
         return f"{where}: column {column}"
 
@@ -233,6 +233,7 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str) -> TraceRecord:
         "arrival_s": _to_epoch_s(row[layout.arrival], at(layout.arrival)),
         "fingerprint": str(row[layout.fingerprint]).strip(),
         "source": where,
+        "row": number,
     }
     if layout.scale_factor is not None:
         # Required on every row: with no cost column there is nothing else to size the query by.
@@ -376,12 +377,11 @@ def read_trace(
         raise TraceError(f"{path}: unknown trace format {suffix!r}; use .csv or .parquet")
     layout = _layout(columns, str(path))
     # A record's number is the line it starts on in a CSV, its row (from 1) in a Parquet file.
-    numbered = rows
     if wanted_instance is not None and suffix not in (".parquet", ".pq"):
         if "instance_id" not in columns:
             raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
-        numbered = [(n, r) for n, r in numbered if str(r["instance_id"]).strip() == wanted_instance]
-    records = [replace(_record(row, layout, f"{path}: row {n}"), row=n) for n, row in numbered]
+        rows = [(n, r) for n, r in rows if str(r["instance_id"]).strip() == wanted_instance]
+    records = [_record(row, layout, f"{path}: row {n}", n) for n, row in rows]
     if not records:
         raise TraceError(f"{path}: no records")
     records.sort(key=lambda r: r.arrival_s)  # stable: ties keep the file's order
