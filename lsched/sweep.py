@@ -455,6 +455,7 @@ def run_sweep(
         raise SweepError(out, "", "--out must be a folder, and this is a file")
     _check_sweep_folder(out)
     finished = _previous_rows(out, plan, retry_failed)
+    _cut_torn_tail(out / JOURNAL_FILE)  # else the next row would be glued onto it
     todo = [r for r in plan if r.key not in finished]
     table = _Table(spec, plan, out, finished)
     executed = 0
@@ -498,6 +499,19 @@ def _check_sweep_folder(out: Path) -> None:
             f"--out is not empty and holds no {JSON_FILE} (e.g. {foreign[0]!r}); name a new "
             "or empty folder, or the folder of the sweep to resume",
         )
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line a kill cut short (no newline after it): `read_journal` skips it, and
+    a row appended after it would be glued onto it, losing that row and tearing the file."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as journal:
+            journal.truncate(data.rfind(b"\n") + 1)
+            journal.flush()
+            os.fsync(journal.fileno())
 
 
 def _append(journal: Any, row: SweepRow) -> None:

@@ -9,6 +9,7 @@ import json
 import math
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from lsched.backends import LocalBackend
 from lsched.runner import RunFigures
 from lsched.sweep import (
     CSV_FILE,
+    JOURNAL_FILE,
     JSON_FILE,
     PLOT_FILE,
     STATUS_ERROR,
@@ -27,6 +29,7 @@ from lsched.sweep import (
     load_sweep,
     plan_runs,
     plot_sweep,
+    read_journal,
     read_rows,
     run_key,
     run_sweep,
@@ -169,6 +172,34 @@ def test_an_interrupted_sweep_keeps_its_finished_runs(
         run_sweep(spec, out, progress=interrupt_after_three)
     assert read_rows(out)[0]["finished"] == 3
     assert run_sweep(spec, out).executed == 5
+    assert table_files(out) == table_files(full)
+
+
+def test_a_journal_line_torn_by_a_kill_is_cut_before_the_next_row(
+    reference: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A kill can leave half a line at the journal's end: resuming must not glue the next
+    row onto it (that row would be lost, and the line after it would make the file unreadable)."""
+    spec, full = reference
+    out = tmp_path / "out"
+
+    def interrupt_at(count: int) -> Callable[[int, int, object], None]:
+        def hook(done: int, total: int, row: object) -> None:
+            if done == count:
+                raise KeyboardInterrupt
+
+        return hook
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, progress=interrupt_at(3))
+    journal = out / JOURNAL_FILE
+    whole = journal.read_text(encoding="utf-8")
+    journal.write_text(whole + whole.splitlines()[0][:40], encoding="utf-8")  # torn mid-write
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, progress=interrupt_at(4))
+    assert len(read_journal(out)) == 4
+    assert journal.read_text(encoding="utf-8").startswith(whole)
+    assert run_sweep(spec, out).executed == 4
     assert table_files(out) == table_files(full)
 
 
