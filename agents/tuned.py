@@ -251,7 +251,7 @@ class Tuned:
                 f"option seeds: {self.budget.seeds} is more than the "
                 f"{len(context.train_seeds)} training seeds available"
             )
-        self._choices: dict[ClusterConfig, TunedChoice] = {}
+        self.agent_choices: dict[ClusterConfig, TunedChoice] = {}
         self._active: Heuristic | QueryLevel | None = None
         self.chosen: TunedChoice | None = None
         """The choice for the cluster of the last `reset` or `tune`; None before either."""
@@ -259,7 +259,7 @@ class Tuned:
     def tune(self, cluster: ClusterConfig | None = None) -> TunedChoice:
         """Search the grid on the training seeds (once per cluster) and return the choice."""
         cluster = cluster or self.context.cluster
-        choice = self._choices.get(cluster)
+        choice = self.agent_choices.get(cluster)
         if choice is None:
             context = self.context
             key = (
@@ -275,7 +275,7 @@ class Tuned:
             if choice is None:
                 choice = self._search(cluster)
                 _remember(key, choice)
-            self._choices[cluster] = choice
+            self.agent_choices[cluster] = choice
         self.chosen = choice
         return choice
 

@@ -128,7 +128,7 @@ def run(
         from agents.registry import is_learned
         from lsched.io import check_results_folder, clear_run_outputs, out_folder
         from lsched.runner import (
-            _choices,
+            agent_choices,
             agent_labels,
             check_agents,
             run_scenario,
@@ -153,7 +153,7 @@ def run(
         first = "building agents (tuned: searching its knobs)" if tuning else "simulating"
         if tuning and not show_progress:  # no bar to say why nothing happens for a while
             seed_range(seeds, seed_start, loaded)  # bad arguments fail first
-            check_agents(loaded, _choices(loaded, agent_list))
+            check_agents(loaded, agent_choices(loaded, agent_list))
             typer.echo(
                 "tuned: searching its knobs on the training seeds first (minutes on a large "
                 "workload; its option max_queries shortens the search)",
@@ -241,7 +241,7 @@ def real(
             run_real,
             write_real_results,
         )
-        from lsched.runner import _choices, seed_range
+        from lsched.runner import agent_choices, seed_range
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
@@ -255,7 +255,7 @@ def real(
         if storage not in STORAGES:
             raise ValueError(f"--storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
         seed_list = seed_range(seeds, seed_start, loaded)
-        choices = _choices(loaded, _csv_list(agents, "--agents"))
+        choices = agent_choices(loaded, _csv_list(agents, "--agents"))
         if agents is None:  # the scenario's list: the agents that can steer DuckDB
             choices = [c for c in choices if c.name in QUERY_LEVEL_AGENTS] or choices
         total = sum(len(loaded.queries(s)) for s in seed_list) * len(choices) * repeats

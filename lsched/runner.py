@@ -316,7 +316,7 @@ def run_scenario(
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     seed_list = seed_range(seeds, seed_start, scenario)
-    choices = _choices(scenario, agents)
+    choices = agent_choices(scenario, agents)
     check_agents(scenario, choices)
     total = len(choices) * len(seed_list)
     runs: list[RunFigures] = []
@@ -358,10 +358,13 @@ def agent_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> di
 
 def agent_labels(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[str]:
     """How results will name the agents `run_scenario(scenario, agents)` runs."""
-    return [choice.label for choice in _choices(scenario, agents)]
+    return [choice.label for choice in agent_choices(scenario, agents)]
 
 
-def _choices(scenario: Scenario, agents: Sequence[AgentChoice | str] | None) -> list[AgentChoice]:
+def agent_choices(
+    scenario: Scenario, agents: Sequence[AgentChoice | str] | None
+) -> list[AgentChoice]:
+    """The agents a run compares (`None`: the scenario's own), each label once."""
     if agents is None:
         choices = list(scenario.agents)
     else:
