@@ -471,6 +471,7 @@ def scenario_text(scenario: Scenario, agents: Sequence[AgentChoice] | None = Non
         trace = workload.get("trace")
         if isinstance(trace, dict) and spec.trace is not None:
             trace["path"] = str(spec.trace.path.resolve())
+            trace["sha256"] = spec.trace.sha256  # a rerun refuses a log that changed since
         if workload.get("template_files"):
             workload["template_files"] = [str(p.resolve()) for p in spec.template_files]
     if agents is not None:

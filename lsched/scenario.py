@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -26,7 +26,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.engines import DEFAULT_ENGINE, MEASURED, engine_preset
 from lsched.errors import ScenarioError
-from lsched.workloads.generate import check_size, check_templates, check_trace, generate_workload
+from lsched.workloads.generate import (
+    check_size,
+    check_templates,
+    check_trace,
+    generate_workload,
+    trace_sha256,
+)
 from lsched.workloads.spec import (
     WorkloadError,
     WorkloadModel,
@@ -404,6 +410,7 @@ def scenario_from_document(
             mapping_library(templates, workload.trace.templates)
         except TraceError as error:
             raise ScenarioError(source, "workload.trace.templates", str(error)) from None
+    workload = _with_trace_contents(source, workload)
     try:
         check_trace(workload, templates)
     except (TraceError, OSError) as error:
@@ -432,6 +439,26 @@ def scenario_from_document(
         document=copy.deepcopy(dict(document)),
         base_dir=base_dir,
     )
+
+
+def _with_trace_contents(source: str, workload: WorkloadSpec) -> WorkloadSpec:
+    """The workload with its log's SHA-256 as loaded, which results record, so that a rerun
+    from a results folder replays the log its run did or says it cannot."""
+    trace = workload.trace
+    if trace is None:
+        return workload
+    try:
+        now = trace_sha256(trace.path)
+    except OSError as error:
+        raise ScenarioError(source, "workload.trace.path", str(error)) from None
+    if trace.sha256 is not None and now != trace.sha256:
+        raise ScenarioError(
+            source,
+            "workload.trace.sha256",
+            f"{trace.path} changed since the run that recorded it (its SHA-256 is now "
+            f"{now[:12]}…, the run's {trace.sha256[:12]}…); drop the field to replay it as it is",
+        )
+    return replace(workload, trace=replace(trace, sha256=now))
 
 
 def _unknown_key(loc: tuple[str | int, ...]) -> str:

@@ -372,7 +372,8 @@ def plan_runs(spec: SweepSpec) -> list[SweepRun]:
         base = _load(spec, index, text)
         for combo in spec.combinations():
             scenario = _with_overrides(spec, base, text, combo)
-            digest = _digest(scenario.document)
+            trace = scenario.workload.trace  # a log edited between resumes is a changed scenario
+            digest = _digest(scenario.document, *([trace.sha256] if trace else []))
             # Where its relative paths were resolved matters to the loaded object, not the file.
             identity = _digest(digest, scenario.source, str(scenario.base_dir))
             blob = pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)

@@ -108,3 +108,50 @@ def test_trace_templates_limit_the_mapping_to_a_suite(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{path}: workload.trace.templates: pattern 'nothing-*': matches no template"
     )
+
+
+def test_results_record_the_log_and_a_rerun_refuses_it_changed(tmp_path: Path) -> None:
+    """scenario.yaml of a results folder carries the log's SHA-256: rerun from it, the same
+    log replays; edited since, loading says so (a rerun would replay another workload)."""
+    import hashlib
+
+    import yaml
+
+    from lsched.runner import run_scenario, write_results
+    from lsched.scenario import scenario_from_document
+
+    log = tmp_path / "log.csv"
+    write_log(log)
+    replay = load_scenario(scenario(tmp_path, queries=12))
+    report = run_scenario(replay, ["fair"], seeds=1, keep_results=True)
+    write_results(report, replay, tmp_path / "out")
+    saved = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
+    recorded = saved["workload"]["trace"]["sha256"]
+    assert recorded == hashlib.sha256(log.read_bytes()).hexdigest()
+    again = scenario_from_document(saved, "scenario.yaml")
+    assert again.queries(0) == replay.queries(0)
+    with log.open("a") as handle:
+        handle.write("2024-03-01 00:01:00,a,1000,2,3,1,select,100\n")
+    with pytest.raises(ScenarioError, match=r"workload\.trace\.sha256: .*log\.csv changed"):
+        scenario_from_document(saved, "scenario.yaml")
+    del saved["workload"]["trace"]["sha256"]
+    assert len(scenario_from_document(saved, "scenario.yaml").queries(0)) == 12  # as it is now
+
+
+def test_a_sweep_over_a_log_edited_between_resumes_refuses_to_mix_them(tmp_path: Path) -> None:
+    from lsched.sweep import SweepError, run_sweep
+
+    write_log(tmp_path / "log.csv")
+    scenario(tmp_path, queries=12)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("scenarios: [replay.yaml]\nagents: [fifo, fair]\nseeds: 1\n")
+
+    def stop(done: int, total: int, row: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "out", progress=stop)
+    with (tmp_path / "log.csv").open("a") as handle:
+        handle.write("2024-03-01 00:01:00,a,1000,2,3,1,select,100\n")
+    with pytest.raises(SweepError, match="changed since run"):
+        run_sweep(spec, tmp_path / "out")

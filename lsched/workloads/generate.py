@@ -7,6 +7,7 @@ order, for its arrivals that survived the cut), then each query's estimate error
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -295,6 +296,22 @@ def check_trace(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> Non
     if spec.trace is not None:
         records = _trace_records(spec.trace.path, spec.trace.max_records, spec.trace.instance_id)
         check_template_names(records, library)
+
+
+def trace_sha256(path: Path) -> str:
+    """The log's SHA-256: what ties a run's results to the log it replayed (hashed once per
+    process while the file's size and modification time stay the same)."""
+    stat = path.stat()
+    return _cached_sha256(path, (stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _cached_sha256(path: Path, _stamp: object) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as log:
+        for block in iter(lambda: log.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _trace_records(

@@ -379,6 +379,9 @@ class TraceModel(_Model):
     templates: list[str] | None = Field(None, min_length=1)
     """Patterns ("tpch-*", names) of the templates a record may map onto by shape; null:
     every template of the library. Replay by template names its own."""
+    sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    """The log's SHA-256, as a run recorded it in its `scenario.yaml`: loading refuses a log
+    whose contents changed since. Null: not checked."""
 
     @field_validator("templates", mode="before")
     @classmethod
@@ -457,6 +460,7 @@ class WorkloadModel(_Model):
                 max_records=t.max_records,
                 instance_id=t.instance_id,
                 templates=tuple(t.templates or ()),
+                sha256=t.sha256,
                 estimate_error=(
                     synthetic_sigma(self.estimate_error)
                     if t.estimate_error is None
@@ -555,6 +559,8 @@ class TraceSpec:
     estimate_error: float
     templates: tuple[str, ...] = ()
     """Patterns of the templates records map onto by shape (empty: every template)."""
+    sha256: str | None = None
+    """The contents the log must have (None: any)."""
 
 
 @dataclass(frozen=True, slots=True)
