@@ -27,7 +27,7 @@ from sim.model import ClusterConfig, QuerySpec
 from sim.query_level import QueryLevel
 from sim.results import SimResult
 
-Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown"]
+Objective = Literal["mean_latency_s", "p95_latency_s", "mean_slowdown", "missed_deadlines"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
@@ -74,6 +74,9 @@ class TuningBudget:
     max_queries: int | None = None
     """Simulate only the first queries (by arrival) of each training workload; None: all."""
     objective: Objective = "mean_latency_s"
+    """What the search minimises on the training seeds; `missed_deadlines` (the share of the
+    queries with a deadline that finish after it, ties broken by mean latency) needs a workload
+    with deadlines (a stream's `deadline_s`)."""
     decisions: Literal["pipeline", "query"] = "pipeline"
     """`query`: tune the query-level forms (agents.query_level) of the families that have one,
     each at admission limits of 1 / fraction queries (and none) for each parallelism fraction —
@@ -211,6 +214,8 @@ class Trial:
     candidate: Candidate
     score: float
     """The objective averaged over the training seeds (lower is better)."""
+    mean_latency_s: float = 0.0
+    """Breaks ties of a score many candidates share (no missed deadline); 0: not measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +255,13 @@ class Tuned:
             raise AgentOptionError(
                 f"option seeds: {self.budget.seeds} is more than the "
                 f"{len(context.train_seeds)} training seeds available"
+            )
+        if self.budget.objective == "missed_deadlines" and not any(
+            q.deadline_s is not None for q in context.train_workload(context.train_seeds[0])
+        ):  # else every candidate would score 0 and the first would win
+            raise AgentOptionError(
+                "option objective: missed_deadlines, and no query of the training workload "
+                "has a deadline (give a stream deadline_s)"
             )
         self.agent_choices: dict[ClusterConfig, TunedChoice] = {}
         self._active: Heuristic | QueryLevel | None = None
@@ -307,24 +319,25 @@ class Tuned:
         budget = self.budget
         seeds = self.context.train_seeds[: budget.seeds]
         workloads = [self._training_queries(seed) for seed in seeds]
+        by_deadline = budget.objective == "missed_deadlines"
         trials = []
         for candidate in candidates(budget, cluster, [q for w in workloads for q in w]):
-            scores = [
-                _score(
-                    simulate(
-                        queries,
-                        cluster,
-                        candidate.build(self.context.scalability, budget.decision_s),
-                        self.context.execution_rng_for(seed),
-                        oracle=self.context.oracle,
-                        budget=self.context.budget,
-                    ),
-                    budget.objective,
+            results = [
+                simulate(
+                    queries,
+                    cluster,
+                    candidate.build(self.context.scalability, budget.decision_s),
+                    self.context.execution_rng_for(seed),
+                    oracle=self.context.oracle,
+                    budget=self.context.budget,
                 )
                 for seed, queries in zip(seeds, workloads, strict=True)
             ]
-            trials.append(Trial(candidate, float(np.mean(scores))))
-        best = min(trials, key=lambda t: t.score)  # first on ties: defaults come first
+            scores = [_score(result, budget.objective) for result in results]
+            latency = float(np.mean([r.mean_latency_s for r in results])) if by_deadline else 0.0
+            trials.append(Trial(candidate, float(np.mean(scores)), latency))
+        # first on ties: defaults come first
+        best = min(trials, key=lambda t: (t.score, t.mean_latency_s))
         return TunedChoice(best.candidate, best.score, budget.objective, seeds, tuple(trials))
 
     def _training_queries(self, seed: int) -> Sequence[QuerySpec]:
@@ -426,4 +439,6 @@ def _score(result: SimResult, objective: str) -> float:
         return result.mean_latency_s
     if objective == "p95_latency_s":
         return result.latency_percentile_s(95)
+    if objective == "missed_deadlines":
+        return result.missed_deadlines or 0.0  # a seed whose queries have no deadline misses none
     return result.mean_slowdown

@@ -369,6 +369,38 @@ def test_tuned_tries_adaptive_caps_for_priority_rules() -> None:
         make_agent("tuned", context(), adaptive_factors=[-1])
 
 
+def test_tuned_can_minimise_missed_deadlines_breaking_ties_by_latency() -> None:
+    """`objective: missed_deadlines` picks the lowest share of late queries on the training
+    seeds, the fastest among the candidates that share it; a workload without deadlines is a
+    one-line error, not a search that scores every candidate 0."""
+
+    def due(seed: int) -> list[QuerySpec]:  # half the queries must finish within 15 s
+        return [
+            dataclasses.replace(q, deadline_s=15.0) if i % 2 else q
+            for i, q in enumerate(stream(seed, num_queries=40))
+        ]
+
+    ctx = dataclasses.replace(context(), train_workload=due)
+    families = ("fair", "srpt", "fifo")
+    choice = make_agent("tuned", ctx, families=families, seeds=2, objective="missed_deadlines")
+    assert isinstance(choice, Tuned)
+    tuned = choice.tune()
+    assert tuned.objective == "missed_deadlines"
+    assert tuned.score == min(t.score for t in tuned.trials) < max(t.score for t in tuned.trials)
+    tied = [t for t in tuned.trials if t.score == tuned.score]
+    assert tuned.best == min(tied, key=lambda t: t.mean_latency_s).candidate
+    replayed = [
+        simulate(due(seed), STREAM_CLUSTER, tuned.best.build(), ctx.execution_rng_for(seed))
+        for seed in (101, 102)
+    ]
+    assert tuned.score == pytest.approx(float(np.mean([r.missed_deadlines for r in replayed])))
+    by_latency = make_agent("tuned", ctx, families=families, seeds=2).tune()
+    missed = {t.candidate: t.score for t in tuned.trials}
+    assert missed[tuned.best] <= missed[by_latency.best]
+    with pytest.raises(AgentOptionError, match="objective: missed_deadlines, and no query"):
+        make_agent("tuned", context(), families=families, seeds=2, objective="missed_deadlines")
+
+
 # ------------------------------------------------------------------------ registry
 def test_unknown_agent_lists_the_known_names() -> None:
     with pytest.raises(UnknownAgentError, match=r"known agents: .*fifo.*wfair") as raised:
