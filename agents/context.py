@@ -7,8 +7,9 @@ to draw training workloads and execution noise on seeds the runner keeps apart f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +28,16 @@ class UnknownAgentError(AgentError):
 
 class AgentOptionError(AgentError):
     """An option an agent does not have, or a value it cannot take."""
+
+
+class ChoiceStore(Protocol):
+    """Where an agent that searches (`tuned`) keeps what it found between processes: the
+    builder binds a store to everything the search reads besides the agent's own options
+    (the workload, the noise, the code), and `key` names those options."""
+
+    def load(self, key: str) -> Mapping[str, Any] | None: ...
+
+    def save(self, key: str, document: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class AgentContext:
     scalability: ScalabilityPrior | None = None
     """The database's operator-type scalability model (agents.theory reads it); None: agents
     fall back to their `serial_fraction` option or agents.scalability's default."""
+    choice_store: ChoiceStore | None = None
+    """Keeps `tuned`'s choices across commands (lsched's is a folder on disk); None: searched
+    in every process that needs one."""
 
     def execution_rng_for(self, seed: int) -> np.random.Generator:
         """The execution-noise generator of one training seed."""

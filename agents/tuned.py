@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, get_args
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -228,6 +228,32 @@ class TunedChoice:
     seeds: tuple[int, ...]
     trials: tuple[Trial, ...]
 
+    def to_document(self) -> dict[str, Any]:
+        """As JSON: what a `ChoiceStore` keeps."""
+        return {
+            "best": asdict(self.best),
+            "score": self.score,
+            "objective": self.objective,
+            "seeds": list(self.seeds),
+            "trials": [
+                {"candidate": asdict(t.candidate), "score": t.score, "latency": t.mean_latency_s}
+                for t in self.trials
+            ],
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> TunedChoice:
+        """The choice `to_document` wrote; KeyError, TypeError or ValueError if it is not one."""
+        trials = tuple(
+            Trial(_candidate(t["candidate"]), float(t["score"]), float(t["latency"]))
+            for t in document["trials"]
+        )
+        best = _candidate(document["best"])
+        if best not in {t.candidate for t in trials} or document["objective"] not in OBJECTIVES:
+            raise ValueError("not a choice of its own trials")
+        seeds = tuple(int(s) for s in document["seeds"])
+        return cls(best, float(document["score"]), str(document["objective"]), seeds, trials)
+
     def default_score(self, family: str) -> float:
         """The score of a family with its default knobs, as measured during tuning."""
         for trial in self.trials:
@@ -285,7 +311,11 @@ class Tuned:
             )
             choice = _recall(key)
             if choice is None:
-                choice = self._search(cluster)
+                choice = self._stored(cluster)
+                if choice is None:
+                    choice = self._search(cluster)
+                    if context.choice_store is not None:
+                        context.choice_store.save(self._store_key(cluster), choice.to_document())
                 _remember(key, choice)
             self.agent_choices[cluster] = choice
         self.chosen = choice
@@ -340,10 +370,34 @@ class Tuned:
         best = min(trials, key=lambda t: (t.score, t.mean_latency_s))
         return TunedChoice(best.candidate, best.score, budget.objective, seeds, tuple(trials))
 
+    def _store_key(self, cluster: ClusterConfig) -> str:
+        """What the store cannot know: this agent's grid and the cluster it tunes for."""
+        return repr((cluster, self.budget))
+
+    def _stored(self, cluster: ClusterConfig) -> TunedChoice | None:
+        """A choice an earlier process found for the same inputs (None: none, or unreadable)."""
+        store = self.context.choice_store
+        document = None if store is None else store.load(self._store_key(cluster))
+        if document is None:
+            return None
+        try:
+            return TunedChoice.from_document(document)
+        except (KeyError, TypeError, ValueError):  # a file from another layout: search again
+            return None
+
     def _training_queries(self, seed: int) -> Sequence[QuerySpec]:
         assert self.context.train_workload is not None
         queries = sorted(self.context.train_workload(seed), key=lambda q: (q.arrival_s, q.query_id))
         return queries[: self.budget.max_queries] if self.budget.max_queries else queries
+
+
+def _candidate(fields: Mapping[str, Any]) -> Candidate:
+    """A Candidate from `asdict`'s JSON (lists back to tuples); ValueError for an unknown family."""
+    weights = tuple((str(name), float(weight)) for name, weight in fields["class_weights"])
+    candidate = Candidate(**{**fields, "class_weights": weights})
+    if candidate.family not in (QUERY_FORMS if candidate.query_level else HEURISTICS):
+        raise ValueError(f"unknown family {candidate.family!r}")
+    return candidate
 
 
 _SHARED_CHOICES: dict[tuple, TunedChoice] = {}

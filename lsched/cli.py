@@ -155,8 +155,9 @@ def run(
             seed_range(seeds, seed_start, loaded)  # bad arguments fail first
             check_agents(loaded, agent_choices(loaded, agent_list))
             typer.echo(
-                "tuned: searching its knobs on the training seeds first (minutes on a large "
-                "workload; its option max_queries shortens the search)",
+                "tuned: searching its knobs on the training seeds first, unless an earlier "
+                "command's choice is cached (minutes on a large workload; its option "
+                "max_queries shortens the search)",
                 err=True,
             )
         with _progress(console, show_progress, first) as progress:
