@@ -126,7 +126,7 @@ def run(
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
         from agents.registry import is_learned
-        from lsched.io import check_results_folder, clear_run_outputs, out_folder
+        from lsched.io import check_results_folder, out_folder, staged_outputs
         from lsched.runner import (
             agent_choices,
             agent_labels,
@@ -172,9 +172,9 @@ def run(
         if out is not None:
             from lsched.plots import render_plots
 
-            clear_run_outputs(out)
-            write_results(report, loaded, out, baseline)
-            render_plots(out)
+            with staged_outputs(out) as stage:  # the earlier run's stay until these are whole
+                write_results(report, loaded, stage, baseline)
+                render_plots(stage)
         if json_output:
             from lsched.io import json_text
 
@@ -232,7 +232,7 @@ def real(
             import duckdb  # noqa: F401
         except ModuleNotFoundError:
             raise LschedError("lsched real needs duckdb: pip install 'lsched[calibrate]'") from None
-        from lsched.io import check_results_folder, clear_run_outputs, out_folder
+        from lsched.io import check_results_folder, out_folder, staged_outputs
         from lsched.real import (
             DEFAULT_STORAGE,
             QUERY_LEVEL_AGENTS,
@@ -290,11 +290,11 @@ def real(
         fidelity = fidelity_report(report, loaded, choices)
         document = results_document(report)
         if out is not None:
-            clear_run_outputs(out)
-            write_real_results(report, fidelity, out)
             from lsched.plots import render_plots
 
-            render_plots(out)
+            with staged_outputs(out) as stage:
+                write_real_results(report, fidelity, stage)
+                render_plots(stage)
         if json_output:
             from lsched.io import json_text
 

@@ -7,12 +7,15 @@ reader (or an interrupted run) never sees a half-written file.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with open(temp, "xb") as handle:
             handle.write(data)
         os.replace(temp, target)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        if error.filename is None:  # a full disk says "File too large" and names nothing
+            raise OSError(error.errno, f"{target}: {error.strerror}") from None
+        raise
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -159,9 +167,41 @@ def clear_run_outputs(folder: Path) -> list[Path]:
     return removed
 
 
+@contextmanager
+def staged_outputs(folder: Path) -> Iterator[Path]:
+    """A fresh folder beside `folder` to write a run's outputs into; when the block ends
+    without error they replace the earlier run's (RUN_OUTPUTS) in `folder`, results.json last.
+    A failed write, a full disk or Ctrl-C leaves `folder` as it was and nothing staged behind."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}.staging"
+    stage.mkdir()
+    try:
+        try:
+            yield stage
+        except OSError as error:  # name where the user asked for it, not the staging folder
+            problem = str(error).replace(str(stage), str(folder))
+            raise LschedError(f"{problem} (nothing written: {folder} is as it was)") from None
+        folder.mkdir(exist_ok=True)
+        clear_run_outputs(folder)
+        staged = sorted(stage.iterdir(), key=lambda p: (p.name == RESULTS_FILE, p.name))
+        for path in staged:
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+MAX_SLUG_CHARS = 80
+"""An agent's part of a file name, at most: a label with long options (a policy's path, class
+weights) would exceed the file system's 255 bytes; the rest is replaced by a digest."""
+
+
 def agent_slug(label: str) -> str:
     """An agent label as a file-name part: `lsched:runs/m.pt` → `lsched_runs_m.pt`."""
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", label)
+    slug = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", label)
+    if len(slug) <= MAX_SLUG_CHARS:
+        return slug
+    digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:12]
+    return f"{slug[: MAX_SLUG_CHARS - 13]}-{digest}"
 
 
 def queries_file(folder: str | Path, agent: str, seed: int) -> Path:

@@ -532,3 +532,28 @@ def test_missed_deadlines_are_reported_where_queries_have_deadlines(tmp_path: Pa
     assert all(0 < share <= 1 for share in missed), missed  # 2 s is short for these queries
     table = invoke("run", path, "--seeds", "1").stdout
     assert "deadlines" in table and f"{missed[0]:.1%}" in table
+
+
+def test_a_run_that_fails_writing_leaves_the_earlier_results_whole(
+    scenario_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs are written beside the folder and replace the earlier run's only once whole: a
+    full disk while plotting used to leave the old results deleted and the new ones half."""
+    import lsched.plots
+
+    out = tmp_path / "out"
+    assert invoke("run", scenario_file, "--seeds", "1", "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(folder: Path) -> None:
+        (folder / "gantt-fifo.png").write_bytes(b"half")
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(lsched.plots, "render_plots", full_disk)
+    failed = invoke("run", scenario_file, "--seeds", "2", "--out", out)
+    assert failed.exit_code == 2, failed.output
+    assert "nothing written" in failed.output and "Traceback" not in failed.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    long_label = "fair[max_parallelism=" + "1" * 300 + "]"
+    assert len(lsched.io.queries_file(out, long_label, 0).name) < 255

@@ -539,3 +539,26 @@ def test_mutated_bundled_sweeps_are_refused(tmp_path: Path, mutation: Any) -> No
     assert lines[0].startswith(f"error: {path}:") and field in lines[0], lines[0]
     assert time.perf_counter() - started < TIME_BOUND_S
     assert not out.exists()
+
+
+def test_yaml_1_1_numbers_are_not_silently_misread(tmp_path: Path) -> None:
+    """YAML 1.1 reads `12:30` as 750 (base 60), `010` as 8 and `0x10` as 16: a time of day
+    unquoted was twelve minutes past midnight. Now `12:30` is the time it says, and octal or
+    hex counts are refused naming their field."""
+    from lsched.scenario import load_scenario
+
+    etl = {
+        "name": "etl",
+        "class": "etl",
+        "arrivals": {"process": "etl", "time_of_day": "TIME", "day_s": 86400, "spread_s": 0},
+        "templates": ["tpch-q1"],
+    }
+    document = with_value("workload.streams", [etl], with_value("workload.queries", 3, BASE))
+    path = tmp_path / "etl.yaml"
+    path.write_text(yaml.safe_dump(document).replace("TIME", "12:30"), encoding="utf-8")
+    assert "time_of_day: 12:30\n" in path.read_text()  # unquoted, as a user writes it
+    arrivals = [q.arrival_s for q in load_scenario(path).queries(0)]
+    assert arrivals[0] == 12.5 * 3600
+    text = yaml.safe_dump(BASE, sort_keys=False)
+    refused(tmp_path, text.replace("nodes: 4", "nodes: 010"), "cluster.nodes")
+    refused(tmp_path, text.replace("queries: 200", "queries: 0x10"), "workload.queries")

@@ -133,7 +133,7 @@ def folder_plots(
             )
         )
     if len(agents) > 1:
-        label = "-vs-".join(agent_slug(a) for a in agents)
+        label = agent_slug("-vs-".join(agents))  # capped as one name: many agents fit
         shown = {a: (read_queries(folder, a, seed), runs[a]) for a in agents}
         plots.append(
             Plot(
