@@ -73,6 +73,12 @@ def _user_errors() -> Iterator[None]:
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         _fail(f"{where}{error.strerror or error}")
+    except MemoryError:  # what no check foresaw: a one-line error, not a traceback
+        _fail("out of memory: the input asks for more than this machine holds")
+    except RecursionError:
+        _fail("the input is nested too deeply to read")
+    except OverflowError as error:
+        _fail(f"a number too large: {error}")
 
 
 def _fail(message: str) -> None:
@@ -250,8 +256,10 @@ def real(
         if out is not None:
             check_results_folder(out)
         scale = _time_scale(time_scale)
-        if repeats < 1 or not timeout_s > 0:
-            raise ValueError("--repeats must be >= 1 and --timeout-s > 0")
+        if repeats < 1:
+            raise ValueError(f"--repeats: {repeats}; at least 1 real run per agent and seed")
+        if not 0 < timeout_s < math.inf:  # inf overflowed the watchdog timers, silently
+            raise ValueError(f"--timeout-s: {timeout_s}; a finite number of seconds > 0")
         storage = storage or DEFAULT_STORAGE
         if storage not in STORAGES:
             raise ValueError(f"--storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
@@ -735,12 +743,12 @@ def validate(
 ) -> None:
     """Check a scenario file: schema, templates, agents, and that its workload generates."""
     with _user_errors():
-        from lsched.runner import check_agents
+        from lsched.runner import agent_choices, check_agents, seed_queries
         from lsched.scenario import load_scenario
 
         scenario = load_scenario(file)
-        check_agents(scenario)
-        queries = scenario.queries(0)
+        check_agents(scenario, agent_choices(scenario, None))  # listed twice is refused too
+        queries = seed_queries(scenario, 0)
         scenario.check_size(queries)
         agents = ", ".join(a.label for a in scenario.agents)
         threads = scenario.cluster.total_threads
@@ -763,9 +771,10 @@ def _load_note(queries: Sequence[QuerySpec], threads: int) -> str:
         return " (a batch: all arrive at once)"
     rate_per_s = (len(queries) - 1) / span_s
     load = rate_per_s * sum(q.work_s for q in queries) / len(queries) / threads
+    overloaded = "; above 1, queues grow without bound" if load > 1 else ""
     return (
         f" (offered load {load:.2f}: arrival rate × mean single-thread work / threads; "
-        "parallel overheads add to it)"
+        f"parallel overheads add to it{overloaded})"
     )
 
 
@@ -902,8 +911,10 @@ def calibrate(
             if not text.isdigit() or int(text) < 1:
                 raise ValueError(f"--threads: {text!r} is not a thread count >= 1")
             counts.append(int(text))
-        if repeats < 1 or parameter_draws < 0:
-            raise ValueError("--repeats must be >= 1 and --parameter-draws >= 0")
+        if repeats < 1:
+            raise ValueError(f"--repeats: {repeats}; at least 1 run per query")
+        if parameter_draws < 0:
+            raise ValueError(f"--parameter-draws: {parameter_draws}; 0 or more")
         target = out if out is not None else Path(f"{suite}-templates.json")
         reference = None
         if speed_reference is not None:

@@ -96,6 +96,8 @@ def read_text(
 ) -> str:
     """The file's text, refused (as `error`) when missing, too large or not UTF-8."""
     source = str(path) if source is None else source
+    if Path(path).exists() and not Path(path).is_file():  # a pipe would block the open
+        raise error(source, "", "not a regular file (a device, pipe or folder)")
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         os.replace(temp, target)
     except OSError as error:
         temp.unlink(missing_ok=True)
-        if error.filename is None:  # a full disk says "File too large" and names nothing
+        if error.filename in (None, str(temp)):  # a full disk names nothing; else our temp
             raise OSError(error.errno, f"{target}: {error.strerror}") from None
         raise
     except BaseException:
@@ -143,8 +144,18 @@ def out_folder(text: str | None, option: str = "--out") -> Path | None:
 
 
 def check_results_folder(folder: Path) -> None:
-    """Refuse, before anything runs, a folder that holds files but no earlier run's results:
-    `--out` writes into a new folder, an empty one, or one an earlier `lsched run` wrote."""
+    """Refuse, before anything runs, a folder that holds files but no earlier run's results
+    (`--out` writes into a new folder, an empty one, or one an earlier `lsched run` wrote), and
+    one that cannot be made or written — found before minutes of work, not after."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LschedError(f"{folder}: --out cannot be made: {existing} is a file, not a folder")
+    try:  # a probe, not os.access: root passes that test where /proc refuses anyway
+        os.rmdir(tempfile.mkdtemp(prefix=".lsched-probe-", dir=existing))
+    except OSError as error:
+        raise LschedError(f"{folder}: --out cannot be written ({error.strerror})") from None
     if not folder.is_dir() or (folder / RESULTS_FILE).is_file():
         return
     foreign = sorted(p.name for p in folder.iterdir())

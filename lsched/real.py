@@ -660,7 +660,9 @@ def run_real(
             f"time_scale: expected a number > 0 or {AUTO_TIME_SCALE!r}, got {time_scale!r}"
         )
     built = [(choice.label, query_level_agent(scenario, choice)) for choice in agents]
-    workloads = {seed: scenario.queries(seed) for seed in seeds}
+    from lsched.runner import seed_queries
+
+    workloads = {seed: seed_queries(scenario, seed) for seed in seeds}
     suites = {_suite_of(q.template) for qs in workloads.values() for q in qs}
     factors = sorted({q.scale_factor for qs in workloads.values() for q in qs})
     if len(suites) != 1:

@@ -256,12 +256,24 @@ def check_agents(scenario: Scenario, agents: Sequence[AgentChoice] | None = None
             raise ScenarioError(scenario.source, where, str(error)) from None
 
 
+def seed_queries(scenario: Scenario, seed: int) -> Sequence[QuerySpec]:
+    """The workload of one seed; none at all is a ScenarioError (its figures would be NaN)."""
+    queries = scenario.queries(seed)
+    if not queries:
+        raise ScenarioError(
+            scenario.source,
+            "workload",
+            f"seed {seed} draws no query; raise queries, duration_s or an arrival rate",
+        )
+    return queries
+
+
 def simulate_one(scenario: Scenario, agent: AgentChoice | str, seed: int) -> SimResult:
     """Simulate seed `seed` of the scenario under one agent, within the scenario's budget
     (a refusal is a ScenarioError naming the knob)."""
     try:
         return simulate(
-            scenario.queries(seed),
+            seed_queries(scenario, seed),
             scenario.cluster,
             build_agent(scenario, agent),
             scenario.execution_rng(seed),

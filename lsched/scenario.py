@@ -367,6 +367,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         return _load_file(bundled[str(name_or_path)])
     if path.is_dir():
         raise ScenarioError(str(name_or_path), "", "a folder, not a scenario file (YAML)")
+    if path.exists():
+        raise ScenarioError(str(name_or_path), "", "not a regular file (a device or pipe)")
     if path.suffix in SCENARIO_SUFFIXES or "/" in str(name_or_path):
         raise ScenarioError(str(name_or_path), "", "no such file")
     with_suffix = [f"{name_or_path}{s}" for s in SCENARIO_SUFFIXES if Path(f"{path}{s}").is_file()]

@@ -562,3 +562,50 @@ def test_yaml_1_1_numbers_are_not_silently_misread(tmp_path: Path) -> None:
     text = yaml.safe_dump(BASE, sort_keys=False)
     refused(tmp_path, text.replace("nodes: 4", "nodes: 010"), "cluster.nodes")
     refused(tmp_path, text.replace("queries: 200", "queries: 0x10"), "workload.queries")
+
+
+def test_a_seed_that_draws_no_query_is_refused_not_reported_as_nan(tmp_path: Path) -> None:
+    """A valid file whose stream draws nothing in its window gave NaN figures, and `--json` or
+    `--out` then failed naming no file."""
+    document = with_value("workload.queries", None, with_value("workload.duration_s", 1.0))
+    document = with_value("workload.streams.0.arrivals.rate_per_s", 0.001, document)
+    for command in ("validate", "run"):
+        message = refused(tmp_path, document, "workload", command=command)
+        assert "seed 0 draws no query" in message
+    twice = with_value("agents", ["fair", "fair"])
+    assert "listed twice" in refused(tmp_path, twice, "agents")  # validate as run refuses it
+
+
+def test_files_that_are_not_regular_are_refused_unread(tmp_path: Path) -> None:
+    """A pipe blocks forever on open and /dev/zero reads until memory runs out: a policy file,
+    a scenario or a results folder's results.json that is one is refused at once."""
+    import os
+
+    pipe = tmp_path / "policy.pt"
+    os.mkfifo(pipe)
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(yaml.safe_dump(with_value("workload.queries", 5)))
+    for policy in (pipe, Path("/dev/zero")):
+        ran = CliRunner().invoke(
+            app, ["run", str(scenario), "--seeds", "1", "--agents", f"lsched:{policy}"]
+        )
+        assert ran.exit_code == 2 and "not a regular file" in ran.output, ran.output
+    checked = CliRunner().invoke(app, ["validate", str(pipe)])
+    assert checked.exit_code == 2 and "not a regular file" in checked.output, checked.output
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").symlink_to("/dev/zero")
+    plotted = CliRunner().invoke(app, ["plot", str(tmp_path / "results")])
+    assert plotted.exit_code == 2 and "not a regular file" in plotted.output, plotted.output
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_running(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{}")
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(yaml.safe_dump(with_value("workload.queries", 5)))
+    out = tmp_path / "results.json" / "sub"
+    started = time.perf_counter()
+    ran = CliRunner().invoke(app, ["run", str(scenario), "--agents", "tuned", "--out", str(out)])
+    assert ran.exit_code == 2 and "is a file, not a folder" in ran.output, ran.output
+    assert time.perf_counter() - started < 5  # before tuned's search, not after
+    timeout = CliRunner().invoke(app, ["real", "duckdb-batch", "--timeout-s", "inf"])
+    assert timeout.exit_code == 2 and "--timeout-s: inf" in timeout.output, timeout.output

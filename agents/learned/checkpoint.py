@@ -233,6 +233,8 @@ def read_document(path: str | Path) -> dict[str, Any]:
     where = str(path)
     try:
         size = Path(path).stat().st_size
+        if not Path(path).is_file():  # /dev/zero reads forever, a pipe blocks
+            raise CheckpointError(f"{where}: not a regular file (a device, pipe or folder)")
         if size > MAX_CHECKPOINT_BYTES:
             raise CheckpointError(
                 f"{where}: {size} bytes, more than a checkpoint may hold "

@@ -91,6 +91,8 @@ class Tasks:
 def read_results(folder: str | Path) -> ResultsFolder:
     """Read results.json of a folder `lsched run --out` wrote."""
     path = Path(folder) / RESULTS_FILE
+    if path.exists() and not path.is_file():  # /dev/zero would be read until memory ran out
+        raise ResultsError(f"{path}: not a regular file (a device, pipe or folder)")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         agents = document["agents"]
@@ -116,7 +118,7 @@ def read_results(folder: str | Path) -> ResultsFolder:
         raise ResultsError(
             f"{path}: no such file (is this a folder `lsched run --out` wrote?)"
         ) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise ResultsError(f"{path}: not a results document ({error})") from None
     if not results.seeds or not results.agents:
         raise ResultsError(f"{path}: not a results document (no seeds or no agents)")

@@ -363,7 +363,7 @@ class StreamModel(_Model):
 class TraceModel(_Model):
     """`workload.trace:`: replay a query log (CSV or Parquet, Redset's columns or plain ones)."""
 
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, pattern="^[^\x00]*$")
     """The log; a relative path resolves against the scenario file's folder."""
     time_scale: float = Field(1.0, gt=0)
     """Multiplies arrival gaps: 0.5 replays the log twice as fast."""
@@ -407,7 +407,9 @@ class WorkloadModel(_Model):
     """`measured`: each instance's work is one of its template's measured parameter draws
     (TPC-H's and SSB's substitution rules); `default`: every instance runs the default
     parameters' work (the model before parameter-dependent work)."""
-    template_files: list[str] = Field(default_factory=list)
+    template_files: list[Annotated[str, Field(min_length=1, pattern="^[^\x00]*$")]] = Field(
+        default_factory=list
+    )
     streams: list[StreamModel] = Field(default_factory=list)
     trace: TraceModel | None = None
     """A replayed query log, merged with the streams by arrival time."""
@@ -446,7 +448,10 @@ class WorkloadModel(_Model):
         """Plain data for the generator; relative template files resolve against `base_dir`."""
 
         def resolve(name: str) -> Path:
-            path = Path(name).expanduser()
+            try:
+                path = Path(name).expanduser()
+            except RuntimeError:  # `~someone` with no such user: "no such file" names it later
+                path = Path(name)
             return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
         trace = None
