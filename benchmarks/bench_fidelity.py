@@ -75,7 +75,9 @@ def main() -> None:
             "time_scale": round(report.time_scale, 4),
             "speed_factor": round(fidelity["speed_factor"], 4),
             "speed_factor_median": round(fidelity["speed_factor_median"], 4),
-            "noise_floor": round(fidelity["noise_floor"], 4),
+            "noise_floor": (
+                None if fidelity["noise_floor"] is None else round(fidelity["noise_floor"], 4)
+            ),
             "same_schedule_pairs": [p for p, f in fidelity["pairs"].items() if f["same_schedule"]],
             "same_schedule_spread": (
                 None

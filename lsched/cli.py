@@ -309,6 +309,8 @@ def real(
             sys.stdout.write(json_text({"results": document, "fidelity": fidelity}))
             return
         console.print(_real_table(document, fidelity))
+        for line in _fidelity_verdict(fidelity):
+            console.print(escape(line))
         if out is not None:
             console.print(f"results, fidelity and plots written to {escape(str(out))}/")
 
@@ -336,7 +338,12 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         title=(
             f"{escape(str(document['scenario']))} on DuckDB: {len(document['seeds'])} seed(s) × "
             f"{document['repeats']} repeats; latencies in ms; speed factor "
-            f"{fidelity['speed_factor']:.2f}, noise floor {fidelity['noise_floor']:.1%}"
+            f"{fidelity['speed_factor']:.2f}, noise floor "
+            + (
+                f"{fidelity['noise_floor']:.1%}"
+                if fidelity["noise_floor"] is not None
+                else "unknown (one repeat: --repeats 3 measures it)"
+            )
             + (f"; arrivals × {fidelity['time_scale']:.2f}" if fidelity["time_scale"] != 1 else "")
             + (
                 f"; agents deciding alike {fidelity['same_schedule_spread']:.1%} apart"
@@ -373,6 +380,53 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{figures['failed_queries']:g}",
         )
     return table
+
+
+MEAN_TARGET, RATIO_TARGET = 0.10, 0.05
+"""The real-engine issue's fidelity targets: every agent's mean latency within 10% of the real
+one, and every ratio of two agents' means within 5%."""
+
+
+def _fidelity_verdict(fidelity: dict) -> list[str]:
+    """What the table means for the question asked: do the simulator's rankings and ratios
+    hold on the engine, and are the errors beyond what the engine's own noise explains."""
+    agents, pairs = fidelity["agents"], fidelity["pairs"]
+    lines = []
+    for name, figures in pairs.items():
+        lines.append(
+            f"{name}: predicted {figures['predicted_ratio']:.3f}, real {figures['real_ratio']:.3f}"
+            f" ({figures['ratio_error']:+.1%})"
+        )
+    predicted = sorted(agents, key=lambda a: agents[a]["predicted_mean_latency"])
+    real = sorted(agents, key=lambda a: agents[a]["real_mean_latency"])
+    if len(agents) > 1:
+        lines.append(
+            "ranking (fastest first): "
+            + (
+                f"the same on the engine: {', '.join(real)}"
+                if predicted == real
+                else f"predicted {', '.join(predicted)}; real {', '.join(real)}"
+            )
+        )
+    worst_mean = max(abs(a["mean_error"]) for a in agents.values())
+    worst_ratio = max((abs(p["ratio_error"]) for p in pairs.values()), default=0.0)
+    met = worst_mean <= MEAN_TARGET and worst_ratio <= RATIO_TARGET
+    floor = fidelity["noise_floor"]
+    lines.append(
+        f"targets (means within {MEAN_TARGET:.0%}, ratios within {RATIO_TARGET:.0%}): "
+        f"{'met' if met else 'missed'} (worst {worst_mean:.1%} and {worst_ratio:.1%})"
+        + (
+            f"; the engine's own runs of one agent differ by up to {floor:.1%}"
+            + (
+                ", more than the errors: within noise"
+                if floor >= max(worst_mean, worst_ratio)
+                else ""
+            )
+            if floor is not None
+            else "; noise unknown with one repeat"
+        )
+    )
+    return lines
 
 
 def _console() -> Console:

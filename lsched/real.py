@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import statistics
 import threading
 import time
@@ -257,6 +258,9 @@ def _serve(
     query at a time."""
     import duckdb
 
+    # Ctrl-C in a terminal reaches the whole process group: the coordinator stops the pool,
+    # and a worker interrupted mid-query printed its own traceback over the one-line message
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = {"threads": int(threads)}
     if storage == "file":
         con = duckdb.connect(path, read_only=True, config=config)
@@ -356,13 +360,15 @@ class _Pool:
         self.idle[self.threads[worker]].append(worker)
         return done
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: each after its query, or (`abort`, on Ctrl-C) at once."""
         for request in self.requests:
             request.put(None)
         for process in self.processes:
-            process.join(timeout=5)
+            process.join(timeout=0 if abort else 5)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- one run
@@ -689,6 +695,7 @@ def run_real(
     if storage == "memory":
         check_memory(list(paths.values()), len(worker_threads(threads)))
     pools = {sf: _Pool(path, threads, storage) for sf, path in paths.items()}
+    finished = False
     try:
         used = {
             sf: sorted(
@@ -729,9 +736,10 @@ def run_real(
                     after = probe()
                     brackets[key] = (before, after)
                     before = after
+        finished = True
     finally:
         for pool in pools.values():
-            pool.close()
+            pool.close(abort=not finished)
     isolated: dict[tuple[str, float], list[float]] = {}
     for sample in probes:
         for key, value in sample.items():
@@ -898,7 +906,8 @@ def fidelity_report(
             "predicted_p95_latency": mean(predicted_p95),
             "real_p95_latency": mean(real_p95),
             "p95_error": mean(predicted_p95) / mean(real_p95) - 1.0,
-            "real_spread": max(spreads),
+            # one real run per seed has no spread to measure: unknown, not zero
+            "real_spread": max(spreads) if report.repeats > 1 else None,
             "decision_s": decision_s,
             "decide_s": mean(
                 [
@@ -954,7 +963,9 @@ def fidelity_report(
         "time_scale_auto": report.time_scale_auto,
         "speed_factor": speed,
         "speed_factor_median": median_speed,
-        "noise_floor": max(a["real_spread"] for a in per_agent.values()),
+        "noise_floor": (
+            max(a["real_spread"] for a in per_agent.values()) if report.repeats > 1 else None
+        ),
         "same_schedule_spread": max(
             (abs(p["real_ratio"] - 1.0) for p in pairs.values() if p["same_schedule"]),
             default=None,

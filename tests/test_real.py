@@ -111,6 +111,9 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
     for agent in ("fifo", "sjf"):
         assert abs(document["fidelity"]["agents"][agent]["mean_error_matched"]) < 10
     assert "ratio_error_matched" in document["fidelity"]["pairs"]["fifo / sjf"]
+    # one repeat measures no spread: unknown, not a noise floor of 0
+    assert document["fidelity"]["noise_floor"] is None
+    assert all(a["real_spread"] is None for a in document["fidelity"]["agents"].values())
     saved = json.loads((out / "results.json").read_text())
     assert saved == document["results"]
     assert len(json.loads((out / "fidelity.json").read_text())["queries"]) == 40
@@ -343,3 +346,39 @@ def test_the_pool_never_grants_past_its_thread_budget(data: Path) -> None:
         assert pool.poll(5.0)[::3] == (4, "")
     finally:
         pool.close()
+
+
+def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> None:
+    """The table's per-agent errors did not answer the question asked: a simulator that ranked
+    three agents in another order than the engine printed nothing that said so."""
+    from lsched.cli import _fidelity_verdict
+
+    def agent(predicted: float, real: float) -> dict[str, float]:
+        return {
+            "predicted_mean_latency": predicted,
+            "real_mean_latency": real,
+            "mean_error": predicted / real - 1,
+        }
+
+    agents = {"fifo": agent(3.0, 2.0), "sjf": agent(2.0, 1.0), "tuned": agent(1.0, 3.0)}
+    pairs = {
+        f"{a} / {b}": {
+            "predicted_ratio": (
+                p := agents[a]["predicted_mean_latency"] / agents[b]["predicted_mean_latency"]
+            ),
+            "real_ratio": (r := agents[a]["real_mean_latency"] / agents[b]["real_mean_latency"]),
+            "ratio_error": p / r - 1,
+        }
+        for a, b in (("fifo", "sjf"), ("fifo", "tuned"), ("sjf", "tuned"))
+    }
+    lines = _fidelity_verdict({"agents": agents, "pairs": pairs, "noise_floor": None})
+    assert "ranking (fastest first): predicted tuned, sjf, fifo; real sjf, fifo, tuned" in lines
+    assert lines[-1].startswith("targets (means within 10%, ratios within 5%): missed")
+    assert lines[-1].endswith("noise unknown with one repeat")
+    same = {name: agent(1.0 + i, 1.0 + i) for i, name in enumerate(agents)}
+    ratios = {
+        "fifo / sjf": {"predicted_ratio": 0.5, "real_ratio": 0.5, "ratio_error": 0.0},
+    }
+    lines = _fidelity_verdict({"agents": same, "pairs": ratios, "noise_floor": 0.2})
+    assert "the same on the engine: fifo, sjf, tuned" in lines[-2]
+    assert "met (worst 0.0% and 0.0%)" in lines[-1] and "within noise" in lines[-1]

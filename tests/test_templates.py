@@ -121,10 +121,19 @@ def test_user_file_joins_the_library(tmp_path: Path) -> None:
     assert "tpch-q1" in library
 
 
-def test_duplicate_template_name_is_an_error(tmp_path: Path) -> None:
+def test_a_users_template_replaces_the_bundled_one_and_two_of_theirs_clash(
+    tmp_path: Path,
+) -> None:
+    """`lsched calibrate tpch --out mine.json` measures the user's own tpch-q3: listing the
+    file runs it in place of the bundled one (it was refused as a duplicate, so the README's
+    way to use one's own calibration failed); two of the user's files naming it is an error."""
     path = _write(tmp_path, _tiny_set(name="tpch-q3"))
-    with pytest.raises(TemplateError, match=r"mine\.json: templates\.tpch-q3: duplicate"):
-        load_library([path])
+    library = load_library([path])
+    assert library["tpch-q3"].work_s_sf1 == pytest.approx(2.5)
+    assert library["tpch-q3"].work_s_sf1 != load_library()["tpch-q3"].work_s_sf1
+    again = _write(tmp_path, _tiny_set(name="tpch-q3"), name="again.json")
+    with pytest.raises(TemplateError, match=r"again\.json: templates\.tpch-q3: duplicate"):
+        load_library([path, again])
 
 
 def test_select_templates_by_pattern_in_natural_order() -> None:

@@ -576,7 +576,9 @@ def with_modelled_scalability(template: QueryTemplate, model: ScalabilityModel) 
 
 
 def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
-    """All bundled templates plus a user's files; a name defined twice is an error.
+    """All bundled templates plus a user's files. A user's template replaces the bundled one
+    of its name (`lsched calibrate tpch --out mine.json` measures *your* machine's tpch-q1);
+    a name two of the user's files define is an error.
 
     Templates without measured scalability get the bundled operator-type model's."""
     library: dict[str, QueryTemplate] = {}
@@ -586,7 +588,7 @@ def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
     model = bundled_template_set(SCALABILITY_MODEL_SUITE).scalability_model
     for source, template_set in sets:
         for name, template in template_set.templates.items():
-            if name in library:
+            if name in library and not origin[name].startswith("bundled "):
                 raise TemplateError(
                     source, f"templates.{name}", f"duplicate template name (also in {origin[name]})"
                 )
