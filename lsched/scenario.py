@@ -166,9 +166,15 @@ class AgentModel(BaseModel):
     name: str = Field(min_length=1)
 
 
+MAX_NAME_CHARS = 200
+"""Longest scenario name: it titles every plot, and a 200,000-character one took minutes to
+lay out."""
+MAX_DESCRIPTION_CHARS = 4_000
+
+
 class ScenarioModel(_Strict):
-    name: str = Field(min_length=1)
-    description: str = ""
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    description: str = Field("", max_length=MAX_DESCRIPTION_CHARS)
     cluster: ClusterModel = ClusterModel()
     workload: WorkloadModel
     simulation: SimulationModel = SimulationModel()

@@ -272,12 +272,29 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return _spec(model, source, Path(path).resolve().parent, Path(path).stem)
 
 
+MAX_SWEEP_RUNS = 100_000
+"""Most runs one sweep plans: each is a simulation (0.1 s to minutes), so more is a job of days
+that a typo (a seed count, one override list too many) starts; and planning builds a row per
+run up front."""
+
+
 def _spec(model: SweepModel, source: str, base_dir: Path, stem: str) -> SweepSpec:
     _no_duplicates(source, "scenarios", model.scenarios)
     agents = tuple(AgentChoice(a.name, dict(a.model_extra or {})) for a in model.agents)
     _no_duplicates(source, "agents", [a.label for a in agents])
     for index, agent in enumerate(agents):
         _check_agent_name(source, f"agents.{index}", agent.name)
+    seed_count = model.seeds if isinstance(model.seeds, int) else len(model.seeds)
+    runs = len(model.scenarios) * len(agents) * seed_count
+    for values in model.overrides.values():
+        runs *= max(1, len(values))
+    if runs > MAX_SWEEP_RUNS:  # counted before anything is built: 10**9 seeds ran out of memory
+        raise SweepError(
+            source,
+            "",
+            f"{runs:,} runs (scenarios × agents × seeds × each override's values), more than "
+            f"lsched.sweep.MAX_SWEEP_RUNS ({MAX_SWEEP_RUNS:,}); split it into sweeps",
+        )
     if isinstance(model.seeds, int):
         if model.seeds < 1:
             raise SweepError(source, "seeds", f"must be >= 1 (got {model.seeds})")

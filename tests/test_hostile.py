@@ -609,3 +609,34 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_running(tmp_path: P
     assert time.perf_counter() - started < 5  # before tuned's search, not after
     timeout = CliRunner().invoke(app, ["real", "duckdb-batch", "--timeout-s", "inf"])
     assert timeout.exit_code == 2 and "--timeout-s: inf" in timeout.output, timeout.output
+
+
+def test_sizes_that_cost_days_or_minutes_are_refused_up_front(tmp_path: Path) -> None:
+    """A sweep of 10**9 seeds ran out of memory planning; a 20,000-pipeline template ran two
+    queries for minutes; a 200,000-character name took minutes to plot."""
+    import json
+
+    from lsched.sweep import SweepError, load_sweep
+    from lsched.workloads.templates import TemplateError, load_template_file
+
+    assert "name" in refused(tmp_path, with_value("name", "n" * 201), "name")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(with_value("workload.queries", 5)))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("scenarios: [tiny.yaml]\nagents: [fifo, fair]\nseeds: 1000000000\n")
+    with pytest.raises(SweepError, match=r"2,000,000,000 runs .* more than .*MAX_SWEEP_RUNS"):
+        load_sweep(sweep)
+    wide = [{"parents": [], "operator": "hash_build", "work_s_sf1": 1.0, "work_exponent": 1.0,
+             "tasks_sf1": 1.0}] * 1000  # fmt: skip
+    last = {"parents": list(range(1000)), "operator": "result", "work_s_sf1": 1.0,
+            "work_exponent": 2000.0, "tasks_sf1": 1.0}  # fmt: skip
+    document = {"suite": "wide", "engine": "duckdb", "engine_version": "1.5.5",
+                "scale_factors": [1.0], "threads": 2,
+                "templates": {"wide-q1": {"pipelines": [*wide, last]}}}  # fmt: skip
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match=r"pipelines: 1001 pipelines, more than"):
+        load_template_file(path)
+    document["templates"]["wide-q1"]["pipelines"] = [wide[0], {**last, "parents": [0]}]
+    path.write_text(json.dumps(document))
+    with pytest.raises(TemplateError, match=r"work_exponent: must be within -4\.\.4, got 2000"):
+        load_template_file(path)

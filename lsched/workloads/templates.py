@@ -49,6 +49,13 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 """Format 2 adds measured scalability, estimates and the calibration's provenance."""
 ESTIMATE_RATIO_RANGE = (1e-6, 1e6)
+EXPONENT_RANGE = (-4.0, 4.0)
+"""How work and memory may grow with the scale factor (sf ** exponent): the bundled fits span
+0–2; 2,000 overflowed a float at scale factor 2, a traceback rather than an error."""
+MAX_PIPELINES = 1_000
+"""Most pipelines a template may hold (the bundled ones: at most 46, TPC-DS): a scheduler
+scans a query's ready pipelines at every decision, and 20,000 made two queries run for
+minutes."""
 """Bounds on a measured estimate ratio: beyond them a file is corrupt, not an optimizer."""
 
 
@@ -331,6 +338,13 @@ class _Checker:
                 raise self.fail(f"{field}[{i}]", f"must be within {low:g}..{high:g}, got {v:g}")
         return out
 
+    def exponent(self, raw: Any, field: str) -> float:
+        value = self.number(raw, field, strict=False)
+        low, high = EXPONENT_RANGE
+        if not low <= value <= high:
+            raise self.fail(field, f"must be within {low:g}..{high:g}, got {value:g}")
+        return value
+
     def pipeline(
         self, raw: Any, field: str, position: int, sfs: int, scalability_sfs: int
     ) -> PipelineTemplate:
@@ -364,13 +378,13 @@ class _Checker:
             work_s_sf1=self.number(
                 obj["work_s_sf1"], f"{field}.work_s_sf1", minimum=0, strict=True
             ),
-            work_exponent=self.number(obj["work_exponent"], f"{field}.work_exponent", strict=False),
+            work_exponent=self.exponent(obj["work_exponent"], f"{field}.work_exponent"),
             tasks_sf1=self.number(obj["tasks_sf1"], f"{field}.tasks_sf1", minimum=0, strict=True),
             memory_gb_sf1=self.number(
                 obj.get("memory_gb_sf1", 0.0), f"{field}.memory_gb_sf1", minimum=0, strict=False
             ),
-            memory_exponent=self.number(
-                obj.get("memory_exponent", 1.0), f"{field}.memory_exponent", strict=False
+            memory_exponent=self.exponent(
+                obj.get("memory_exponent", 1.0), f"{field}.memory_exponent"
             ),
             table_scans=self.integer(obj.get("table_scans", 0), f"{field}.table_scans", minimum=0),
             serial_fraction=(
@@ -400,6 +414,12 @@ class _Checker:
         raw_pipelines = obj["pipelines"]
         if not isinstance(raw_pipelines, list) or not raw_pipelines:
             raise self.fail(f"{field}.pipelines", "must be a non-empty list")
+        if len(raw_pipelines) > MAX_PIPELINES:
+            raise self.fail(
+                f"{field}.pipelines",
+                f"{len(raw_pipelines)} pipelines, more than "
+                f"lsched.workloads.templates.MAX_PIPELINES ({MAX_PIPELINES})",
+            )
         pipelines = tuple(
             self.pipeline(p, f"{field}.pipelines[{i}]", i, len(sfs), len(scal_sfs))
             for i, p in enumerate(raw_pipelines)
