@@ -534,3 +534,24 @@ def test_replay_by_template_needs_the_template_column(tmp_path: Path) -> None:
     )
     with pytest.raises(TraceError, match=r"fp\.csv: column template: missing \(a trace with"):
         read_trace(path)
+
+
+def test_a_log_is_read_as_it_streams_keeping_only_what_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first N arrivals are kept in a bounded heap while the file is read (a 6-million-row
+    CSV ran out of memory before the cut); without a cut, a log over MAX_TRACE_RECORDS is
+    refused naming the knob, not read until memory runs out."""
+    import lsched.workloads.trace as trace
+
+    arrivals = [float((7 * i) % 23) for i in range(40)]  # unsorted, with ties
+    names = [f"tpch-q{1 + i % 22}" for i in range(40)]
+    path = _write("csv", tmp_path / "log", {"arrival_s": arrivals, "template": names,
+                                             "scale_factor": [1.0] * 40})  # fmt: skip
+    whole = read_trace(path)
+    for cut in (1, 7, 39, 40, 100):
+        assert read_trace(path, max_records=cut) == whole[:cut]
+    monkeypatch.setattr(trace, "MAX_TRACE_RECORDS", 39)
+    with pytest.raises(TraceError, match=r"more than 39 records .* set the trace's max_records"):
+        read_trace(path)
+    assert len(read_trace(path, max_records=39)) == 39

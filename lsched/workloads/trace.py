@@ -33,8 +33,9 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,32 +272,69 @@ def _record(row: Mapping[str, Any], layout: _Layout, where: str, number: int) ->
     return TraceRecord(**fields)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    """The header's named columns and each record with the line it starts on. A column named
-    twice, or a record with a non-empty field beyond the header, is an error (a dict reader
-    would keep one of the two, or drop the extra); unnamed columns (a spreadsheet's trailing
-    commas) are ignored."""
+def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    """The header's named columns and each record with the line it starts on, read as they
+    are consumed (a log is not held whole in memory). A column named twice, or a record with a
+    non-empty field beyond the header, is an error (a dict reader would keep one of the two,
+    or drop the extra); unnamed columns (a spreadsheet's trailing commas) are ignored."""
     with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's CSVs start with a BOM
-        reader = csv.reader(handle)
-        header = [c.strip() for c in next(reader, [])]
-        named = [c for c in header if c]
-        twice = sorted({c for c in named if named.count(c) > 1})
-        if twice:
-            raise TraceError(f"{path}: header: column {twice[0]} appears more than once")
-        rows = []
-        line = reader.line_num  # the line the next record starts on, less one
-        for values in reader:
-            start, line = line + 1, reader.line_num
-            if not any(v.strip() for v in values):  # a blank line, as a dict reader skips it
-                continue
-            if any(v.strip() for v in values[len(header) :]):
+        header = [c.strip() for c in next(csv.reader(handle), [])]
+    named = [c for c in header if c]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise TraceError(f"{path}: header: column {twice[0]} appears more than once")
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            line = reader.line_num  # the line the next record starts on, less one
+            for values in reader:
+                start, line = line + 1, reader.line_num
+                if not any(v.strip() for v in values):  # a blank line, as a dict reader skips
+                    continue
+                if any(v.strip() for v in values[len(header) :]):
+                    raise TraceError(
+                        f"{path}: row {start}: {len(values)} fields, but the header names "
+                        f"{len(header)}"
+                    )
+                padded = [*values, *[None] * (len(header) - len(values))]  # a short row: empty
+                yield start, {c: v for c, v in zip(header, padded[: len(header)], strict=True) if c}
+
+    return named, rows()
+
+
+MAX_TRACE_RECORDS = 1_000_000
+"""Most records a log replays without `max_records` (held in memory; a budget's max_queries
+caps a run far below it by default). A longer log with `max_records` keeps only that many
+earliest arrivals while it reads: a 6-million-row CSV ran out of memory before."""
+
+
+def _earliest(
+    records: Iterable[TraceRecord], max_records: int | None, path: Path
+) -> list[TraceRecord]:
+    """The records by arrival (stable: ties keep the file's order), the first `max_records`
+    kept in a bounded heap as they are read."""
+    if max_records is None:
+        kept = []
+        for record in records:
+            kept.append(record)
+            if len(kept) > MAX_TRACE_RECORDS:
                 raise TraceError(
-                    f"{path}: row {start}: {len(values)} fields, but the header names {len(header)}"
+                    f"{path}: more than {MAX_TRACE_RECORDS:,} records "
+                    "(lsched.workloads.trace.MAX_TRACE_RECORDS); set the trace's max_records "
+                    "to replay the first arrivals"
                 )
-            padded = [*values, *[None] * (len(header) - len(values))]  # a short row: empty
-            row = {c: v for c, v in zip(header, padded[: len(header)], strict=True) if c}
-            rows.append((start, row))
-    return named, rows
+        kept.sort(key=lambda r: r.arrival_s)
+        return kept
+    heap: list[tuple[float, int, TraceRecord]] = []  # the latest kept on top
+    for order, record in enumerate(records):
+        item = (-record.arrival_s, -order, record)
+        if len(heap) < max_records:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
+    return [record for _, _, record in sorted(heap, key=lambda i: i[:2], reverse=True)]
 
 
 def _read_parquet(
@@ -380,12 +418,16 @@ def read_trace(
     if wanted_instance is not None and suffix not in (".parquet", ".pq"):
         if "instance_id" not in columns:
             raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
-        rows = [(n, r) for n, r in rows if str(r["instance_id"]).strip() == wanted_instance]
-    records = [_record(row, layout, f"{path}: row {n}", n) for n, row in rows]
+        rows = ((n, r) for n, r in rows if str(r["instance_id"]).strip() == wanted_instance)
+    try:
+        records = _earliest(
+            (_record(row, layout, f"{path}: row {n}", n) for n, row in rows), max_records, path
+        )
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TraceError(f"{path}: cannot read CSV: {exc}") from exc
     if not records:
         raise TraceError(f"{path}: no records")
-    records.sort(key=lambda r: r.arrival_s)  # stable: ties keep the file's order
-    return records[:max_records] if max_records is not None else records
+    return records
 
 
 # --- replay ---------------------------------------------------------------------------------
