@@ -176,7 +176,7 @@ def errors_of(data: dict) -> list[tuple[str, str]]:
         (
             poisson_stream(mix="x", scale_factors=[{"value": 0}]),
             "streams[0].scale_factors[0].value",
-            "greater than 0",
+            "greater than or equal to 0.0001",
         ),
         (poisson_stream(mix="x", start_s=10, end_s=5), "streams[0].end_s", "start_s"),
         (

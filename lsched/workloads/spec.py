@@ -253,11 +253,18 @@ ARRIVAL_PROCESSES = ("batch", "poisson", "bursty", "diurnal", "periodic", "etl")
 # ---------------------------------------------------------------- streams and the workload
 
 
+MAX_WEIGHT = 1e9
+"""Largest share weight (weights are relative: two of 1e308 overflowed their sum)."""
+SCALE_FACTOR_RANGE = (1e-4, 1e5)
+"""Scale factors a stream may draw: the templates are measured at 0.1–10 (SF 100 for the
+thread-scaling table) and extrapolate by power laws; at 1e-300 a query's work rounded to 0."""
+
+
 class MixEntryModel(_Model):
     """A weighted share of a stream: a template drawn uniformly among the patterns' matches."""
 
     templates: list[str] = Field(min_length=1)
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
 
     @field_validator("templates", mode="before")
     @classmethod
@@ -266,8 +273,8 @@ class MixEntryModel(_Model):
 
 
 class ScaleFactorModel(_Model):
-    value: float = Field(gt=0)
-    weight: float = Field(1.0, gt=0)
+    value: float = Field(ge=SCALE_FACTOR_RANGE[0], le=SCALE_FACTOR_RANGE[1])
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
 
 
 class StreamModel(_Model):
