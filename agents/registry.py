@@ -232,4 +232,9 @@ def make_agent(name: str, context: AgentContext, **options: Any) -> Scheduler:
     try:
         return factory(context, **options)
     except AgentError as error:
+        if sep and "unknown option 'checkpoint'" in str(error):
+            raise AgentOptionError(
+                f"agent {name!r}: NAME:PATH names a policy file, and {base} takes none "
+                "(a learned policy does: lsched:PATH)"
+            ) from None
         raise type(error)(f"agent {name!r}: {error}") from None

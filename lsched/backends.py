@@ -206,6 +206,11 @@ def _init_worker(plugins: str | None = None) -> None:
         os.environ[PLUGINS_VARIABLE] = plugins
 
 
+MAX_LOCAL_WORKERS = 256
+"""Most local worker processes: each imports torch and numpy (~300 MB), so 100,000 would
+exhaust any machine before doing any work."""
+
+
 class LocalBackend(Backend):
     """Worker processes on this machine (`workers=1`: everything runs in this process)."""
 
@@ -214,6 +219,12 @@ class LocalBackend(Backend):
     def __init__(self, workers: int = 1) -> None:
         if workers < 0:
             raise BackendError(f"--workers: must be >= 0 (0: one per CPU), got {workers}")
+        if workers > MAX_LOCAL_WORKERS:
+            raise BackendError(
+                f"--workers: {workers} processes on one machine, more than "
+                f"lsched.backends.MAX_LOCAL_WORKERS ({MAX_LOCAL_WORKERS}); a cluster is "
+                "--backend ray's"
+            )
         self.workers = workers or default_workers()
         self._executor: ProcessPoolExecutor | None = None
 

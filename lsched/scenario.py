@@ -256,7 +256,10 @@ class Scenario:
 
     def queries(self, seed: int) -> tuple[QuerySpec, ...]:
         """The workload of seed `seed`: the same queries for every agent."""
-        return generate_workload(self.workload, self.templates, self.workload_rng(seed))
+        try:
+            return generate_workload(self.workload, self.templates, self.workload_rng(seed))
+        except TraceError as error:  # found replaying (a log of cached records only)
+            raise ScenarioError(self.source, "workload.trace", str(error)) from None
 
     def check_size(self, queries: Sequence[QuerySpec]) -> None:
         """Refuse (ScenarioError naming the budget knob) a draw too big to simulate."""

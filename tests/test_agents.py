@@ -452,3 +452,8 @@ def test_name_colon_path_passes_a_checkpoint_option() -> None:
     finally:
         AGENTS.pop("probe")
     assert seen == {"max_parallelism": 4, "checkpoint": "some/where.pt"}
+
+
+def test_a_policy_file_after_an_agent_that_takes_none_says_so() -> None:
+    with pytest.raises(AgentOptionError, match=r"'fair:x': NAME:PATH names a policy file"):
+        make_agent("fair:x", context())

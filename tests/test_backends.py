@@ -230,3 +230,10 @@ def test_training_on_ray_matches_training_on_local_processes(
         policy, _, _ = load_checkpoint(policy_path, FEATURE_SCHEMA_VERSION)
         digests.append(weights_digest(policy.state_dict()))
     assert digests[0] == digests[1]
+
+
+def test_local_workers_beyond_one_machine_are_refused() -> None:
+    from lsched.backends import MAX_LOCAL_WORKERS, BackendError, LocalBackend
+
+    with pytest.raises(BackendError, match="MAX_LOCAL_WORKERS"):
+        LocalBackend(MAX_LOCAL_WORKERS + 1)

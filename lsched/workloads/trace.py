@@ -624,7 +624,10 @@ def replay_trace(
     check_template_names(records, library)
     kept = [r for r in records if not (opts.skip_cached and r.was_cached)]
     if not kept:
-        raise TraceError("replay: records: none left to replay (all empty or cached)")
+        raise TraceError(
+            "replay: records: none left to replay (all empty, or answered from the result "
+            "cache: was_cached)"
+        )
     kept.sort(key=lambda r: r.arrival_s)  # stable: ties keep the given order
     classes = dict(opts.query_classes)
     matcher = _Matcher(mapping_library(library, opts.templates))
