@@ -281,6 +281,19 @@ def real(
                         bar.advance(task)
 
                 say = (lambda line: console.print(line, style="dim")) if show else None
+                if not show:  # no bar: say what is coming, and then what happens
+                    runs = len(choices) * len(seed_list) * repeats
+                    span_s = max(max(q.arrival_s for q in loaded.queries(s)) for s in seed_list)
+                    typer.echo(
+                        f"lsched real: {runs} real run(s) of {total // runs} queries, each "
+                        f"at least their arrivals' {span_s:.0f} s (times the time scale) plus "
+                        "an isolated pass of every template; the table comes at the end",
+                        err=True,
+                    )
+
+                    def say(line: str) -> None:
+                        typer.echo(line, err=True)
+
                 report = run_real(
                     loaded,
                     choices,
@@ -311,6 +324,8 @@ def real(
         console.print(_real_table(document, fidelity))
         for line in _fidelity_verdict(fidelity):
             console.print(escape(line))
+        for text in report.descriptions.values():
+            console.print(f"[dim]{escape(text)}[/dim]")
         if out is not None:
             console.print(f"results, fidelity and plots written to {escape(str(out))}/")
 
@@ -903,7 +918,10 @@ def calibrate(
             "single-threaded; more counts fit the serial fractions better where there are cores)."
         ),
     ] = "1,2",
-    out: Annotated[Path | None, typer.Option(help="Template file to write.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Template file to write (default: SUITE-templates.json here)."),
+    ] = None,
     queries: Annotated[
         str | None, typer.Option(help="Comma-separated query names (default: all).")
     ] = None,
@@ -1040,8 +1058,9 @@ def _remeasure_interference(suite: str, path: Path, target: Path) -> None:
         ) from None
     write_template_file(measured, target)
     typer.echo(
-        f"co-run interference of {suite} measured: {measured.engine_costs['interference']:.4f} "
-        f"per other query (was {template_set.engine_costs.get('interference', 0.0):.4f}), "
+        f"co-run interference of {suite} measured: "
+        f"{measured.engine_costs['interference']:+.1%} per other query (was "
+        f"{template_set.engine_costs.get('interference', 0.0):+.1%}), "
         f"written to {target}"
     )
 

@@ -574,12 +574,28 @@ QUERY_LEVEL_AGENTS = frozenset({*QUERY_FORMS, "tuned", "lsched"})
 """Registered agents with a query-level form (`lsched real` keeps these of a scenario's list)."""
 
 
+def _query_choice(choice: AgentChoice) -> AgentChoice:
+    """The entry of the agent's query-level form (`decisions: query` unless it says)."""
+    return AgentChoice(choice.name, {"decisions": "query", **choice.options})
+
+
+def real_descriptions(scenario: Scenario, choices: Sequence[AgentChoice]) -> dict[str, str]:
+    """What each agent ran on the engine (`tuned`'s chosen rule), by the label it was asked by."""
+    from lsched.runner import agent_descriptions
+
+    texts = agent_descriptions(scenario, [_query_choice(c) for c in choices])
+    return {
+        c.label: f"{c.label}: {text.partition(': ')[2]}"
+        for c in choices
+        if (text := texts.get(_query_choice(c).label))
+    }
+
+
 def query_level_agent(scenario: Scenario, choice: AgentChoice) -> QueryLevel:
     """The agent's query-level form (an entry without `decisions` gets `decisions: query`)."""
     from lsched.runner import build_agent
 
-    options = dict(choice.options)
-    options.setdefault("decisions", "query")
+    options = dict(_query_choice(choice).options)
     no_form = RealEngineError(
         f"agent {choice.label!r} decides per pipeline and has no query-level form; "
         "DuckDB is steered query by query (e.g. fifo, sjf, srpt, fair, tuned)"
@@ -629,6 +645,8 @@ class RealReport:
     """Every isolated pass in the order taken: (template, scale factor) → seconds alone."""
     time_scale_auto: bool = False
     """Whether `time_scale` is the speed factor measured before the first run (`auto`)."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What agents that can say ran (`tuned`'s chosen rule), by label, as `lsched run` notes."""
 
     def decision_s(self, agent: str) -> float:
         """Seconds one decision of `agent` took: the median over its runs of time spent
@@ -758,6 +776,7 @@ def run_real(
         brackets,
         tuple(probes),
         auto,
+        real_descriptions(scenario, agents),
     )
 
 
@@ -1099,6 +1118,7 @@ def results_document(report: RealReport) -> dict[str, Any]:
         "time_scale": report.time_scale,
         "lower_bound": {"mean_latency": isolated_mean},
         "agents": agents,
+        "descriptions": dict(report.descriptions),
     }
 
 

@@ -138,8 +138,15 @@ def test_the_learned_policy_runs_on_the_real_engine_in_its_query_level_form(
     """The shipped checkpoint at query level: every query started (never before it arrived),
     run and recorded."""
     out = tmp_path / "out"
-    result = invoke("real", scenario_file, "--agents", "lsched", "--repeats", "1", "--out", out)
+    result = invoke(
+        "real", scenario_file, "--agents", "lsched,tuned", "--repeats", "1", "--out", out
+    )
     assert result.exit_code == 0, result.output
+    # what each ran, as `lsched run` notes it: tuned's rule (its query-level forms), lsched's
+    # following of its guide; in the results, keyed by the labels asked for
+    descriptions = json.loads((out / "results.json").read_text())["descriptions"]
+    assert descriptions["tuned"].startswith("tuned: ") and "decisions" not in descriptions
+    assert "guide" in descriptions["lsched"] and descriptions["tuned"] in result.output
     rows = read_csv(out / "queries-lsched-seed0.csv")
     assert len(rows) == 20 and all(not row["error"] for row in rows)
     assert all(float(row["start_s"]) >= float(row["arrival_s"]) for row in rows)

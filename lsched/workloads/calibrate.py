@@ -1159,7 +1159,11 @@ def _measure_engine(
     if pairs:
         out["interference"] = engine_costs.interference_from(pairs)
         out["interference_runs"] = [[p.measured, p.beside, round(p.slowdown, 3)] for p in pairs]
-        out["log"].append(f"co-run slow-down: median {out['interference']:+.3f} per other query")
+        out["log"].append(
+            f"co-run slow-down: {out['interference']:+.1%} per other query on the node (median "
+            "of the pairs; a machine busy with other work inflates it: measure it again on an "
+            "idle one with --interference FILE)"
+        )
     con.execute(f"SET threads = {threads}")
     return out
 
