@@ -281,15 +281,7 @@ def real(
                         bar.advance(task)
 
                 say = (lambda line: console.print(line, style="dim")) if show else None
-                if not show:  # no bar: say what is coming, and then what happens
-                    runs = len(choices) * len(seed_list) * repeats
-                    span_s = max(max(q.arrival_s for q in loaded.queries(s)) for s in seed_list)
-                    typer.echo(
-                        f"lsched real: {runs} real run(s) of {total // runs} queries, each "
-                        f"at least their arrivals' {span_s:.0f} s (times the time scale) plus "
-                        "an isolated pass of every template; the table comes at the end",
-                        err=True,
-                    )
+                if not show:  # no bar: what is coming, and then what happens, on stderr
 
                     def say(line: str) -> None:
                         typer.echo(line, err=True)

@@ -712,6 +712,12 @@ def run_real(
         raise RealEngineError(f"storage: expected one of {', '.join(STORAGES)}, got {storage!r}")
     if storage == "memory":
         check_memory(list(paths.values()), len(worker_threads(threads)))
+    if progress:
+        span_s = max(max(q.arrival_s for q in qs) for qs in workloads.values())
+        progress(
+            f"{len(built) * len(seeds) * repeats} real run(s), each at least its arrivals' "
+            f"{span_s:.0f} s (times the time scale), between isolated passes of every template"
+        )
     pools = {sf: _Pool(path, threads, storage) for sf, path in paths.items()}
     finished = False
     try:
