@@ -244,6 +244,7 @@ def real(
             QUERY_LEVEL_AGENTS,
             STORAGES,
             fidelity_report,
+            fidelity_verdict,
             results_document,
             run_real,
             write_real_results,
@@ -314,7 +315,7 @@ def real(
             sys.stdout.write(json_text({"results": document, "fidelity": fidelity}))
             return
         console.print(_real_table(document, fidelity))
-        for line in _fidelity_verdict(fidelity):
+        for line in fidelity_verdict(fidelity):
             console.print(escape(line))
         for text in report.descriptions.values():
             console.print(f"[dim]{escape(text)}[/dim]")
@@ -387,53 +388,6 @@ def _real_table(document: dict, fidelity: dict) -> Table:
             f"{figures['failed_queries']:g}",
         )
     return table
-
-
-MEAN_TARGET, RATIO_TARGET = 0.10, 0.05
-"""The real-engine issue's fidelity targets: every agent's mean latency within 10% of the real
-one, and every ratio of two agents' means within 5%."""
-
-
-def _fidelity_verdict(fidelity: dict) -> list[str]:
-    """What the table means for the question asked: do the simulator's rankings and ratios
-    hold on the engine, and are the errors beyond what the engine's own noise explains."""
-    agents, pairs = fidelity["agents"], fidelity["pairs"]
-    lines = []
-    for name, figures in pairs.items():
-        lines.append(
-            f"{name}: predicted {figures['predicted_ratio']:.3f}, real {figures['real_ratio']:.3f}"
-            f" ({figures['ratio_error']:+.1%})"
-        )
-    predicted = sorted(agents, key=lambda a: agents[a]["predicted_mean_latency"])
-    real = sorted(agents, key=lambda a: agents[a]["real_mean_latency"])
-    if len(agents) > 1:
-        lines.append(
-            "ranking (fastest first): "
-            + (
-                f"the same on the engine: {', '.join(real)}"
-                if predicted == real
-                else f"predicted {', '.join(predicted)}; real {', '.join(real)}"
-            )
-        )
-    worst_mean = max(abs(a["mean_error"]) for a in agents.values())
-    worst_ratio = max((abs(p["ratio_error"]) for p in pairs.values()), default=0.0)
-    met = worst_mean <= MEAN_TARGET and worst_ratio <= RATIO_TARGET
-    floor = fidelity["noise_floor"]
-    lines.append(
-        f"targets (means within {MEAN_TARGET:.0%}, ratios within {RATIO_TARGET:.0%}): "
-        f"{'met' if met else 'missed'} (worst {worst_mean:.1%} and {worst_ratio:.1%})"
-        + (
-            f"; the engine's own runs of one agent differ by up to {floor:.1%}"
-            + (
-                ", more than the errors: within noise"
-                if floor >= max(worst_mean, worst_ratio)
-                else ""
-            )
-            if floor is not None
-            else "; noise unknown with one repeat"
-        )
-    )
-    return lines
 
 
 def _console() -> Console:

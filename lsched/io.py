@@ -81,6 +81,8 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- results folder
 RESULTS_FILE = "results.json"
 SCENARIO_FILE = "scenario.yaml"
+FIDELITY_FILE = "fidelity.json"
+"""What `lsched real` adds to a results folder: the prediction beside the measurement."""
 """The scenario document a run used, beside results.json (folders before it lack it)."""
 SWEEP_TABLE_FILE = "sweep.json"
 """A sweep folder's table (lsched.sweep), what tells a sweep's folder from a run's."""
@@ -121,7 +123,7 @@ RUN_OUTPUTS = (
     "queries-*.csv",
     "tasks-*.csv",
     "dag-seed*.csv",
-    "fidelity.json",
+    FIDELITY_FILE,
     "*.png",
     "report.html",
 )

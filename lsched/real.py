@@ -39,6 +39,7 @@ import numpy as np
 from agents.context import AgentOptionError
 from agents.query_level import QUERY_FORMS
 from lsched.errors import LschedError
+from lsched.io import FIDELITY_FILE
 from lsched.scenario import AgentChoice, Scenario
 from lsched.workloads import calibrate
 from sim.interface import CompletedQuery, PipelineView, QueryView, query_view
@@ -1078,7 +1079,6 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
 
-FIDELITY_FILE = "fidelity.json"
 PARITY_PLOT = "parity.png"
 
 
@@ -1134,6 +1134,53 @@ def _utilization(run: Sequence[RealQuery], report: RealReport) -> float:
     span = max(q.finish_s for q in run) - min(q.arrival_s for q in run)
     busy = sum((q.finish_s - q.start_s) * q.threads for q in run)
     return busy / (span * report.threads) if span > 0 else 0.0
+
+
+MEAN_TARGET, RATIO_TARGET = 0.10, 0.05
+"""The real-engine issue's fidelity targets: every agent's mean latency within 10% of the real
+one, and every ratio of two agents' means within 5%."""
+
+
+def fidelity_verdict(fidelity: dict) -> list[str]:
+    """What the table means for the question asked: do the simulator's rankings and ratios
+    hold on the engine, and are the errors beyond what the engine's own noise explains."""
+    agents, pairs = fidelity["agents"], fidelity["pairs"]
+    lines = []
+    for name, figures in pairs.items():
+        lines.append(
+            f"{name}: predicted {figures['predicted_ratio']:.3f}, real {figures['real_ratio']:.3f}"
+            f" ({figures['ratio_error']:+.1%})"
+        )
+    predicted = sorted(agents, key=lambda a: agents[a]["predicted_mean_latency"])
+    real = sorted(agents, key=lambda a: agents[a]["real_mean_latency"])
+    if len(agents) > 1:
+        lines.append(
+            "ranking (fastest first): "
+            + (
+                f"the same on the engine: {', '.join(real)}"
+                if predicted == real
+                else f"predicted {', '.join(predicted)}; real {', '.join(real)}"
+            )
+        )
+    worst_mean = max(abs(a["mean_error"]) for a in agents.values())
+    worst_ratio = max((abs(p["ratio_error"]) for p in pairs.values()), default=0.0)
+    met = worst_mean <= MEAN_TARGET and worst_ratio <= RATIO_TARGET
+    floor = fidelity["noise_floor"]
+    lines.append(
+        f"targets (means within {MEAN_TARGET:.0%}, ratios within {RATIO_TARGET:.0%}): "
+        f"{'met' if met else 'missed'} (worst {worst_mean:.1%} and {worst_ratio:.1%})"
+        + (
+            f"; the engine's own runs of one agent differ by up to {floor:.1%}"
+            + (
+                ", more than the errors: within noise"
+                if floor >= max(worst_mean, worst_ratio)
+                else ""
+            )
+            if floor is not None
+            else "; noise unknown with one repeat"
+        )
+    )
+    return lines
 
 
 def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) -> list[Path]:

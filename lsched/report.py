@@ -16,12 +16,15 @@ from pathlib import Path
 
 import yaml
 
-from lsched.errors import ResultsError
-from lsched.io import SCENARIO_FILE, atomic_write_text
+from lsched.documents import read_text
+from lsched.errors import InputError, ResultsError
+from lsched.io import FIDELITY_FILE, SCENARIO_FILE, atomic_write_text
 from lsched.plots import Plot, folder_plots, png_bytes
 from lsched.plots.data import ResultsFolder, default_comparison, read_results
 
 REPORT_FILE = "report.html"
+MAX_FIDELITY_BYTES = 64 << 20
+"""Largest fidelity.json read (a point per query, agent and seed: ~150 bytes each)."""
 COLUMNS: Mapping[str, str] = {
     "mean_latency": "mean (s)",
     "p50_latency": "p50 (s)",
@@ -126,6 +129,7 @@ def report_html(folder: str | Path, baseline: str | None = None) -> str:
         '<p class="meta">Seed-averaged figures of results.json; click a column to sort. '
         "The highlighted row has the lowest mean latency.</p>",
         *(_figure(plot) for plot in plots),
+        _fidelity_section(Path(folder)),
         "<h2>Scenario</h2>",
         _scenario_section(scenario),
         '<p class="meta">Drawn from the files of the results folder by <code>lsched report'
@@ -203,6 +207,53 @@ def _figure(plot: Plot) -> str:
         f'<figure id="{_text(plot.name.removesuffix(".png"))}">'
         f'<img alt="{_text(plot.name)}" src="data:image/png;base64,{data}">'
         f"<figcaption><b>{_text(plot.name)}</b> — {_text(plot.caption)}</figcaption></figure>"
+    )
+
+
+def _fidelity_section(folder: Path) -> str:
+    """A real-engine folder's answer (`lsched real`): the prediction beside the measurement,
+    the verdict and the parity plot; nothing for a simulated run's folder."""
+    path = folder / FIDELITY_FILE
+    if not path.is_file():
+        return ""
+    from lsched.plots import parity_figure
+    from lsched.real import fidelity_verdict
+
+    try:
+        fidelity = json.loads(read_text(path, max_bytes=MAX_FIDELITY_BYTES, error=InputError))
+        rows = [
+            "<tr>"
+            + "".join(
+                f"<td>{_text(cell)}</td>"
+                for cell in (
+                    label,
+                    f"{figures['real_mean_latency'] * 1e3:.1f}",
+                    f"{figures['predicted_mean_latency'] * 1e3:.1f}",
+                    f"{figures['mean_error']:+.1%}",
+                )
+            )
+            + "</tr>"
+            for label, figures in fidelity["agents"].items()
+        ]
+        verdict = fidelity_verdict(fidelity)
+        parity = Plot(
+            "parity.png",
+            "Predicted against real latency per query, one colour per agent; on the diagonal "
+            "the simulator was exact.",
+            parity_figure(fidelity["queries"], f"{fidelity['scenario']}: simulator vs DuckDB"),
+        )
+    except (InputError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ResultsError(f"{path}: not a fidelity document ({error})") from None
+    header = "".join(
+        f"<th>{h}</th>" for h in ("agent", "real mean (ms)", "predicted (ms)", "error")
+    )
+    return "\n".join(
+        [
+            "<h2>Simulator against DuckDB</h2>",
+            f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>",
+            "<ul>" + "".join(f"<li>{_text(line)}</li>" for line in verdict) + "</ul>",
+            _figure(parity),
+        ]
     )
 
 

@@ -120,6 +120,12 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
     for plot in ("parity.png", "comparison.png", "gantt-fifo.png"):
         assert (out / plot).stat().st_size > 0
     assert not list(out.glob(".*.tmp"))
+    # `lsched report` on the folder answers the same question as the command's output did
+    from lsched.report import report_html
+
+    page = report_html(out)
+    assert "Simulator against DuckDB" in page and "fifo / sjf: predicted" in page
+    assert "targets (means within 10%, ratios within 5%)" in page and 'alt="parity.png"' in page
 
 
 def test_queries_that_time_out_are_recorded_and_the_run_goes_on(
@@ -358,7 +364,7 @@ def test_the_pool_never_grants_past_its_thread_budget(data: Path) -> None:
 def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> None:
     """The table's per-agent errors did not answer the question asked: a simulator that ranked
     three agents in another order than the engine printed nothing that said so."""
-    from lsched.cli import _fidelity_verdict
+    from lsched.real import fidelity_verdict
 
     def agent(predicted: float, real: float) -> dict[str, float]:
         return {
@@ -378,7 +384,7 @@ def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> No
         }
         for a, b in (("fifo", "sjf"), ("fifo", "tuned"), ("sjf", "tuned"))
     }
-    lines = _fidelity_verdict({"agents": agents, "pairs": pairs, "noise_floor": None})
+    lines = fidelity_verdict({"agents": agents, "pairs": pairs, "noise_floor": None})
     assert "ranking (fastest first): predicted tuned, sjf, fifo; real sjf, fifo, tuned" in lines
     assert lines[-1].startswith("targets (means within 10%, ratios within 5%): missed")
     assert lines[-1].endswith("noise unknown with one repeat")
@@ -386,6 +392,6 @@ def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> No
     ratios = {
         "fifo / sjf": {"predicted_ratio": 0.5, "real_ratio": 0.5, "ratio_error": 0.0},
     }
-    lines = _fidelity_verdict({"agents": same, "pairs": ratios, "noise_floor": 0.2})
+    lines = fidelity_verdict({"agents": same, "pairs": ratios, "noise_floor": 0.2})
     assert "the same on the engine: fifo, sjf, tuned" in lines[-2]
     assert "met (worst 0.0% and 0.0%)" in lines[-1] and "within noise" in lines[-1]
