@@ -388,3 +388,19 @@ def test_agent_labels_that_are_not_file_names_are_made_safe(tmp_path: Path) -> N
     write_results(report, scenario, tmp_path / "out")
     written = {p.name for p in render_plots(tmp_path / "out")}
     assert "gantt-fifo_max_parallelism=2_.png" in written
+
+
+def test_a_glyph_the_font_lacks_is_drawn_without_a_warning() -> None:
+    """An emoji in a scenario's name warned once per label on stderr (about 20 lines a run)."""
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from lsched.plots.data import png_bytes
+
+    figure = Figure()
+    figure.add_subplot().set_title("dashboards \U0001f680")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert png_bytes(figure).startswith(b"\x89PNG")
+    assert not [w for w in caught if "missing from font" in str(w.message)]

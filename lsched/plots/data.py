@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,9 +247,12 @@ def template_order(names: Sequence[str]) -> list[str]:
 
 
 def png_bytes(figure: Figure) -> bytes:
-    """Render a figure on the Agg canvas (no display needed)."""
+    """Render a figure on the Agg canvas (no display needed). A glyph the font lacks (an
+    emoji in a scenario's name) is drawn as a box, not warned about once per label on stderr."""
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+        FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
 
 
