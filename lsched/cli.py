@@ -268,6 +268,15 @@ def real(
         choices = agent_choices(loaded, _csv_list(agents, "--agents"))
         if agents is None:  # the scenario's list: the agents that can steer DuckDB
             choices = [c for c in choices if c.name in QUERY_LEVEL_AGENTS] or choices
+        from agents.registry import is_known
+
+        unknown = [c.name for c in choices if not is_known(c.name)]
+        if unknown:  # the registry's list would offer pipeline-only agents too
+            steer = ", ".join(sorted(QUERY_LEVEL_AGENTS))
+            raise ValueError(
+                f"--agents: unknown agent {unknown[0]!r}; DuckDB is steered by {steer} "
+                "(and lsched:PATH, or a plugin's agent with a query-level form)"
+            )
         total = sum(len(loaded.queries(s)) for s in seed_list) * len(choices) * repeats
         console = _console()
         show = console.is_terminal and sys.stdout.isatty() and not json_output

@@ -395,3 +395,10 @@ def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> No
     lines = fidelity_verdict({"agents": same, "pairs": ratios, "noise_floor": 0.2})
     assert "the same on the engine: fifo, sjf, tuned" in lines[-2]
     assert "met (worst 0.0% and 0.0%)" in lines[-1] and "within noise" in lines[-1]
+
+
+def test_a_misspelt_agent_lists_the_agents_that_steer_duckdb(scenario_file: Path) -> None:
+    result = invoke("real", scenario_file, "--agents", "fifo,sjff")
+    assert result.exit_code == 2 and "unknown agent 'sjff'" in result.output
+    assert "steered by fair, fifo, lsched, sjf, srpt, tuned" in result.output
+    assert "cpf" not in result.output  # a pipeline-only agent is no answer here
