@@ -1162,6 +1162,14 @@ def fidelity_verdict(fidelity: dict) -> list[str]:
                 else f"predicted {', '.join(predicted)}; real {', '.join(real)}"
             )
         )
+    scale, speed = fidelity.get("time_scale"), fidelity.get("speed_factor")
+    if fidelity.get("time_scale_auto") and scale and speed and abs(speed / scale - 1) > 0.25:
+        lines.append(
+            f"arrivals were stretched × {scale:.2f} by the speed measured before the first run, "
+            f"and the engine then ran at × {speed:.2f} on average: the workload ran at about "
+            f"{speed / scale:.0%} of the scenario's load (the prediction simulated the same "
+            "arrivals, so the comparison holds; the load it was made at did not)"
+        )
     worst_mean = max(abs(a["mean_error"]) for a in agents.values())
     worst_ratio = max((abs(p["ratio_error"]) for p in pairs.values()), default=0.0)
     met = worst_mean <= MEAN_TARGET and worst_ratio <= RATIO_TARGET

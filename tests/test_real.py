@@ -395,6 +395,9 @@ def test_the_verdict_says_whether_rankings_and_ratios_hold_on_the_engine() -> No
     lines = fidelity_verdict({"agents": same, "pairs": ratios, "noise_floor": 0.2})
     assert "the same on the engine: fifo, sjf, tuned" in lines[-2]
     assert "met (worst 0.0% and 0.0%)" in lines[-1] and "within noise" in lines[-1]
+    drifted = {"agents": same, "pairs": ratios, "noise_floor": 0.2, "time_scale_auto": True,
+               "time_scale": 7.77, "speed_factor": 4.39}  # fmt: skip
+    assert any("about 56% of the scenario's load" in line for line in fidelity_verdict(drifted))
 
 
 def test_a_misspelt_agent_lists_the_agents_that_steer_duckdb(scenario_file: Path) -> None:
