@@ -7,6 +7,7 @@ schedules as the best. The evaluation seeds are never seen: the runner keeps the
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -283,13 +284,13 @@ class Tuned:
                 f"{len(context.train_seeds)} training seeds available"
             )
         if self.budget.objective == "missed_deadlines" and not any(
-            q.deadline_s is not None for q in context.train_workload(context.train_seeds[0])
+            q.deadline_s is not None for q in self._training_queries(context.train_seeds[0])
         ):  # else every candidate would score 0 and the first would win
             raise AgentOptionError(
                 "option objective: missed_deadlines, and no query of the training workload "
                 "has a deadline (give a stream deadline_s)"
             )
-        self.agent_choices: dict[ClusterConfig, TunedChoice] = {}
+        self._choices: dict[ClusterConfig, TunedChoice] = {}
         self._active: Heuristic | QueryLevel | None = None
         self.chosen: TunedChoice | None = None
         """The choice for the cluster of the last `reset` or `tune`; None before either."""
@@ -297,7 +298,7 @@ class Tuned:
     def tune(self, cluster: ClusterConfig | None = None) -> TunedChoice:
         """Search the grid on the training seeds (once per cluster) and return the choice."""
         cluster = cluster or self.context.cluster
-        choice = self.agent_choices.get(cluster)
+        choice = self._choices.get(cluster)
         if choice is None:
             context = self.context
             key = (
@@ -311,13 +312,17 @@ class Tuned:
             )
             choice = _recall(key)
             if choice is None:
-                choice = self._stored(cluster)
+                seeds = context.train_seeds[: self.budget.seeds]
+                workloads = [self._training_queries(seed) for seed in seeds]
+                store = context.choice_store
+                inputs = self._inputs_digest(cluster, seeds, workloads) if store else ""
+                choice = self._stored(inputs)
                 if choice is None:
-                    choice = self._search(cluster)
-                    if context.choice_store is not None:
-                        context.choice_store.save(self._store_key(cluster), choice.to_document())
+                    choice = self._search(cluster, seeds, workloads)
+                    if store is not None:
+                        store.save(inputs, choice.to_document())
                 _remember(key, choice)
-            self.agent_choices[cluster] = choice
+            self._choices[cluster] = choice
         self.chosen = choice
         return choice
 
@@ -345,10 +350,14 @@ class Tuned:
             f"{self.chosen.score:.3f} on training seeds {list(self.chosen.seeds)})"
         )
 
-    def _search(self, cluster: ClusterConfig) -> TunedChoice:
+    def _search(
+        self,
+        cluster: ClusterConfig,
+        seeds: Sequence[int],
+        workloads: Sequence[Sequence[QuerySpec]],
+    ) -> TunedChoice:
         budget = self.budget
-        seeds = self.context.train_seeds[: budget.seeds]
-        workloads = [self._training_queries(seed) for seed in seeds]
+        seeds = tuple(seeds)
         by_deadline = budget.objective == "missed_deadlines"
         trials = []
         for candidate in candidates(budget, cluster, [q for w in workloads for q in w]):
@@ -370,14 +379,34 @@ class Tuned:
         best = min(trials, key=lambda t: (t.score, t.mean_latency_s))
         return TunedChoice(best.candidate, best.score, budget.objective, seeds, tuple(trials))
 
-    def _store_key(self, cluster: ClusterConfig) -> str:
-        """What the store cannot know: this agent's grid and the cluster it tunes for."""
-        return repr((cluster, self.budget))
+    def _inputs_digest(
+        self,
+        cluster: ClusterConfig,
+        seeds: Sequence[int],
+        workloads: Sequence[Sequence[QuerySpec]],
+    ) -> str:
+        """A digest of everything the search reads, as it will read it: the training
+        workloads as drawn (not the files they were drawn from, which may change after a
+        scenario loads), each seed's execution-noise generator state, the cluster, oracle,
+        simulation budget and scalability model, and this agent's grid. The store adds the
+        code. Plain data throughout, so its repr is stable across processes."""
+        context = self.context
+        noise = [context.execution_rng_for(seed).bit_generator.state for seed in seeds]
+        inputs = (
+            [tuple(w) for w in workloads],
+            noise,
+            cluster,
+            context.oracle,
+            context.budget,
+            context.scalability,
+            self.budget,
+        )
+        return hashlib.sha256(repr(inputs).encode("utf-8")).hexdigest()
 
-    def _stored(self, cluster: ClusterConfig) -> TunedChoice | None:
+    def _stored(self, inputs: str) -> TunedChoice | None:
         """A choice an earlier process found for the same inputs (None: none, or unreadable)."""
         store = self.context.choice_store
-        document = None if store is None else store.load(self._store_key(cluster))
+        document = None if store is None or not inputs else store.load(inputs)
         if document is None:
             return None
         try:

@@ -36,7 +36,7 @@ from lsched.io import (
 )
 from lsched.scenario import AgentChoice, Scenario, budget_error, load_scenario
 from lsched.stats import confidence_halfwidth
-from lsched.tuning_cache import scenario_store
+from lsched.tuning_cache import choice_store
 from lsched.workloads.scalability import scalability_prior
 from sim.budget import BudgetExceeded
 from sim.engine import simulate
@@ -221,7 +221,7 @@ def agent_context(scenario: Scenario) -> AgentContext:
         oracle=scenario.oracle,
         budget=scenario.budget,
         scalability=scalability_prior(scenario.workload),
-        choice_store=scenario_store(scenario),
+        choice_store=choice_store(),
     )
 
 

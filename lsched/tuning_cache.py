@@ -1,13 +1,14 @@
 """`tuned`'s choices kept on disk, so its search (a minute on tpch-streaming) runs once per
 scenario rather than once per command.
 
-A choice is keyed by everything the search reads: the scenario as loaded (its document with
-overrides, the contents of its template files and trace), the code that simulates and
-schedules (every source and data file of `sim`, `agents` and `lsched`, and the versions of
-Python, NumPy and SimPy), and `tuned`'s own options and cluster. Any change is a different
-key, so a cached choice is the one a search would find now, and results stay byte-identical
-with or without the cache. Unreadable entries are searched again; a folder that cannot be
-written only costs the next command its search.
+A choice is keyed by everything the search reads, as it reads it (`Tuned` digests the
+training workloads as drawn, each seed's execution-noise state, the cluster, oracle, budget
+and scalability model, and its own options) and by the code that searches (every source and
+data file of `sim` and `agents`; the Python, NumPy and SimPy versions; the machine; the
+plugins named in LSCHED_PLUGINS). Any change is a different key, so a cached choice is the one
+a search would find now, and results stay byte-identical with or without the cache.
+Unreadable entries are searched again; a folder that cannot be written only costs the next
+command its search.
 """
 
 from __future__ import annotations
@@ -22,20 +23,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agents.registry import PLUGINS_VARIABLE
+
 CACHE_ENV = "LSCHED_CACHE_DIR"
 """Where choices are kept; empty or `off` keeps none. Default: $XDG_CACHE_HOME/lsched, else
 ~/.cache/lsched."""
 
-CODE_PACKAGES = ("sim", "agents", "lsched")
+CODE_PACKAGES = ("sim", "agents")
+"""What simulates and schedules: the workloads are in the key as drawn, so the code that
+draws them (lsched's) need not be."""
 CODE_SUFFIXES = (".py", ".json", ".csv")
 
 
 def cache_folder() -> Path | None:
-    """The folder `tuned`'s choices go to (None: caching is off)."""
+    """The folder `tuned`'s choices go to (None: caching is off, or no home to put it in)."""
     value = os.environ.get(CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in ("", "off") else Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        if value is not None:
+            return None if value.strip().lower() in ("", "off") else Path(value).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (a container's random uid)
+        return None
     return Path(base) / "lsched"
 
 
@@ -47,7 +55,13 @@ def code_fingerprint() -> str:
 
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    versions = (platform.python_version(), numpy.__version__, simpy.__version__)
+    versions = (
+        platform.python_version(),
+        platform.machine(),
+        numpy.__version__,
+        simpy.__version__,
+        os.environ.get(PLUGINS_VARIABLE, ""),  # a plugin may patch what the search runs
+    )
     digest.update(repr(versions).encode())
     for package in CODE_PACKAGES:
         for path in sorted((root / package).rglob("*")):
@@ -58,14 +72,14 @@ def code_fingerprint() -> str:
 
 
 class DiskChoices:
-    """A `ChoiceStore` (agents.context) bound to one scenario: a JSON file per choice."""
+    """A `ChoiceStore` (agents.context): a JSON file per choice, named by the digest of what
+    the search read (`Tuned` computes it) and of the code that searched."""
 
-    def __init__(self, folder: Path, scenario_key: str) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.scenario_key = scenario_key
 
     def path(self, key: str) -> Path:
-        name = hashlib.sha256(f"{self.scenario_key}\0{key}".encode()).hexdigest()[:32]
+        name = hashlib.sha256(f"{code_fingerprint()}\0{key}".encode()).hexdigest()[:32]
         return self.folder / "tuned" / f"{name}.json"
 
     def load(self, key: str) -> Mapping[str, Any] | None:
@@ -82,19 +96,7 @@ class DiskChoices:
             atomic_write_text(self.path(key), json.dumps(document, allow_nan=False))
 
 
-def scenario_store(scenario: Any) -> DiskChoices | None:
-    """The store for `scenario` (a lsched Scenario), or None when caching is off."""
+def choice_store() -> DiskChoices | None:
+    """The store `tuned` keeps its choices in, or None when caching is off."""
     folder = cache_folder()
-    if folder is None:
-        return None
-    workload = scenario.workload
-    files = []
-    for path in workload.template_files:
-        try:
-            files.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
-        except OSError:
-            return None  # loaded a moment ago; gone now: nothing to key on
-    trace = workload.trace.sha256 if workload.trace is not None else None
-    document = {k: v for k, v in scenario.document.items() if k != "agents"}  # not read
-    key = json.dumps([document, files, trace, code_fingerprint()], default=str)
-    return DiskChoices(folder, hashlib.sha256(key.encode()).hexdigest())
+    return None if folder is None else DiskChoices(folder)

@@ -395,8 +395,7 @@ def test_tuned_can_minimise_missed_deadlines_breaking_ties_by_latency() -> None:
     ]
     assert tuned.score == pytest.approx(float(np.mean([r.missed_deadlines for r in replayed])))
     by_latency = make_agent("tuned", ctx, families=families, seeds=2).tune()
-    missed = {t.candidate: t.score for t in tuned.trials}
-    assert missed[tuned.best] <= missed[by_latency.best]
+    assert by_latency.best != tuned.best  # the objective changed the choice on this workload
     with pytest.raises(AgentOptionError, match="objective: missed_deadlines, and no query"):
         make_agent("tuned", context(), families=families, seeds=2, objective="missed_deadlines")
 

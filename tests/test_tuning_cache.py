@@ -12,7 +12,7 @@ import agents.tuned
 from agents.tuned import Tuned, TunedChoice
 from lsched.runner import build_agent, run_scenario
 from lsched.scenario import load_scenario
-from lsched.tuning_cache import CACHE_ENV, scenario_store
+from lsched.tuning_cache import CACHE_ENV, choice_store
 
 SCENARIO = """\
 name: cached
@@ -39,9 +39,9 @@ def searches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     done: list[object] = []
     search = Tuned._search
 
-    def counted(self: Tuned, cluster: object) -> TunedChoice:
+    def counted(self: Tuned, cluster: object, *inputs: object) -> TunedChoice:
         done.append(cluster)
-        return search(self, cluster)
+        return search(self, cluster, *inputs)
 
     monkeypatch.setattr(Tuned, "_search", counted)
     return done
@@ -77,12 +77,53 @@ def test_what_the_search_reads_changed_searches_again(
     fresh_run(path)
     path.write_text(SCENARIO.replace("seeds: 2}", "seeds: 2, max_queries: 10}"))  # its options
     fresh_run(path)
+    assert len(searches) == 3
     path.write_text(SCENARIO.replace("name: cached\n", "name: cached\ndescription: x\n"))
-    fresh_run(path)  # a described scenario is another document: searched, not wrong
-    assert len(searches) == 4
+    fresh_run(path)  # what the search does not read: a description, the agents beside it
     path.write_text(SCENARIO.replace("agents:\n", "agents:\n  - fifo\n"))
-    fresh_run(path)  # the agents listed beside it are not read by the search
-    assert len(searches) == 4
+    fresh_run(path)
+    assert len(searches) == 3
+
+
+def test_a_template_file_or_object_changed_after_loading_is_searched_again(
+    searches: list[object], tmp_path: Path
+) -> None:
+    """The key is the workload as drawn, not the files it came from: a scenario changed in
+    Python (`dataclasses.replace`) and a template file edited since are new searches, and the
+    file as it was finds its first entry again."""
+    import dataclasses
+
+    from lsched.workloads.templates import bundled_template_set, write_template_file
+
+    mine = tmp_path / "mine.json"
+    write_template_file(bundled_template_set("tpch"), mine)
+    first = mine.read_text()
+    path = tmp_path / "cached.yaml"
+    path.write_text(
+        SCENARIO.replace("  queries: 20\n", "  queries: 20\n  template_files: [mine.json]\n")
+    )
+    fresh_run(path)
+    loaded = load_scenario(path)
+    slower = {
+        name: dataclasses.replace(
+            t, pipelines=tuple(dataclasses.replace(p, work_s_sf1=3 * p.work_s_sf1)
+                               for p in t.pipelines)
+        )
+        for name, t in loaded.templates.items()
+    }  # fmt: skip
+    agents.tuned._SHARED_CHOICES.clear()
+    run_scenario(dataclasses.replace(loaded, templates=slower), None, seeds=1)
+    assert len(searches) == 2  # the object's own workload, not its document's
+    document = json.loads(first)
+    for template in document["templates"].values():
+        for pipeline in template["pipelines"]:
+            pipeline["work_s_sf1"] *= 2
+    mine.write_text(json.dumps(document))
+    fresh_run(path)
+    assert len(searches) == 3  # the file edited
+    mine.write_text(first)
+    fresh_run(path)
+    assert len(searches) == 3  # as it was: the first search's entry
 
 
 def test_an_unreadable_entry_is_searched_again_and_replaced(
@@ -105,7 +146,7 @@ def test_off_keeps_nothing_and_an_unwritable_folder_only_costs_the_search(
     path = tmp_path / "cached.yaml"
     path.write_text(SCENARIO)
     monkeypatch.setenv(CACHE_ENV, "off")
-    assert scenario_store(load_scenario(path)) is None
+    assert choice_store() is None
     fresh_run(path)
     fresh_run(path)
     assert len(searches) == 2 and not (tmp_path / "cache").exists()
@@ -125,3 +166,16 @@ def test_a_choice_survives_its_document(tmp_path: Path) -> None:
     choice = agent.tune()
     assert len(choice.trials) > 10  # weighted_fair's class weights and the adaptive caps too
     assert TunedChoice.from_document(json.loads(json.dumps(choice.to_document()))) == choice
+
+
+def test_no_home_to_keep_the_cache_in_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's uid with no passwd entry and no HOME: every run crashed building agents."""
+    from lsched.tuning_cache import cache_folder
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert cache_folder() is None and choice_store() is None
