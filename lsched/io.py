@@ -160,7 +160,7 @@ def check_results_folder(folder: Path) -> None:
         raise LschedError(f"{folder}: --out cannot be written ({error.strerror})") from None
     if not folder.is_dir() or (folder / RESULTS_FILE).is_file():
         return
-    foreign = sorted(p.name for p in folder.iterdir())
+    foreign = sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
     if foreign:
         raise LschedError(
             f"{folder}: --out is not empty and holds no {RESULTS_FILE} (e.g. {foreign[0]!r}); "
@@ -168,25 +168,34 @@ def check_results_folder(folder: Path) -> None:
         )
 
 
-def clear_run_outputs(folder: Path) -> list[Path]:
-    """Remove what an earlier run left in `folder` (RUN_OUTPUTS; nothing else): results.json
-    first, so an interrupted clean-up never leaves a results.json beside missing files."""
+def clear_run_outputs(folder: Path, keep: Iterable[str] = ()) -> list[Path]:
+    """Remove what an earlier run left in `folder` (RUN_OUTPUTS; nothing else, and not the
+    names in `keep`): results.json first, so an interrupted clean-up never leaves a
+    results.json beside missing files."""
+    kept = set(keep)
     removed = []
     for pattern in RUN_OUTPUTS:
         for path in sorted(folder.glob(pattern)):
-            if path.is_file():
+            if path.is_file() and path.name not in kept:
                 path.unlink()
                 removed.append(path)
     return removed
 
 
+STAGING_PREFIX = ".staging-"
+
+
 @contextmanager
 def staged_outputs(folder: Path) -> Iterator[Path]:
-    """A fresh folder beside `folder` to write a run's outputs into; when the block ends
-    without error they replace the earlier run's (RUN_OUTPUTS) in `folder`, results.json last.
-    A failed write, a full disk or Ctrl-C leaves `folder` as it was and nothing staged behind."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}.staging"
+    """A fresh folder inside `folder` (so on its file system: a mount point or a symlink to
+    another disk cannot make the moves fail) to write a run's outputs into. When the block
+    ends without error they replace the earlier run's (RUN_OUTPUTS): its results.json is
+    removed first, then what the new run does not write, then the new files move in,
+    results.json last — a folder with a results.json is always whole. A failed write, a full
+    disk or Ctrl-C leaves `folder` as it was and nothing staged behind."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = folder / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     stage.mkdir()
     try:
         try:
@@ -194,13 +203,19 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
         except OSError as error:  # name where the user asked for it, not the staging folder
             problem = str(error).replace(str(stage), str(folder))
             raise LschedError(f"{problem} (nothing written: {folder} is as it was)") from None
-        folder.mkdir(exist_ok=True)
-        clear_run_outputs(folder)
         staged = sorted(stage.iterdir(), key=lambda p: (p.name == RESULTS_FILE, p.name))
+        (folder / RESULTS_FILE).unlink(missing_ok=True)
+        names = {p.name for p in staged}
+        clear_run_outputs(folder, keep=names)
         for path in staged:
             os.replace(path, folder / path.name)
+        for leftover in folder.glob(f"{STAGING_PREFIX}*"):  # a killed run's, or ours
+            if leftover != stage and leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 MAX_SLUG_CHARS = 80

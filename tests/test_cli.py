@@ -553,7 +553,36 @@ def test_a_run_that_fails_writing_leaves_the_earlier_results_whole(
     failed = invoke("run", scenario_file, "--seeds", "2", "--out", out)
     assert failed.exit_code == 2, failed.output
     assert "nothing written" in failed.output and "Traceback" not in failed.output
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging left
+    assert invoke("run", scenario_file, "--seeds", "2", "--out", tmp_path / "new").exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # a folder it made: removed
+
+
+def test_outputs_replace_the_earlier_runs_on_another_file_system(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """Staged inside --out, not beside it: a mount point or a symlink to another disk made the
+    moves fail after the old results were deleted, losing both runs."""
+    import tempfile
+
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    try:
+        out = tmp_path / "out"
+        out.symlink_to(elsewhere, target_is_directory=True)
+        for seeds in ("1", "2"):
+            ran = invoke("run", scenario_file, "--seeds", seeds, "--out", out)
+            assert ran.exit_code == 0, ran.output
+        assert json.loads((out / "results.json").read_text())["seeds"] == [0, 1]
+        assert not list(out.glob(".staging-*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(elsewhere)
+
+
+def test_long_agent_labels_get_file_names_the_file_system_takes() -> None:
+    import lsched.io
+
     long_label = "fair[max_parallelism=" + "1" * 300 + "]"
-    assert len(lsched.io.queries_file(out, long_label, 0).name) < 255
+    name = lsched.io.queries_file(Path("."), long_label, 0).name
+    assert len(name) < 255 and name != lsched.io.queries_file(Path("."), long_label + "x", 0).name
