@@ -4,8 +4,8 @@ A document is refused, as one `InputError` naming the file (and the line where t
 before it can cost much: larger than `MAX_DOCUMENT_BYTES`, not UTF-8, nested deeper than
 `MAX_DEPTH`, or expanding (YAML aliases counted at their full size) to more than `MAX_NODES`
 values. A key written twice in one mapping is an error, not "the last one wins". YAML is read
-safely (no Python tags) and numbers as in YAML 1.2: `1e-9` is a number, and `010`, `0x10`
-and `12:30` are strings, not 8, 16 and 750 (YAML 1.1's octal, hex and base 60).
+safely (no Python tags); numbers are decimal: `1e-9` and `1_000` are numbers, and `010`,
+`0x10` and `12:30` are strings, not 8, 16 and 750 (YAML 1.1's octal, hex and base 60).
 """
 
 from __future__ import annotations
@@ -37,17 +37,18 @@ refused before it is built."""
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
-"""Integers are plain decimals. YAML 1.1 also reads `010` as 8, `0x10` as 16 and `1:30` as 90
-(base 60), so `time_of_day: 12:30` was 750 seconds, not half past noon: those stay strings,
-which a number field refuses and a time of day reads as what it says."""
+_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")
+"""Integers are decimals (`1_000` too, as YAML 1.1 reads it). YAML 1.1 also reads `010` as 8,
+`0x10` as 16 and `1:30` as 90 (base 60), so `time_of_day: 12:30` was 750 seconds, not half
+past noon: those stay strings, which a number field refuses and a time of day reads as what it
+says. (Stricter than YAML 1.2, which reads `0x10` as 16 and `0o10` as 8.)"""
 _FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"""
-    r"""|[-+]?[0-9]+[eE][-+]?[0-9]+"""
+    r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"""
+    r"""|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"""
     r"""|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"""
 )
-"""Floats as YAML 1.2 writes them: `1e9` and `5e-3` too (YAML 1.1 read them as strings), and
-no base-60 `1:30.5` or `1_000.5`."""
+"""Floats as YAML 1.2 writes them, `1e9` and `5e-3` too (YAML 1.1 read them as strings), and
+`1_000.5` as YAML 1.1 did; no base-60 `1:30.5`."""
 
 
 class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
