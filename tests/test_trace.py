@@ -555,3 +555,47 @@ def test_a_log_is_read_as_it_streams_keeping_only_what_replays(
     with pytest.raises(TraceError, match=r"more than 39 records .* set the trace's max_records"):
         read_trace(path)
     assert len(read_trace(path, max_records=39)) == 39
+
+
+def test_the_first_arrivals_cost_the_memory_of_those_kept(tmp_path: Path) -> None:
+    """Reading with max_records keeps a bounded heap: its peak memory is a small fraction of
+    reading the whole log (the reader built every row first before)."""
+    import tracemalloc
+
+    n = 20_000
+    rows = "".join(f"{(7 * i) % n},tpch-q{1 + i % 22},1\n" for i in range(n))
+    path = tmp_path / "log.csv"
+    path.write_text("arrival_s,template,scale_factor\n" + rows)
+
+    def peak(**options: int) -> int:
+        tracemalloc.start()
+        read_trace(path, **options)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    assert peak(max_records=10) < 0.1 * peak()
+
+
+def test_a_bad_row_leaves_no_file_open(tmp_path: Path) -> None:
+    """The rows stream from the file: an error mid-way must close it, not keep it open for as
+    long as the error is referenced."""
+    import os
+
+    path = tmp_path / "bad.csv"
+    path.write_text("arrival_s,template,scale_factor\n1,tpch-q1,1\nx,tpch-q2,1\n3,tpch-q3,1\n")
+    with pytest.raises(TraceError, match="row 3") as raised:
+        read_trace(path)
+    assert raised.value is not None
+
+    def open_paths() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return found
+
+    if Path("/proc/self/fd").is_dir():
+        assert str(path) not in open_paths()

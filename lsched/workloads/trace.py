@@ -35,7 +35,7 @@ import difflib
 import hashlib
 import heapq
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,7 +287,8 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            next(reader, None)
+            if [c.strip() for c in next(reader, [])] != header:
+                raise TraceError(f"{path}: header: the file changed while it was read")
             line = reader.line_num  # the line the next record starts on, less one
             for values in reader:
                 start, line = line + 1, reader.line_num
@@ -419,12 +420,16 @@ def read_trace(
         if "instance_id" not in columns:
             raise TraceError(f"{path}: column instance_id: missing (needed to filter)")
         rows = ((n, r) for n, r in rows if str(r["instance_id"]).strip() == wanted_instance)
+    stream = iter(rows)
     try:
         records = _earliest(
-            (_record(row, layout, f"{path}: row {n}", n) for n, row in rows), max_records, path
+            (_record(row, layout, f"{path}: row {n}", n) for n, row in stream), max_records, path
         )
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise TraceError(f"{path}: cannot read CSV: {exc}") from exc
+    finally:  # a CSV's rows hold the file open until closed: on an error too
+        if isinstance(stream, Generator):
+            stream.close()
     if not records:
         raise TraceError(f"{path}: no records")
     return records
