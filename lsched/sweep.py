@@ -389,8 +389,7 @@ def plan_runs(spec: SweepSpec) -> list[SweepRun]:
         base = _load(spec, index, text)
         for combo in spec.combinations():
             scenario = _with_overrides(spec, base, text, combo)
-            trace = scenario.workload.trace  # a log edited between resumes is a changed scenario
-            digest = _digest(scenario.document, *([trace.sha256] if trace else []))
+            digest = _digest(scenario.document, *_file_digests(scenario))
             # Where its relative paths were resolved matters to the loaded object, not the file.
             identity = _digest(digest, scenario.source, str(scenario.base_dir))
             blob = pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
@@ -441,6 +440,20 @@ def _with_overrides(
     except LschedError as error:
         assignment = ", ".join(f"{p}={_value_text(v)}" for p, v in combo.items())
         raise SweepError(spec.source, "overrides", f"{text} with {assignment}: {error}") from None
+
+
+def _file_digests(scenario: Scenario) -> list[str]:
+    """The contents of the files a scenario reads (its log, its template files): one edited
+    between two calls of a sweep is a changed scenario, not runs to mix with the old ones.
+    (Empty without such files, so those scenarios' digests are as before 2026-12-08.)"""
+    workload = scenario.workload
+    digests = [workload.trace.sha256 or ""] if workload.trace is not None else []
+    for path in workload.template_files:
+        try:
+            digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        except OSError as error:
+            raise SweepError(scenario.source, "workload.template_files", str(error)) from None
+    return digests
 
 
 def _digest(*parts: Any) -> str:
@@ -520,16 +533,35 @@ def _check_sweep_folder(out: Path) -> None:
 
 
 def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line a kill cut short (no newline after it): `read_journal` skips it, and
-    a row appended after it would be glued onto it, losing that row and tearing the file."""
+    """Mend the journal's end before appending: a last line a kill cut short (no newline
+    after it, and not JSON) is dropped — `read_journal` skips it, and a row appended after it
+    would be glued onto it, losing that row and tearing the file; a whole last row missing only
+    its newline (which `read_journal` counted) gets one."""
     if not path.is_file():
         return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as journal:
-            journal.truncate(data.rfind(b"\n") + 1)
-            journal.flush()
-            os.fsync(journal.fileno())
+    with open(path, "r+b") as journal:
+        end = journal.seek(0, os.SEEK_END)
+        start = end
+        while start > 0:  # back to the last newline, a block at a time
+            start = max(0, start - 65536)
+            journal.seek(start)
+            block = journal.read(end - start)
+            if b"\n" in block:
+                start += block.rindex(b"\n") + 1
+                break
+        journal.seek(start)
+        tail = journal.read(end - start)
+        if not tail:
+            return
+        try:
+            json.loads(tail)
+        except ValueError:
+            journal.truncate(start)
+        else:
+            journal.seek(end)
+            journal.write(b"\n")
+        journal.flush()
+        os.fsync(journal.fileno())
 
 
 def _append(journal: Any, row: SweepRow) -> None:

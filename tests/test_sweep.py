@@ -202,6 +202,17 @@ def test_a_journal_line_torn_by_a_kill_is_cut_before_the_next_row(
     assert run_sweep(spec, out).executed == 4
     assert table_files(out) == table_files(full)
 
+    # a whole row that lost only its newline is kept (it was counted as run), not cut
+    again = tmp_path / "again"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, again, progress=interrupt_at(3))
+    lines = (again / JOURNAL_FILE).read_text(encoding="utf-8")
+    (again / JOURNAL_FILE).write_text(lines.rstrip("\n"), encoding="utf-8")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, again, progress=interrupt_at(4))
+    assert len(read_journal(again)) == 4
+    assert run_sweep(spec, again).executed == 4
+
 
 def test_resume_refuses_another_sweeps_folder(reference: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -357,3 +368,23 @@ def test_shipped_sweep_files_are_valid(path: Path) -> None:
     combos = math.prod(len(values) for _, values in spec.overrides)
     assert len(runs) == len(spec.scenarios) * combos * len(spec.agents) * len(spec.seeds)
     assert spec.description
+
+
+def test_a_template_file_edited_between_calls_is_a_changed_scenario(tmp_path: Path) -> None:
+    """The digest covers the files a scenario reads: runs on the old templates and the new
+    were mixed silently in one table."""
+    from lsched.workloads.templates import bundled_template_set, write_template_file
+
+    write_template_file(bundled_template_set("tpch"), tmp_path / "mine.json")
+    spec = write_sweep(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(
+        TINY_SCENARIO.replace("  queries: 12\n", "  queries: 12\n  template_files: [mine.json]\n")
+    )
+    digest = plan_runs(load_sweep(spec))[0].digest
+    text = (tmp_path / "mine.json").read_text()
+    edited = json.loads(text)
+    next(iter(edited["templates"].values()))["pipelines"][0]["work_s_sf1"] *= 2
+    (tmp_path / "mine.json").write_text(json.dumps(edited))
+    assert plan_runs(load_sweep(spec))[0].digest != digest
+    (tmp_path / "mine.json").write_text(text)
+    assert plan_runs(load_sweep(spec))[0].digest == digest
