@@ -81,9 +81,9 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- results folder
 RESULTS_FILE = "results.json"
 SCENARIO_FILE = "scenario.yaml"
+"""The scenario document a run used, beside results.json (folders before it lack it)."""
 FIDELITY_FILE = "fidelity.json"
 """What `lsched real` adds to a results folder: the prediction beside the measurement."""
-"""The scenario document a run used, beside results.json (folders before it lack it)."""
 SWEEP_TABLE_FILE = "sweep.json"
 """A sweep folder's table (lsched.sweep), what tells a sweep's folder from a run's."""
 METRICS_FILE = "metrics.jsonl"
@@ -223,10 +223,10 @@ MAX_SLUG_CHARS = 80
 weights) would exceed the file system's 255 bytes; the rest is replaced by a digest."""
 
 
-def agent_slug(label: str) -> str:
+def agent_slug(label: str, *, capped: bool = True) -> str:
     """An agent label as a file-name part: `lsched:runs/m.pt` → `lsched_runs_m.pt`."""
     slug = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", label)
-    if len(slug) <= MAX_SLUG_CHARS:
+    if len(slug) <= MAX_SLUG_CHARS or not capped:
         return slug
     digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:12]
     return f"{slug[: MAX_SLUG_CHARS - 13]}-{digest}"

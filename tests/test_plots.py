@@ -404,3 +404,19 @@ def test_a_glyph_the_font_lacks_is_drawn_without_a_warning() -> None:
         warnings.simplefilter("always")
         assert png_bytes(figure).startswith(b"\x89PNG")
     assert not [w for w in caught if "missing from font" in str(w.message)]
+
+
+def test_a_folder_written_before_file_names_were_capped_still_reads(tmp_path: Path) -> None:
+    """Labels of 81 to ~240 characters were written whole before names were capped."""
+    import shutil
+
+    from lsched.io import agent_slug
+    from lsched.plots.data import read_queries
+
+    label = "fair[max_parallelism=" + "1" * 100 + "]"
+    capped = tmp_path / f"queries-{agent_slug(label)}-seed0.csv"
+    header = "query_id,template,class,scale_factor,arrival_s,start_s,finish_s,latency_s,"
+    capped.write_text(header + "isolated_s,slowdown,origin\n0,t,adhoc,1,0,0,1,1,1,1,\n")
+    whole = tmp_path / f"queries-{agent_slug(label, capped=False)}-seed0.csv"
+    shutil.move(capped, whole)
+    assert len(read_queries(tmp_path, label, 0).latency_s) == 1

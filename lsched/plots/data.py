@@ -27,6 +27,7 @@ from lsched.io import (
     METRICS_FILE,
     RESULTS_FILE,
     SWEEP_TABLE_FILE,
+    agent_slug,
     queries_file,
     read_csv,
     tasks_file,
@@ -128,7 +129,7 @@ def read_results(folder: str | Path) -> ResultsFolder:
 
 def read_queries(folder: str | Path, agent: str, seed: int) -> Queries:
     """queries-AGENT-seedK.csv of one run."""
-    path = queries_file(folder, agent, seed)
+    path = _written(queries_file(folder, agent, seed), agent)
     rows = _rows(path)
     try:
         return Queries(
@@ -146,7 +147,7 @@ def read_queries(folder: str | Path, agent: str, seed: int) -> Queries:
 
 def read_tasks(folder: str | Path, agent: str, seed: int) -> Tasks:
     """tasks-AGENT-seedK.csv of one run."""
-    path = tasks_file(folder, agent, seed)
+    path = _written(tasks_file(folder, agent, seed), agent)
     rows = _rows(path)
     try:
         return Tasks(
@@ -254,6 +255,15 @@ def png_bytes(figure: Figure) -> bytes:
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
+
+
+def _written(path: Path, agent: str) -> Path:
+    """`path`, or where a run before 2026-12-08 wrote it: an agent's part of a file name was
+    then not capped (lsched.io.MAX_SLUG_CHARS)."""
+    if path.exists():
+        return path
+    legacy = path.with_name(path.name.replace(agent_slug(agent), agent_slug(agent, capped=False)))
+    return legacy if legacy.exists() else path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

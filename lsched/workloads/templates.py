@@ -49,6 +49,7 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 """Format 2 adds measured scalability, estimates and the calibration's provenance."""
 ESTIMATE_RATIO_RANGE = (1e-6, 1e6)
+"""Bounds on a measured estimate ratio: beyond them a file is corrupt, not an optimizer."""
 EXPONENT_RANGE = (-4.0, 4.0)
 """How work and memory may grow with the scale factor (sf ** exponent): the bundled fits span
 0–2; 2,000 overflowed a float at scale factor 2, a traceback rather than an error."""
@@ -56,7 +57,6 @@ MAX_PIPELINES = 1_000
 """Most pipelines a template may hold (the bundled ones: at most 46, TPC-DS): a scheduler
 scans a query's ready pipelines at every decision, and 20,000 made two queries run for
 minutes."""
-"""Bounds on a measured estimate ratio: beyond them a file is corrupt, not an optimizer."""
 
 
 class TemplateError(InputError):
