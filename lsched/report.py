@@ -14,13 +14,15 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from lsched.documents import read_text
 from lsched.errors import InputError, ResultsError
 from lsched.io import FIDELITY_FILE, SCENARIO_FILE, atomic_write_text
 from lsched.plots import Plot, folder_plots, png_bytes
-from lsched.plots.data import ResultsFolder, default_comparison, read_results
+from lsched.plots.data import ResultsFolder, default_comparison, read_queries, read_results
+from lsched.stats import confidence_halfwidth
 
 REPORT_FILE = "report.html"
 MAX_FIDELITY_BYTES = 64 << 20
@@ -125,7 +127,7 @@ def report_html(folder: str | Path, baseline: str | None = None) -> str:
         f'<p class="description">{_text(description)}</p>' if description else "",
         f'<p class="meta">{_text(_summary(results, compared))}</p>',
         "<h2>Results</h2>",
-        _table(results, reference),
+        _table(results, reference, _paired(results, reference)),
         '<p class="meta">Seed-averaged figures of results.json; click a column to sort. '
         "The highlighted row has the lowest mean latency.</p>",
         *(_figure(plot) for plot in plots),
@@ -152,13 +154,32 @@ def _summary(results: ResultsFolder, compared: Sequence[str]) -> str:
     return text
 
 
-def _table(results: ResultsFolder, reference: str | None) -> str:
+def _paired(results: ResultsFolder, reference: str | None) -> dict[str, tuple[float, float]]:
+    """Each agent's mean latency over the reference's, seed by seed, averaged over seeds, and
+    the 95% half-width: `lsched run`'s vs column, from the folder's per-seed query files
+    (a ratio of the seed-averaged means differs from it)."""
+    if reference is None:
+        return {}
+    means = {
+        (agent, seed): float(np.mean(read_queries(results.folder, agent, seed).latency_s))
+        for agent in results.agents
+        for seed in results.seeds
+    }
+    paired = {}
+    for agent in results.agents:
+        ratios = [means[agent, s] / means[reference, s] for s in results.seeds]
+        paired[agent] = (float(np.mean(ratios)), confidence_halfwidth(ratios))
+    return paired
+
+
+def _table(
+    results: ResultsFolder, reference: str | None, paired: Mapping[str, tuple[float, float]]
+) -> str:
     keys = list(dict.fromkeys(k for values in results.figures.values() for k in values))
     best = min(results.agents, key=lambda a: results.figures[a].get("mean_latency", float("inf")))
-    base_mean = results.figures.get(reference, {}).get("mean_latency") if reference else None
     headers = ['<th data-type="text"><button type="button">agent</button></th>']
     headers += [f'<th><button type="button">{_text(COLUMNS.get(k, k))}</button></th>' for k in keys]
-    if base_mean:
+    if paired:
         headers.append(f'<th><button type="button">vs {_text(reference)}</button></th>')
     rows = []
     for agent in results.agents:
@@ -171,11 +192,12 @@ def _table(results: ResultsFolder, reference: str | None) -> str:
                 if value is not None
                 else f'<td data-key="{key}" data-value="">—</td>'
             )
-        if base_mean:
-            change = figures["mean_latency"] / base_mean - 1
+        if paired:
+            ratio, halfwidth = paired[agent]
+            interval = f" ±{100 * halfwidth:.1f}" if len(results.seeds) > 1 else ""
             cells.append(
-                f'<td data-key="{VS_BASELINE}" data-value="{json.dumps(change)}">'
-                f"{100 * change:+.1f}%</td>"
+                f'<td data-key="{VS_BASELINE}" data-value="{json.dumps(ratio - 1)}">'
+                f"{100 * (ratio - 1):+.1f}%{interval}</td>"
             )
         classes = [
             name for name, on in (("best", agent == best), ("baseline", agent == reference)) if on
