@@ -129,7 +129,9 @@ def report_html(folder: str | Path, baseline: str | None = None) -> str:
         "<h2>Results</h2>",
         _table(results, reference, _paired(results, reference)),
         '<p class="meta">Seed-averaged figures of results.json; click a column to sort. '
-        "The highlighted row has the lowest mean latency.</p>",
+        "The highlighted row has the lowest mean latency; the vs column is each seed's ratio, "
+        "averaged, ± its 95% interval.</p>",
+        *(f'<p class="meta">{_text(text)}</p>' for text in results.descriptions.values()),
         *(_figure(plot) for plot in plots),
         _fidelity_section(Path(folder)),
         "<h2>Scenario</h2>",

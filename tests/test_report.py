@@ -258,3 +258,17 @@ def test_the_report_opens_in_a_headless_browser_without_errors(
     assert order is not None, "the test script did not run"
     agents = document["agents"]
     assert order.group(1).split(",") == sorted(agents, key=lambda a: agents[a]["mean_latency"])
+
+
+def test_the_report_says_what_tuned_chose(folder: Path, tmp_path: Path) -> None:
+    """As the terminal does under the table (it was only in results.json)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    document = json.loads((copy / "results.json").read_text())
+    agent = document["paired"]["baseline"]
+    document["descriptions"] = {agent: f"{agent}: serpt adaptive_parallelism=1 (a note)"}
+    (copy / "results.json").write_text(json.dumps(document))
+    assert invoke("report", copy).exit_code == 0
+    assert f"{agent}: serpt adaptive_parallelism=1 (a note)" in (copy / "report.html").read_text()

@@ -12,7 +12,7 @@ import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,8 @@ class ResultsFolder:
     lower_bound_mean_latency_s: float
     figures: Mapping[str, Mapping[str, float]]
     """Per agent, the seed-averaged figures of results.json (`mean_latency`, `p95_latency`, ...)."""
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    """What agents that can say ran (`tuned`'s chosen rule), by label; empty in older folders."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ def read_results(folder: str | Path) -> ResultsFolder:
                 str(label): {k: float(v) for k, v in values.items() if _is_number(v)}
                 for label, values in agents.items()
             },
+            descriptions={str(k): str(v) for k, v in (document.get("descriptions") or {}).items()},
         )
     except FileNotFoundError:
         folder_path = Path(folder)
