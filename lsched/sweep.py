@@ -819,14 +819,18 @@ def plot_sweep(out: str | Path, metric: str = "mean_latency_s") -> list[Path]:
     columns = min(len(panels), PLOT_COLUMNS)
     lines = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(5.5 * columns, 4.2 * lines), dpi=PLOT_DPI)
+    # one scale for every panel, so that panels compare side by side
+    means = [c.mean for c in cells if c.mean > 0]
+    log_scale = bool(means) and max(means) > LOG_SCALE_SPREAD * min(means)
+    shared = None
     for number, ((scenario, others), mine) in enumerate(panels.items()):
-        ax = figure.add_subplot(lines, columns, number + 1)
+        ax = figure.add_subplot(lines, columns, number + 1, sharey=shared)
+        shared = shared or ax
         if x_path is None:
             _bars(ax, mine)
         else:
             _lines(ax, mine, x_path, spec["overrides"][x_path])
-        means = [c.mean for c in mine if c.mean > 0]
-        if means and max(means) > LOG_SCALE_SPREAD * min(means):
+        if log_scale:
             ax.set_yscale("log")
         ax.set_title(f"{scenario}" + (f" ({others})" if others else ""), fontsize=10)
         ax.set_ylabel(
@@ -853,7 +857,7 @@ def _lines(ax: Any, cells: Sequence[SweepSummary], x_path: str, values: Sequence
         ax.errorbar(
             [x for x, _ in mine],
             [c.mean for _, c in mine],
-            yerr=[c.ci95 for _, c in mine],
+            yerr=_positive_errors([c for _, c in mine]),
             marker="o",
             capsize=3,
             label=agent,
@@ -866,9 +870,17 @@ def _lines(ax: Any, cells: Sequence[SweepSummary], x_path: str, values: Sequence
     ax.legend(fontsize=8)
 
 
+def _positive_errors(cells: Sequence[SweepSummary]) -> list[list[float]]:
+    """The 95% intervals as error bars, the lower arm stopped short of zero: a latency is
+    positive, and with few seeds an interval of ± more than the mean drew bars to −750 s
+    (and off a log axis)."""
+    lower = [min(c.ci95, c.mean * (1 - 1e-3)) if c.mean > 0 else c.ci95 for c in cells]
+    return [lower, [c.ci95 for c in cells]]
+
+
 def _bars(ax: Any, cells: Sequence[SweepSummary]) -> None:
     positions = np.arange(len(cells))
-    ax.bar(positions, [c.mean for c in cells], yerr=[c.ci95 for c in cells], capsize=4)
+    ax.bar(positions, [c.mean for c in cells], yerr=_positive_errors(cells), capsize=4)
     ax.set_xticks(positions, [c.agent for c in cells], rotation=30, ha="right")
 
 

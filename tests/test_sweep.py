@@ -388,3 +388,13 @@ def test_a_template_file_edited_between_calls_is_a_changed_scenario(tmp_path: Pa
     assert plan_runs(load_sweep(spec))[0].digest != digest
     (tmp_path / "mine.json").write_text(text)
     assert plan_runs(load_sweep(spec))[0].digest == digest
+
+
+def test_interval_bars_stop_short_of_zero() -> None:
+    """Two seeds give intervals wider than the mean: the bars went to −750 s latency."""
+    from lsched.sweep import SweepSummary, _positive_errors
+
+    wide = SweepSummary("s", {}, "fifo", runs=2, failed=0, mean=100.0, ci95=800.0)
+    narrow = SweepSummary("s", {}, "fair", runs=2, failed=0, mean=100.0, ci95=5.0)
+    lower, upper = _positive_errors([wide, narrow])
+    assert 0 < 100.0 - lower[0] < 1 and lower[1] == 5.0 and upper == [800.0, 5.0]
