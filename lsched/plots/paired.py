@@ -15,7 +15,6 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
 
 from lsched.plots.data import DPI, Pairs, plain_log_axis, template_order
 from lsched.stats import confidence_halfwidth
@@ -203,7 +202,7 @@ def _bars(ax: Axes, bars: Sequence[RatioBar], baseline: str, other: str) -> None
     with_ci = max([abs(b.ratio - 1) + b.ci95 for b in known], default=0.0)
     # Wide intervals (few seeds) may run off the axis rather than shrink the bars to slivers.
     width = max(0.02, 1.15 * min(with_ci, CI_REACH * reach))
-    ax.set_xlim(1 - width, 1 + width)
+    ax.set_xlim(max(0.0, 1 - width), 1 + width)  # a ratio of latencies is never below 0
     ax.set_xlabel(f"mean latency under {other} / under {baseline} (95% CI over seeds)")
     ax.set_title(f"by group (queries): green, {other} faster; red, slower")
     ax.grid(axis="x", alpha=0.3)
@@ -251,10 +250,12 @@ def _periods(ax: Axes, pairs: Pairs, baseline: str, other: str) -> None:
             ).clip(1e-3)
         )
     )
-    limit = float(np.exp(max(MIN_PERIOD_RANGE, 1.4 * reach.max(initial=0.0))))
+    own = np.abs(np.log(periods.ratio[known].clip(1e-3))).max(initial=0.0)
+    # as the bars above: wide intervals (few seeds) run off the axis rather than flatten it
+    shown = min(reach.max(initial=0.0), CI_REACH * max(own, MIN_PERIOD_RANGE))
+    limit = float(np.exp(max(MIN_PERIOD_RANGE, 1.4 * shown)))
     ax.set_ylim(1 / limit, limit)
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    plain_log_axis(ax.yaxis)  # a plain formatter on every minor tick overlapped on wide ranges
     ax.set_xlim(periods.edges_s[0], periods.edges_s[-1])
     ax.set_xlabel("arrival time of the query (s)")
     ax.set_ylabel(f"latency {other} / {baseline} (log)")
