@@ -547,9 +547,16 @@ def plot(
         from lsched.sweep import JSON_FILE, plot_sweep
 
         results_only = compare is not None or window is not None
-        if (folder / JSON_FILE).exists() and not results_only:
+        kind = "sweep" if (folder / JSON_FILE).exists() else "training run"
+        if results_only and ((folder / JSON_FILE).exists() or (folder / METRICS_FILE).exists()):
+            option = "--compare" if compare is not None else "--window"
+            raise ValueError(
+                f"{folder}: {option} applies to a run folder's plots; this is a {kind}'s "
+                "folder (drop the option)"
+            )
+        if (folder / JSON_FILE).exists():
             paths = plot_sweep(folder)
-        elif (folder / METRICS_FILE).exists() and not results_only:
+        elif (folder / METRICS_FILE).exists():
             paths = render_learning_curve(folder)
         else:
             paths = render_plots(folder, _csv_list(compare, "--compare"), _window(window))

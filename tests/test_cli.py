@@ -586,3 +586,11 @@ def test_long_agent_labels_get_file_names_the_file_system_takes() -> None:
     long_label = "fair[max_parallelism=" + "1" * 300 + "]"
     name = lsched.io.queries_file(Path("."), long_label, 0).name
     assert len(name) < 255 and name != lsched.io.queries_file(Path("."), long_label + "x", 0).name
+
+
+def test_plot_options_of_run_folders_on_a_sweep_folder_say_so(tmp_path: Path) -> None:
+    """It said results.json was missing and, in the same line, that plot draws sweep folders."""
+    (tmp_path / "sweep.json").write_text("{}")
+    result = invoke("plot", tmp_path, "--compare", "fifo,fair")
+    assert result.exit_code == 2
+    assert "--compare applies to a run folder's plots; this is a sweep's folder" in result.output
