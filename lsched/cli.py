@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -98,6 +98,35 @@ def _csv_list(text: str | None, option: str) -> list[str] | None:
     return items
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="KEY=VALUE: change one setting of the scenario for this command, by its dotted "
+        "path (cluster.nodes=3, workload.streams.0.arrivals.rate_per_s=0.2; repeatable; VALUE "
+        "as JSON, else a string).",
+    ),
+]
+
+
+def _with_settings(loaded: Any, settings: Sequence[str] | None) -> Any:
+    """The scenario with `--set` applied (results record it: their scenario.yaml reruns it)."""
+    if not settings:
+        return loaded
+    import json
+
+    overrides: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. cluster.nodes=3")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
+    return loaded.with_overrides(overrides)
+
+
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="A bundled scenario name or a YAML file.")],
@@ -128,6 +157,7 @@ def run(
             "that is not a learned policy)."
         ),
     ] = None,
+    settings: SetOption = None,
 ) -> None:
     """Run agents × seeds on a scenario and compare their latencies."""
     with _user_errors():
@@ -144,7 +174,7 @@ def run(
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
-        loaded = load_scenario(scenario)
+        loaded = _with_settings(load_scenario(scenario), settings)
         agent_list = _csv_list(agents, "--agents")
         labels = agent_labels(loaded, agent_list)
         if baseline is not None and baseline not in labels:
@@ -231,6 +261,7 @@ def real(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print results and fidelity as one JSON document.")
     ] = False,
+    settings: SetOption = None,
 ) -> None:
     """Run a scenario's workload on real DuckDB and compare it with the simulator's prediction."""
     with _user_errors():
@@ -253,7 +284,7 @@ def real(
         from lsched.scenario import load_scenario
 
         out = out_folder(out_text)
-        loaded = load_scenario(scenario)
+        loaded = _with_settings(load_scenario(scenario), settings)
         if out is not None:
             check_results_folder(out)
         scale = _time_scale(time_scale)
@@ -771,13 +802,14 @@ def _sweep_table(report: SweepReport) -> Table:
 @app.command()
 def validate(
     file: Annotated[str, typer.Argument(help="A scenario YAML file (or a bundled name).")],
+    settings: SetOption = None,
 ) -> None:
     """Check a scenario file: schema, templates, agents, and that its workload generates."""
     with _user_errors():
         from lsched.runner import agent_choices, check_agents, seed_queries
         from lsched.scenario import load_scenario
 
-        scenario = load_scenario(file)
+        scenario = _with_settings(load_scenario(file), settings)
         check_agents(scenario, agent_choices(scenario, None))  # listed twice is refused too
         queries = seed_queries(scenario, 0)
         scenario.check_size(queries)

@@ -594,3 +594,26 @@ def test_plot_options_of_run_folders_on_a_sweep_folder_say_so(tmp_path: Path) ->
     result = invoke("plot", tmp_path, "--compare", "fifo,fair")
     assert result.exit_code == 2
     assert "--compare applies to a run folder's plots; this is a sweep's folder" in result.output
+
+
+def test_set_changes_one_setting_for_a_command_and_results_record_it(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """A one-off override needed a copy of the file or a one-point sweep."""
+    import yaml
+
+    out = tmp_path / "out"
+    ran = invoke(
+        "run", scenario_file, "--seeds", "1", "--agents", "fifo", "--out", out,
+        "--set", "cluster.nodes=3", "--set", "workload.streams.0.arrivals.rate_per_s=0.5",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    saved = yaml.safe_load((out / "scenario.yaml").read_text())
+    assert saved["cluster"]["nodes"] == 3
+    assert saved["workload"]["streams"][0]["arrivals"]["rate_per_s"] == 0.5
+    checked = invoke("validate", scenario_file, "--set", "cluster.nodes=3")
+    assert checked.exit_code == 0 and "12 threads" in checked.output
+    typo = invoke("validate", scenario_file, "--set", "cluster.nodez=3")
+    assert typo.exit_code == 2 and "cluster.nodez: unknown key (did you mean 'nodes'" in typo.output
+    bare = invoke("run", scenario_file, "--set", "cluster.nodes")
+    assert bare.exit_code == 2 and "expected KEY=VALUE" in bare.output
