@@ -461,11 +461,16 @@ def _progress(console: Console, enabled: bool, first: str = "starting") -> Itera
         task = bar.add_task(first, total=None)
 
         def update(done: int, total: int, figures: object) -> None:
+            where = ", ".join(
+                f"{path}={value}"
+                for path, value in (getattr(figures, "overrides", None) or {}).items()
+            )
             bar.update(
                 task,
                 completed=done,
                 total=total,
-                description=f"{figures.agent} seed {figures.seed}",  # type: ignore[attr-defined]
+                description=f"{figures.agent} seed {figures.seed}"  # type: ignore[attr-defined]
+                + (f" ({where})" if where else ""),
             )
 
         yield update
@@ -752,11 +757,26 @@ def sweep(
         total = len(plan_runs(load_sweep(spec)))  # a bad file fails before any worker starts
         console = _console()
         show_progress = console.is_terminal and sys.stdout.isatty()
-        with (
-            make_backend(backend, workers, address) as runner,
-            _progress(console, show_progress) as progress,
-        ):
-            report = run_sweep(spec, out, runner, progress=progress)
+        said = [0]
+
+        def say(done: int, total: int, row: object) -> None:  # without a terminal: ~10 lines
+            if done == total or done * 10 // total > said[0] * 10 // total:
+                said[0] = done
+                typer.echo(f"sweep: {done} of {total} runs finished", err=True)
+
+        try:
+            with (
+                make_backend(backend, workers, address) as runner,
+                _progress(console, show_progress) as progress,
+            ):
+                report = run_sweep(spec, out, runner, progress=progress or say)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted: the runs finished so far are kept in {out}; run the same "
+                "command to resume",
+                err=True,
+            )
+            raise typer.Exit(INTERRUPTED_EXIT) from None
         if plot and report.rows:
             plot_sweep(out)
         console.print(_sweep_table(report))

@@ -489,6 +489,9 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_it_resumes(tmp_path: Path) -> 
     assert process.poll() is None, "the sweep ended before it could be terminated"
     process.terminate()
     assert process.wait(timeout=120) == 130, process.stderr.read() if process.stderr else ""
+    assert process.stderr is not None
+    said = process.stderr.read().decode()
+    assert "interrupted: the runs finished so far are kept" in said, said  # and how to resume
     kept = {row.key for row in read_journal(out)}
     assert kept and not [p.name for p in out.iterdir() if p.name.startswith(".")]
     final = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -496,6 +499,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_it_resumes(tmp_path: Path) -> 
     table = json.loads((out / "sweep.json").read_text())
     assert table["finished"] == table["total"] == 60
     assert f"{60 - len(kept)} of 60 runs run now" in final.stdout
+    assert "sweep: 60 of 60 runs finished" in final.stderr  # no terminal: progress on stderr
 
 
 SWEEPS = {
