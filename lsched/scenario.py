@@ -403,6 +403,12 @@ def scenario_from_document(
     document: Mapping[str, Any], source: str, base_dir: Path | None = None
 ) -> Scenario:
     """Validate a parsed scenario document (a YAML file's contents) into a Scenario."""
+    if "scenarios" in document and "workload" not in document:  # the other kind of file
+        raise ScenarioError(
+            source,
+            "",
+            "a sweep file (it lists scenarios), not a scenario: run it with lsched sweep",
+        )
     try:
         model = ScenarioModel.model_validate(document)
     except ValidationError as error:

@@ -265,6 +265,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; every problem is one SweepError line."""
     source = str(path)
     document = load_mapping(path, error=SweepError)
+    if "workload" in document and "scenarios" not in document:  # the other kind of file
+        raise SweepError(
+            source, "", "a scenario file (it has a workload), not a sweep: run it with lsched run"
+        )
     try:
         model = SweepModel.model_validate(document)
     except ValidationError as error:

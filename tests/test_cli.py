@@ -617,3 +617,16 @@ def test_set_changes_one_setting_for_a_command_and_results_record_it(
     assert typo.exit_code == 2 and "cluster.nodez: unknown key (did you mean 'nodes'" in typo.output
     bare = invoke("run", scenario_file, "--set", "cluster.nodes")
     assert bare.exit_code == 2 and "expected KEY=VALUE" in bare.output
+
+
+def test_a_sweep_file_given_as_a_scenario_and_back_says_which_it_is(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"scenarios: [{scenario_file}]\nagents: [fifo]\nseeds: 1\n")
+    wrong = invoke("validate", spec)
+    assert (
+        wrong.exit_code == 2 and "a sweep file" in wrong.output and "lsched sweep" in wrong.output
+    )
+    back = invoke("sweep", scenario_file, "--out", tmp_path / "out")
+    assert back.exit_code == 2 and "a scenario file" in back.output and "lsched run" in back.output
