@@ -47,6 +47,12 @@ def searches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     return done
 
 
+def cached_file(tmp_path: Path, text: str = SCENARIO) -> Path:
+    path = tmp_path / "cached.yaml"
+    path.write_text(text)
+    return path
+
+
 def fresh_run(path: Path) -> dict:
     """A new process's view: a freshly loaded scenario and no memo."""
     agents.tuned._SHARED_CHOICES.clear()
@@ -57,8 +63,7 @@ def fresh_run(path: Path) -> dict:
 def test_a_second_command_reuses_the_search_with_identical_results(
     searches: list[object], tmp_path: Path
 ) -> None:
-    path = tmp_path / "cached.yaml"
-    path.write_text(SCENARIO)
+    path = cached_file(tmp_path)
     first = fresh_run(path)
     assert len(searches) == 1
     assert len(list((tmp_path / "cache" / "tuned").glob("*.json"))) == 1
@@ -70,8 +75,7 @@ def test_a_second_command_reuses_the_search_with_identical_results(
 def test_what_the_search_reads_changed_searches_again(
     searches: list[object], tmp_path: Path
 ) -> None:
-    path = tmp_path / "cached.yaml"
-    path.write_text(SCENARIO)
+    path = cached_file(tmp_path)
     fresh_run(path)
     path.write_text(SCENARIO.replace("rate_per_s: 0.3", "rate_per_s: 0.4"))  # the workload
     fresh_run(path)
@@ -98,10 +102,8 @@ def test_a_template_file_or_object_changed_after_loading_is_searched_again(
     mine = tmp_path / "mine.json"
     write_template_file(bundled_template_set("tpch"), mine)
     first = mine.read_text()
-    path = tmp_path / "cached.yaml"
-    path.write_text(
-        SCENARIO.replace("  queries: 20\n", "  queries: 20\n  template_files: [mine.json]\n")
-    )
+    listed = "  queries: 20\n  template_files: [mine.json]\n"
+    path = cached_file(tmp_path, SCENARIO.replace("  queries: 20\n", listed))
     fresh_run(path)
     loaded = load_scenario(path)
     slower = {
@@ -129,8 +131,7 @@ def test_a_template_file_or_object_changed_after_loading_is_searched_again(
 def test_an_unreadable_entry_is_searched_again_and_replaced(
     searches: list[object], tmp_path: Path
 ) -> None:
-    path = tmp_path / "cached.yaml"
-    path.write_text(SCENARIO)
+    path = cached_file(tmp_path)
     first = fresh_run(path)
     (entry,) = (tmp_path / "cache" / "tuned").glob("*.json")
     for broken in ("{not json", '{"best": {"family": "lifo"}}', "[]"):
@@ -143,8 +144,7 @@ def test_an_unreadable_entry_is_searched_again_and_replaced(
 def test_off_keeps_nothing_and_an_unwritable_folder_only_costs_the_search(
     searches: list[object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "cached.yaml"
-    path.write_text(SCENARIO)
+    path = cached_file(tmp_path)
     monkeypatch.setenv(CACHE_ENV, "off")
     assert choice_store() is None
     fresh_run(path)
@@ -158,8 +158,9 @@ def test_off_keeps_nothing_and_an_unwritable_folder_only_costs_the_search(
 
 
 def test_a_choice_survives_its_document(tmp_path: Path) -> None:
-    path = tmp_path / "cached.yaml"
-    path.write_text(SCENARIO.replace("families: [fifo, srpt, fair]", "objective: p95_latency_s"))
+    path = cached_file(
+        tmp_path, SCENARIO.replace("families: [fifo, srpt, fair]", "objective: p95_latency_s")
+    )
     scenario = load_scenario(path)
     agent = build_agent(scenario, scenario.agents[0])
     assert isinstance(agent, Tuned)
