@@ -31,9 +31,9 @@ class AgentOptionError(AgentError):
 
 
 class ChoiceStore(Protocol):
-    """Where an agent that searches (`tuned`) keeps what it found between processes: the
-    builder binds a store to everything the search reads besides the agent's own options
-    (the workload, the noise, the code), and `key` names those options."""
+    """Where an agent that searches (`tuned`) keeps what it found between processes. `key` is
+    the agent's digest of everything its search reads (workloads as drawn, noise, cluster,
+    options); the store adds what the agent cannot see, such as the code that searched."""
 
     def load(self, key: str) -> Mapping[str, Any] | None: ...
 
