@@ -799,7 +799,7 @@ def _sweep_table(report: SweepReport) -> Table:
     table = Table(title=f"sweep {escape(report.spec.name)}", title_justify="left")
     for header in ("scenario", *paths, "agent"):
         table.add_column(escape(header), overflow="fold")
-    for header in ("mean latency (s)", "runs", "failed"):
+    for header in ("mean latency (s)", "vs best", "runs", "failed"):
         table.add_column(header, justify="right")
     for cell in summarize_sweep(report.rows):
         if not cell.runs:
@@ -808,14 +808,26 @@ def _sweep_table(report: SweepReport) -> Table:
             mean = _seconds(cell.mean)  # one run: no interval to give
         else:
             mean = f"{_seconds(cell.mean)} ± {_seconds(cell.ci95)}"
+        if cell.agent == cell.best:
+            versus = "[bold]best[/bold]"
+        elif math.isnan(cell.vs_best):
+            versus = "—"
+        else:
+            interval = f" ±{cell.vs_best_ci95:.1%}" if cell.runs > 1 else ""
+            versus = f"{cell.vs_best - 1:+.1%}{interval}"
         table.add_row(
             escape(cell.scenario),
             *(escape(str(cell.overrides[p])) for p in paths),
             escape(cell.agent),
             mean,
+            versus,
             str(cell.runs),
             f"[red]{cell.failed}[/red]" if cell.failed else "0",
         )
+    table.caption = (
+        "mean latency ± its 95% interval over seeds; vs best: against the variant's best agent "
+        "that is not a learned policy, seed by seed, ± its 95% interval"
+    )
     return table
 
 

@@ -30,7 +30,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agents.context import AgentError
-from agents.registry import is_known, known_agents
+from agents.registry import is_known, is_learned, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
@@ -768,6 +768,13 @@ class SweepSummary:
     """Mean of the metric over those runs (NaN when there are none)."""
     ci95: float
     """Half-width of its 95% confidence interval."""
+    best: str = ""
+    """The variant's best agent that is not a learned policy (lowest mean), as `lsched run`'s
+    baseline; empty when no agent of the variant finished a run."""
+    vs_best: float = math.nan
+    """This agent's metric over the best's, seed by seed, averaged (`lsched run`'s vs column)."""
+    vs_best_ci95: float = math.nan
+    """Half-width of that ratio's 95% interval over the seeds both finished."""
 
 
 def summarize_sweep(rows: Sequence[SweepRow], metric: str = "mean_latency_s") -> list[SweepSummary]:
@@ -797,7 +804,50 @@ def summarize_sweep(rows: Sequence[SweepRow], metric: str = "mean_latency_s") ->
                 ci95=confidence_halfwidth(values),
             )
         )
-    return summaries
+    return _against_best(summaries, groups, metric)
+
+
+def _against_best(
+    summaries: list[SweepSummary],
+    groups: Mapping[tuple[str, str, str], Sequence[SweepRow]],
+    metric: str,
+) -> list[SweepSummary]:
+    """Each cell against its variant's best baseline, paired by seed: which agent wins where
+    (unpaired intervals over few seeds overlap where paired ones need not)."""
+    by_seed = {
+        (scenario, variant, agent): {
+            r.seed: float(r.figures[metric])
+            for r in rows
+            if r.status == STATUS_OK and r.figures is not None
+            and math.isfinite(float(r.figures[metric]))
+        }
+        for (scenario, variant, agent), rows in groups.items()
+    }  # fmt: skip
+    best: dict[tuple[str, str], SweepSummary] = {}
+    for cell in summaries:
+        where = (cell.scenario, _value_text(dict(cell.overrides)))
+        challenger = cell.runs and not is_learned(cell.agent)
+        if challenger and (where not in best or cell.mean < best[where].mean):
+            best[where] = cell
+    out = []
+    for cell in summaries:
+        variant = _value_text(dict(cell.overrides))
+        top = best.get((cell.scenario, variant))
+        if top is None:
+            out.append(cell)
+            continue
+        mine = by_seed[cell.scenario, variant, cell.agent]
+        theirs = by_seed[cell.scenario, variant, top.agent]
+        ratios = [mine[s] / theirs[s] for s in mine if s in theirs and theirs[s] > 0]
+        out.append(
+            replace(
+                cell,
+                best=top.agent,
+                vs_best=float(np.mean(ratios)) if ratios else math.nan,
+                vs_best_ci95=confidence_halfwidth(ratios) if ratios else math.nan,
+            )
+        )
+    return out
 
 
 def plot_sweep(out: str | Path, metric: str = "mean_latency_s") -> list[Path]:

@@ -398,3 +398,22 @@ def test_interval_bars_stop_short_of_zero() -> None:
     narrow = SweepSummary("s", {}, "fair", runs=2, failed=0, mean=100.0, ci95=5.0)
     lower, upper = _positive_errors([wide, narrow])
     assert 0 < 100.0 - lower[0] < 1 and lower[1] == 5.0 and upper == [800.0, 5.0]
+
+
+def test_each_cell_is_paired_against_its_variants_best(reference: tuple[Path, Path]) -> None:
+    """Which agent wins where: unpaired intervals over two seeds overlap (89 ± 805 s) where
+    the seed-by-seed ratio can tell them apart."""
+    _, rows = read_rows(reference[1])
+    cells = summarize_sweep(rows)
+    for cell in cells:
+        variant = [c for c in cells if c.overrides == cell.overrides]
+        best = min(variant, key=lambda c: c.mean)
+        assert cell.best == best.agent
+        mine = {r.seed: r.figures["mean_latency_s"] for r in rows
+                if r.agent == cell.agent and r.overrides == cell.overrides}  # fmt: skip
+        theirs = {r.seed: r.figures["mean_latency_s"] for r in rows
+                  if r.agent == best.agent and r.overrides == cell.overrides}  # fmt: skip
+        ratios = [mine[s] / theirs[s] for s in mine]
+        assert cell.vs_best == pytest.approx(sum(ratios) / len(ratios))
+        assert cell.vs_best_ci95 == pytest.approx(confidence_halfwidth(ratios))
+    assert {c.vs_best for c in cells if c.agent == c.best} == {1.0}
