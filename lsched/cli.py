@@ -780,6 +780,13 @@ def sweep(
         if plot and report.rows:
             plot_sweep(out)
         console.print(_sweep_table(report))
+        noted = {}  # what tuned chose in each variant: how the winning rule moves with load
+        for row in report.rows:
+            if row.description:
+                where = ", ".join(f"{p}={v}" for p, v in row.overrides.items()) or row.scenario
+                noted.setdefault(f"{where}: {row.description}", None)
+        for text in noted:
+            console.print(f"[dim]{escape(text)}[/dim]")
         console.print(
             f"{report.executed} of {total} runs run now, {total - report.executed} kept from "
             f"before; table in {out}/sweep.csv"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class RunFigures:
     """Seconds the run took on this machine (not part of any result file: it varies)."""
     missed_deadlines: float | None = None
     """Share of the queries with a deadline that finished after it; None: none has one."""
+    description: str = ""
+    """What the agent says it ran (`tuned`'s chosen rule); empty for agents that say nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +315,11 @@ def run_one(scenario: Scenario | str | Path, agent: AgentChoice | str, seed: int
     choice = loaded.agent(agent) if isinstance(agent, str) else agent
     started = time.perf_counter()
     result = simulate_one(loaded, choice, seed)
-    return figures(result, loaded.name, choice.label, seed, time.perf_counter() - started)
+    ran = figures(result, loaded.name, choice.label, seed, time.perf_counter() - started)
+    if is_learned(choice.label):  # its note counts decisions over every run it made: a
+        return ran  # per-run record would depend on which runs a worker happened to get
+    said = agent_descriptions(loaded, [choice]).get(choice.label, "")
+    return replace(ran, description=said) if said else ran
 
 
 def run_scenario(

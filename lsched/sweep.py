@@ -65,9 +65,12 @@ FLUSH_INTERVAL_S = 1.0
 """Least time between two rewrites of the table while runs finish (and always at the end), so
 big sweeps do not spend their time rewriting files; the journal keeps what finished between."""
 FIGURE_COLUMNS = tuple(
-    f.name for f in fields(RunFigures) if f.name not in ("scenario", "agent", "seed", "wall_s")
+    f.name
+    for f in fields(RunFigures)
+    if f.name not in ("scenario", "agent", "seed", "wall_s", "description")
 )
-"""Per-run figures in the table; wall time is left out (it varies between machines)."""
+"""Per-run figures in the table; wall time is left out (it varies between machines), and the
+agent's description is text, a column of its own."""
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 KEY_SEPARATOR = "|"
@@ -220,6 +223,8 @@ class SweepRow:
     digest: str
     figures: Mapping[str, float | int] | None
     """FIGURE_COLUMNS → value; None for a failed run."""
+    description: str = ""
+    """What the agent said it ran (`tuned`'s chosen rule for this variant); often empty."""
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -232,6 +237,7 @@ class SweepRow:
             "error": self.error,
             "scenario_digest": self.digest,
             "figures": dict(self.figures) if self.figures is not None else None,
+            "description": self.description,
         }
 
 
@@ -586,7 +592,7 @@ def _row(run: SweepRun, result: RunFigures | TaskFailure) -> SweepRow:
     figures = {name: math.nan if value is None else value for name, value in values.items()}
     return SweepRow(
         run.key, run.scenario, run.overrides, run.agent, run.seed,
-        STATUS_OK, None, run.digest, figures,
+        STATUS_OK, None, run.digest, figures, result.description,
     )  # fmt: skip
 
 
@@ -621,7 +627,10 @@ class _Table:
 def write_table(out: Path, spec: SweepSpec, rows: Sequence[SweepRow], total: int) -> None:
     """sweep.csv, then sweep.json (what a resumed sweep reads), each atomically."""
     paths = spec.override_paths
-    header = ["key", "scenario", *paths, "agent", "seed", "status", "error", *FIGURE_COLUMNS]
+    header = [
+        "key", "scenario", *paths, "agent", "seed", "status", "error", *FIGURE_COLUMNS,
+        "description",
+    ]  # fmt: skip
     lines = []
     for row in rows:
         figures = row.figures or {}
@@ -635,6 +644,7 @@ def write_table(out: Path, spec: SweepSpec, rows: Sequence[SweepRow], total: int
                 row.status,
                 row.error or "",
                 *(_csv_figure(figures.get(name)) for name in FIGURE_COLUMNS),
+                row.description,
             ]
         )
     atomic_write_text(out / CSV_FILE, csv_text(header, lines))
@@ -698,6 +708,7 @@ def _row_from_document(r: Any) -> SweepRow:
         error=r["error"],
         digest=str(r["scenario_digest"]),
         figures=_figures(r["figures"]),
+        description=str(r.get("description") or ""),  # tables before 2026-12-08 have none
     )
 
 

@@ -417,3 +417,27 @@ def test_each_cell_is_paired_against_its_variants_best(reference: tuple[Path, Pa
         assert cell.vs_best == pytest.approx(sum(ratios) / len(ratios))
         assert cell.vs_best_ci95 == pytest.approx(confidence_halfwidth(ratios))
     assert {c.vs_best for c in cells if c.agent == c.best} == {1.0}
+
+
+def test_rows_record_what_tuned_chose_in_each_variant(tmp_path: Path) -> None:
+    """How the winning rule moves with the swept value could not be seen from a sweep."""
+    tuned = "{name: tuned, families: [fifo, srpt, fair], seeds: 2, max_queries: 6}"
+    spec = write_sweep(
+        tmp_path,
+        f"scenarios: [tiny.yaml]\nagents: [fifo, {tuned}]\nseeds: 1\n"
+        "overrides: {cluster.nodes: [1, 2]}\n",
+    )
+    run_sweep(spec, tmp_path / "out")
+    _, rows = read_rows(tmp_path / "out")
+    said = {r.overrides["cluster.nodes"]: r.description for r in rows if r.agent != "fifo"}
+    assert set(said) == {1, 2} and all(text.startswith("tuned[") for text in said.values())
+    assert {r.description for r in rows if r.agent == "fifo"} == {""}  # it says nothing
+    from lsched.io import read_csv
+
+    csv_rows = read_csv(tmp_path / "out" / CSV_FILE)
+    assert [r["description"] for r in csv_rows if r["agent"] != "fifo"] == list(said.values())
+    document = json.loads((tmp_path / "out" / JSON_FILE).read_text())
+    for run in document["runs"]:
+        del run["description"]  # a table written before descriptions were recorded
+    (tmp_path / "out" / JSON_FILE).write_text(json.dumps(document))
+    assert {r.description for r in read_rows(tmp_path / "out")[1]} == {""}
