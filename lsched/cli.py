@@ -616,7 +616,9 @@ def _window(text: str | None) -> tuple[float, float] | None:
 
 @app.command()
 def report(
-    folder: Annotated[Path, typer.Argument(help="A folder `lsched run --out` wrote.")],
+    folder: Annotated[
+        Path, typer.Argument(help="A folder `lsched run`, `lsched real` or `lsched sweep` wrote.")
+    ],
     baseline: Annotated[
         str | None,
         typer.Option(help="The agent others are compared with (default: the best baseline)."),

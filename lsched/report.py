@@ -19,7 +19,7 @@ import yaml
 
 from lsched.documents import read_text
 from lsched.errors import InputError, ResultsError
-from lsched.io import FIDELITY_FILE, SCENARIO_FILE, atomic_write_text
+from lsched.io import FIDELITY_FILE, SCENARIO_FILE, SWEEP_TABLE_FILE, atomic_write_text
 from lsched.plots import Plot, folder_plots, png_bytes
 from lsched.plots.data import ResultsFolder, default_comparison, read_queries, read_results
 from lsched.stats import confidence_halfwidth
@@ -109,7 +109,14 @@ def write_report(
 
 def report_html(folder: str | Path, baseline: str | None = None) -> str:
     """The report page of a results folder, compared against `baseline` (default: the best
-    agent that is not a learned policy)."""
+    agent that is not a learned policy); of a sweep's folder, its table and plot."""
+    if (Path(folder) / SWEEP_TABLE_FILE).is_file():
+        if baseline is not None:
+            raise ResultsError(
+                f"{folder}: --baseline: a sweep's report compares each variant with its own "
+                "best agent (drop the option)"
+            )
+        return _sweep_html(Path(folder))
     results = read_results(folder)
     compared = default_comparison(results, baseline)
     plots = folder_plots(folder, compared or None, agent_gantts=False)
@@ -232,6 +239,64 @@ def _figure(plot: Plot) -> str:
         f'<img alt="{_text(plot.name)}" src="data:image/png;base64,{data}">'
         f"<figcaption><b>{_text(plot.name)}</b> — {_text(plot.caption)}</figcaption></figure>"
     )
+
+
+def _sweep_html(folder: Path) -> str:
+    """A sweep's page: per variant and agent the mean ± interval and the paired ratio to the
+    variant's best baseline (the table `lsched sweep` prints), what `tuned` chose in each
+    variant, and the sweep's plot."""
+    from lsched.sweep import read_rows, summarize_sweep, sweep_figure
+
+    document, rows = read_rows(folder)
+    spec = document["sweep"]
+    paths = list(spec["overrides"])
+    headers = ["scenario", *paths, "agent", "mean latency (s)", "± 95%", "vs best", "runs"]
+    body = []
+    for cell in summarize_sweep(rows):
+        versus = "best" if cell.agent == cell.best else (
+            "—" if cell.vs_best != cell.vs_best else f"{cell.vs_best - 1:+.1%}"
+        )  # fmt: skip
+        values = [
+            cell.scenario, *(cell.overrides.get(p) for p in paths), cell.agent,
+            f"{cell.mean:.3g}", f"{cell.ci95:.3g}" if cell.runs > 1 else "", versus, cell.runs,
+        ]  # fmt: skip
+        row_class = ' class="best"' if cell.agent == cell.best else ""
+        body.append(f"<tr{row_class}>" + "".join(f"<td>{_text(v)}</td>" for v in values) + "</tr>")
+    noted = dict.fromkeys(
+        ", ".join(f"{p}={v}" for p, v in row.overrides.items()) + f": {row.description}"
+        for row in rows
+        if row.description
+    )
+    title = f"sweep {spec['name']} — lsched report"
+    plot = Plot(
+        "sweep.png",
+        "Mean latency against the first swept value, one line per agent, 95% intervals over "
+        "seeds; a panel per combination of the other swept values.",
+        sweep_figure(folder),
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{_text(title)}</h1>",
+        f'<p class="description">{_text(spec.get("description", ""))}</p>',
+        f'<p class="meta">{document["finished"]} of {document["total"]} runs finished, '
+        f"{document['failed']} failed; seeds {_text(spec['seeds'])}.</p>",
+        "<h2>Results</h2>",
+        "<table><thead><tr>"
+        + "".join(f"<th>{_text(h)}</th>" for h in headers)
+        + f"</tr></thead><tbody>{''.join(body)}</tbody></table>",
+        '<p class="meta">vs best: each agent against its variant\'s best agent that is not a '
+        "learned policy, seed by seed, averaged.</p>",
+        *(f'<p class="meta">{_text(text)}</p>' for text in noted),
+        _figure(plot),
+        '<p class="meta">Drawn from the files of the sweep folder by <code>lsched report'
+        "</code>.</p>",
+        "</body></html>",
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
 
 
 def _fidelity_section(folder: Path) -> str:

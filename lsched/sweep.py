@@ -862,9 +862,15 @@ def _against_best(
 
 
 def plot_sweep(out: str | Path, metric: str = "mean_latency_s") -> list[Path]:
-    """Draw sweep.png: `metric` against the first swept value, one line per agent, with 95%
-    confidence intervals over seeds; one panel per scenario and combination of the other
-    swept values (a bar per agent when nothing is swept). Returns the files written."""
+    """Draw sweep.png (`sweep_figure`) into the sweep's folder; returns the files written."""
+    figure = sweep_figure(out, metric)
+    return [atomic_write_bytes(Path(out) / PLOT_FILE, png_bytes(figure))]
+
+
+def sweep_figure(out: str | Path, metric: str = "mean_latency_s") -> Any:
+    """`metric` against the first swept value, one line per agent, with 95% confidence
+    intervals over seeds; one panel per scenario and combination of the other swept values
+    (a bar per agent when nothing is swept)."""
     from matplotlib.figure import Figure
 
     document, rows = read_rows(out)
@@ -907,7 +913,7 @@ def plot_sweep(out: str | Path, metric: str = "mean_latency_s") -> list[Path]:
         f"sweep {spec['name']}: mean over {seeds} seed(s), 95% confidence intervals", fontsize=11
     )
     figure.tight_layout()
-    return [atomic_write_bytes(Path(out) / PLOT_FILE, png_bytes(figure))]
+    return figure
 
 
 def _lines(ax: Any, cells: Sequence[SweepSummary], x_path: str, values: Sequence[Any]) -> None:

@@ -184,10 +184,9 @@ def test_bad_folders_and_options_are_one_line_errors_that_write_nothing(
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "sweep.json").write_text("{}")
-    result = invoke("report", sweep)
-    assert (
-        result.exit_code == 2 and "is a sweep's folder, which `lsched plot` draws" in result.output
-    )
+    result = invoke("report", sweep)  # a sweep's folder has a report, but this table is broken
+    assert result.exit_code == 2 and "sweep.json: runs: not a sweep table" in result.output
+    assert not (sweep / "report.html").exists()
 
 
 def browser() -> str | None:

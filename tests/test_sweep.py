@@ -441,3 +441,22 @@ def test_rows_record_what_tuned_chose_in_each_variant(tmp_path: Path) -> None:
         del run["description"]  # a table written before descriptions were recorded
     (tmp_path / "out" / JSON_FILE).write_text(json.dumps(document))
     assert {r.description for r in read_rows(tmp_path / "out")[1]} == {""}
+
+
+def test_a_sweep_folder_has_a_report(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    """`lsched report` refused a sweep's folder: a sweep could not be shared as one file."""
+    from typer.testing import CliRunner
+
+    from lsched.cli import app
+
+    out = tmp_path / "out"
+    shutil.copytree(reference[1], out)
+    made = CliRunner().invoke(app, ["report", str(out)])
+    assert made.exit_code == 0, made.output
+    page = (out / "report.html").read_text()
+    assert page.count('<tr class="best">') == 2  # one best agent per variant (nodes 1 and 2)
+    assert page.count("<tr") == 1 + 4 and 'alt="sweep.png"' in page
+    again = CliRunner().invoke(app, ["report", str(out)])
+    assert again.exit_code == 0 and (out / "report.html").read_text() == page  # same bytes
+    refused = CliRunner().invoke(app, ["report", str(out), "--baseline", "fifo"])
+    assert refused.exit_code == 2 and "its own best agent" in refused.output
