@@ -342,15 +342,24 @@ def _set_dotted(document: dict[str, Any], path: str, value: Any, source: str) ->
     if isinstance(node, list):
         index = int(keys[-1]) if keys[-1].isdigit() else -1
         if not 0 <= index < len(node):
-            raise ScenarioError(source, path, "no such list item")
+            raise ScenarioError(source, path, _no_item(len(node)))
         node[index] = value
     else:
         node[keys[-1]] = value
 
 
+def _no_item(count: int) -> str:
+    """A list item a dotted path could not find: items go by index, not name."""
+    return (
+        f"no such list item (a list's items go by index: 0 to {count - 1})"
+        if count
+        else ("no such list item (the list is empty)")
+    )
+
+
 def _list_item(items: list[Any], key: str, where: str, source: str) -> Any:
     if not key.isdigit() or int(key) >= len(items):
-        raise ScenarioError(source, where, "no such list item")
+        raise ScenarioError(source, where, _no_item(len(items)))
     return items[int(key)]
 
 

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import pickle
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -440,13 +441,18 @@ def _with_overrides(
     try:
         return scenario.with_overrides(combo)
     except ScenarioError as error:
-        # Blame the swept value the scenario's validation names, when it names one.
+        # Blame the swept value the scenario's validation names, when it names one (its
+        # `streams[0]` is the override's `streams.0`).
+        field = re.sub(r"\[(\d+)\]", r".\1", error.field)
         for path, value in combo.items():
-            if error.field == path or error.field.startswith(path + "."):
+            if field == path or field.startswith(path + "."):
                 problem = f"value {_value_text(value)} in {text}: {error.problem}"
                 raise SweepError(spec.source, f"overrides.{path}", problem) from None
         assignment = ", ".join(f"{p}={_value_text(v)}" for p, v in combo.items())
-        raise SweepError(spec.source, "overrides", f"{text} with {assignment}: {error}") from None
+        where = f"{error.field}: " if error.field else ""
+        raise SweepError(
+            spec.source, "overrides", f"{text} with {assignment}: {where}{error.problem}"
+        ) from None
     except LschedError as error:
         assignment = ", ".join(f"{p}={_value_text(v)}" for p, v in combo.items())
         raise SweepError(spec.source, "overrides", f"{text} with {assignment}: {error}") from None

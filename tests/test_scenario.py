@@ -135,6 +135,8 @@ def test_overrides_revalidate_a_copy(small: Scenario) -> None:
         small.with_overrides({"workload.queries": "7"})  # no silent string-to-number
     with pytest.raises(ScenarioError, match=r"workload\.streams\.5: no such list item"):
         small.with_overrides({"workload.streams.5.priority": 2})
+    with pytest.raises(ScenarioError, match=r"streams\.adhoc: .*go by index: 0 to 0\)"):
+        small.with_overrides({"workload.streams.adhoc.priority": 2})  # by index, not by name
 
 
 def test_a_scenario_pickles_for_worker_processes_without_its_built_agents(

@@ -460,3 +460,17 @@ def test_a_sweep_folder_has_a_report(reference: tuple[Path, Path], tmp_path: Pat
     assert again.exit_code == 0 and (out / "report.html").read_text() == page  # same bytes
     refused = CliRunner().invoke(app, ["report", str(out), "--baseline", "fifo"])
     assert refused.exit_code == 2 and "its own best agent" in refused.output
+
+
+def test_a_bad_swept_list_item_blames_its_value(tmp_path: Path) -> None:
+    """The scenario names it `streams[0]`, the sweep `streams.0`: the value was not blamed and
+    the message repeated the scenario's file."""
+    spec = write_sweep(
+        tmp_path,
+        "scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: 1\n"
+        "overrides: {workload.streams.0.arrivals.rate_per_s: [0.5, -1]}\n",
+    )
+    with pytest.raises(
+        SweepError, match=r"overrides\.workload\.streams\.0\.arrivals\.rate_per_s: value -1 in"
+    ):
+        plan_runs(load_sweep(spec))
