@@ -407,10 +407,10 @@ def _real_table(document: dict, fidelity: dict) -> Table:
         "predicted",
         "error",
         "drift-matched",
-        "if deciding were free",
+        "if free",  # predicted were deciding free (headers short: the table fits 100 columns)
         "real p95",
-        "predicted p95",
-        "per decision",
+        "pred. p95",
+        "ms/decision",
         "failed",
     ):
         table.add_column(header, justify="left" if header == "agent" else "right")
