@@ -347,7 +347,12 @@ def real(
             from lsched.plots import render_plots
 
             with staged_outputs(out) as stage:
+                from lsched.io import SCENARIO_FILE, atomic_write_text
+                from lsched.runner import scenario_text
+
                 write_real_results(report, fidelity, stage)
+                # the scenario as run (`--set` included), as `lsched run --out` keeps it
+                atomic_write_text(stage / SCENARIO_FILE, scenario_text(loaded, choices))
                 render_plots(stage)
         if json_output:
             from lsched.io import json_text
@@ -822,7 +827,7 @@ def _sweep_table(report: SweepReport) -> Table:
         elif math.isnan(cell.vs_best):
             versus = "—"
         else:
-            interval = f" ±{cell.vs_best_ci95:.1%}" if cell.runs > 1 else ""
+            interval = f" ±{cell.vs_best_ci95:.1%}" if cell.vs_best_seeds > 1 else ""
             versus = f"{cell.vs_best - 1:+.1%}{interval}"
         table.add_row(
             escape(cell.scenario),

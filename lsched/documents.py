@@ -37,14 +37,16 @@ refused before it is built."""
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
 _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")
+_DIGITS = r"[0-9](?:_?[0-9])*"
+"""Digits, an underscore allowed between two (`1_000`), not at either end."""
+_INT = re.compile(r"^[-+]?(?:0|[1-9](?:_?[0-9])*)$")
 """Integers are decimals (`1_000` too, as YAML 1.1 reads it). YAML 1.1 also reads `010` as 8,
 `0x10` as 16 and `1:30` as 90 (base 60), so `time_of_day: 12:30` was 750 seconds, not half
 past noon: those stay strings, which a number field refuses and a time of day reads as what it
 says. (Stricter than YAML 1.2, which reads `0x10` as 16 and `0o10` as 8.)"""
 _FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"""
-    r"""|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"""
+    rf"""^(?:[-+]?(?:{_DIGITS}\.(?:{_DIGITS})?|\.{_DIGITS})(?:[eE][-+]?[0-9]+)?"""
+    rf"""|[-+]?{_DIGITS}[eE][-+]?[0-9]+"""
     r"""|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"""
 )
 """Floats as YAML 1.2 writes them, `1e9` and `5e-3` too (YAML 1.1 read them as strings), and
@@ -134,6 +136,8 @@ def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> 
         raise error(source, where, f"invalid YAML: {detail}") from None
     except RecursionError:
         raise error(source, "", f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as problem:  # a value its constructor cannot build
+        raise error(source, "", f"invalid YAML value ({problem})") from None
     problem = "" if aliases else _tree_problem(document)
     if problem:
         raise error(source, "", problem)

@@ -195,7 +195,7 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
     disk or Ctrl-C leaves `folder` as it was and nothing staged behind."""
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    stage = folder / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    stage = folder / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     stage.mkdir()
     try:
         try:
@@ -209,8 +209,8 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
         clear_run_outputs(folder, keep=names)
         for path in staged:
             os.replace(path, folder / path.name)
-        for leftover in folder.glob(f"{STAGING_PREFIX}*"):  # a killed run's, or ours
-            if leftover != stage and leftover.is_dir():
+        for leftover in folder.glob(f"{STAGING_PREFIX}*"):  # a killed run's, not a live one's
+            if leftover != stage and leftover.is_dir() and not _alive(leftover.name):
                 shutil.rmtree(leftover, ignore_errors=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -221,6 +221,21 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
 MAX_SLUG_CHARS = 80
 """An agent's part of a file name, at most: a label with long options (a policy's path, class
 weights) would exceed the file system's 255 bytes; the rest is replaced by a digest."""
+
+
+def _alive(stage_name: str) -> bool:
+    """Whether the process that made a staging folder (its pid is in the name) still runs:
+    a concurrent run into the same folder is still writing there."""
+    pid = stage_name.removeprefix(STAGING_PREFIX).partition("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def agent_slug(label: str, *, capped: bool = True) -> str:

@@ -262,8 +262,9 @@ def _sweep_html(folder: Path) -> str:
         ]  # fmt: skip
         row_class = ' class="best"' if cell.agent == cell.best else ""
         body.append(f"<tr{row_class}>" + "".join(f"<td>{_text(v)}</td>" for v in values) + "</tr>")
-    noted = dict.fromkeys(
-        ", ".join(f"{p}={v}" for p, v in row.overrides.items()) + f": {row.description}"
+    noted = dict.fromkeys(  # as the terminal names them: the variant, else the scenario
+        f"{', '.join(f'{p}={v}' for p, v in row.overrides.items()) or row.scenario}: "
+        f"{row.description}"
         for row in rows
         if row.description
     )
@@ -282,8 +283,8 @@ def _sweep_html(folder: Path) -> str:
         f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{_text(title)}</h1>",
         f'<p class="description">{_text(spec.get("description", ""))}</p>',
-        f'<p class="meta">{document["finished"]} of {document["total"]} runs finished, '
-        f"{document['failed']} failed; seeds {_text(spec['seeds'])}.</p>",
+        f'<p class="meta">{_text(document["finished"])} of {_text(document["total"])} runs '
+        f"finished, {_text(document['failed'])} failed; seeds {_text(spec['seeds'])}.</p>",
         "<h2>Results</h2>",
         "<table><thead><tr>"
         + "".join(f"<th>{_text(h)}</th>" for h in headers)

@@ -30,8 +30,8 @@ from lsched.workloads.generate import (
     check_size,
     check_templates,
     check_trace,
+    file_sha256,
     generate_workload,
-    trace_sha256,
 )
 from lsched.workloads.spec import (
     WorkloadError,
@@ -332,6 +332,8 @@ def _set_dotted(document: dict[str, Any], path: str, value: Any, source: str) ->
     for depth, key in enumerate(keys[:-1]):
         if isinstance(node, list):
             node = _list_item(node, key, ".".join(keys[: depth + 1]), source)
+            if not isinstance(node, dict | list):  # `agents.0` may be a bare name
+                raise ScenarioError(source, ".".join(keys[: depth + 1]), "is not a section")
             continue
         child = node.get(key)
         if child is None:
@@ -344,17 +346,17 @@ def _set_dotted(document: dict[str, Any], path: str, value: Any, source: str) ->
         if not 0 <= index < len(node):
             raise ScenarioError(source, path, _no_item(len(node)))
         node[index] = value
-    else:
+    elif isinstance(node, dict):
         node[keys[-1]] = value
+    else:
+        raise ScenarioError(source, ".".join(keys[:-1]), "is not a section")
 
 
 def _no_item(count: int) -> str:
     """A list item a dotted path could not find: items go by index, not name."""
-    return (
-        f"no such list item (a list's items go by index: 0 to {count - 1})"
-        if count
-        else ("no such list item (the list is empty)")
-    )
+    if not count:
+        return "no such list item (the list is empty)"
+    return f"no such list item (a list's items go by index: 0 to {count - 1})"
 
 
 def _list_item(items: list[Any], key: str, where: str, source: str) -> Any:
@@ -474,7 +476,7 @@ def _with_trace_contents(source: str, workload: WorkloadSpec) -> WorkloadSpec:
     if trace is None:
         return workload
     try:
-        now = trace_sha256(trace.path)
+        now = file_sha256(trace.path)
     except OSError as error:
         raise ScenarioError(source, "workload.trace.path", str(error)) from None
     if trace.sha256 is not None and now != trace.sha256:

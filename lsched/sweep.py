@@ -54,6 +54,7 @@ from lsched.plots import png_bytes
 from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
 from lsched.stats import confidence_halfwidth
+from lsched.workloads.generate import file_sha256
 
 CSV_FILE = "sweep.csv"
 JSON_FILE = SWEEP_TABLE_FILE
@@ -205,9 +206,13 @@ class SweepRun:
     agent: str
     seed: int
     digest: str
-    """Fingerprint of the scenario document the run uses (overrides applied): a resumed sweep
-    refuses to mix runs of a scenario file that changed in between."""
+    """Fingerprint of the scenario document the run uses (overrides applied) and of the files
+    it reads: a resumed sweep refuses to mix runs of a scenario that changed in between."""
     task: SweepTask
+    legacy_digest: str = ""
+    """The document's fingerprint alone, as tables before 2026-12-08 recorded it for scenarios
+    with a log or template files: their runs are still kept (whether those files changed
+    since cannot be known); empty where it equals `digest`."""
 
 
 @dataclass(frozen=True)
@@ -400,7 +405,9 @@ def plan_runs(spec: SweepSpec) -> list[SweepRun]:
         base = _load(spec, index, text)
         for combo in spec.combinations():
             scenario = _with_overrides(spec, base, text, combo)
-            digest = _digest(scenario.document, *_file_digests(scenario))
+            files = _file_digests(scenario)
+            digest = _digest(scenario.document, *files)
+            legacy = _digest(scenario.document) if files else ""
             # Where its relative paths were resolved matters to the loaded object, not the file.
             identity = _digest(digest, scenario.source, str(scenario.base_dir))
             blob = pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
@@ -421,7 +428,7 @@ def plan_runs(spec: SweepSpec) -> list[SweepRun]:
                 for seed in spec.seeds:
                     key = run_key(text, combo, agent.label, seed)
                     task = SweepTask(key, identity, blob, choice, seed)
-                    runs.append(SweepRun(key, text, combo, agent.label, seed, digest, task))
+                    runs.append(SweepRun(key, text, combo, agent.label, seed, digest, task, legacy))
     return runs
 
 
@@ -466,7 +473,7 @@ def _file_digests(scenario: Scenario) -> list[str]:
     digests = [workload.trace.sha256 or ""] if workload.trace is not None else []
     for path in workload.template_files:
         try:
-            digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+            digests.append(file_sha256(Path(path)))  # hashed once per file version, not per run
         except OSError as error:
             raise SweepError(scenario.source, "workload.template_files", str(error)) from None
     return digests
@@ -694,11 +701,19 @@ def read_rows(out: str | Path) -> tuple[dict[str, Any], list[SweepRow]]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         rows = [_row_from_document(r) for r in document["runs"]]
+        spec = document["sweep"]  # what the plot and the report read besides the runs
+        if not isinstance(spec, dict) or not isinstance(spec["overrides"], dict):
+            raise TypeError("sweep: not a mapping with overrides")
+        list(spec["seeds"])
+        str(spec["name"])
+        for count in ("total", "finished", "failed"):
+            if not isinstance(document[count], int) or isinstance(document[count], bool):
+                raise TypeError(f"{count}: not a count")
     except FileNotFoundError:
         raise SweepError(
             path, "", "no such file (is this a folder `lsched sweep` wrote?)"
         ) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise SweepError(path, "runs", f"not a sweep table ({error})") from None
     return document, rows
 
@@ -760,7 +775,7 @@ def _previous_rows(out: Path, plan: Sequence[SweepRun], retry_failed: bool) -> d
             "write it to a new --out folder",
         )
     for row in rows:
-        if row.digest != planned[row.key].digest:
+        if row.digest not in (planned[row.key].digest, planned[row.key].legacy_digest):
             raise SweepError(
                 out / JSON_FILE,
                 "runs",
@@ -792,6 +807,8 @@ class SweepSummary:
     """This agent's metric over the best's, seed by seed, averaged (`lsched run`'s vs column)."""
     vs_best_ci95: float = math.nan
     """Half-width of that ratio's 95% interval over the seeds both finished."""
+    vs_best_seeds: int = 0
+    """How many seeds both finished: the ratio's sample (an interval needs two)."""
 
 
 def summarize_sweep(rows: Sequence[SweepRow], metric: str = "mean_latency_s") -> list[SweepSummary]:
@@ -840,12 +857,16 @@ def _against_best(
         }
         for (scenario, variant, agent), rows in groups.items()
     }  # fmt: skip
-    best: dict[tuple[str, str], SweepSummary] = {}
+    variants: dict[tuple[str, str], list[SweepSummary]] = {}
     for cell in summaries:
-        where = (cell.scenario, _value_text(dict(cell.overrides)))
-        challenger = cell.runs and not is_learned(cell.agent)
-        if challenger and (where not in best or cell.mean < best[where].mean):
-            best[where] = cell
+        variants.setdefault((cell.scenario, _value_text(dict(cell.overrides))), []).append(cell)
+    best: dict[tuple[str, str], SweepSummary] = {}
+    for where, cells in variants.items():
+        finished = [c for c in cells if c.runs]
+        # as `lsched run`: the best agent that is not a learned policy, else the best of all
+        pool = [c for c in finished if not is_learned(c.agent)] or finished
+        if pool:
+            best[where] = min(pool, key=lambda c: c.mean)
     out = []
     for cell in summaries:
         variant = _value_text(dict(cell.overrides))
@@ -862,6 +883,7 @@ def _against_best(
                 best=top.agent,
                 vs_best=float(np.mean(ratios)) if ratios else math.nan,
                 vs_best_ci95=confidence_halfwidth(ratios) if ratios else math.nan,
+                vs_best_seeds=len(ratios),
             )
         )
     return out

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agents.registry import PLUGINS_VARIABLE
+from agents.registry import ENTRY_POINT_GROUP, PLUGINS_VARIABLE
 
 CACHE_ENV = "LSCHED_CACHE_DIR"
 """Where choices are kept; empty or `off` keeps none. Default: $XDG_CACHE_HOME/lsched, else
@@ -33,6 +33,34 @@ CODE_PACKAGES = ("sim", "agents")
 """What simulates and schedules: the workloads are in the key as drawn, so the code that
 draws them (lsched's) need not be."""
 CODE_SUFFIXES = (".py", ".json", ".csv")
+
+
+def _plugins() -> tuple[str, ...]:
+    """The plugins a process loads, by their code: the bytes of each file LSCHED_PLUGINS
+    names (or its module's file) and each `lsched.agents` entry point's distribution and
+    version; an edited plugin is other code."""
+    import importlib.metadata
+    import importlib.util
+
+    parts = []
+    for item in (p.strip() for p in os.environ.get(PLUGINS_VARIABLE, "").split(",")):
+        if not item:
+            continue
+        path = Path(item) if item.endswith(".py") else None
+        if path is None:
+            with contextlib.suppress(ImportError, ValueError):
+                spec = importlib.util.find_spec(item)
+                path = Path(spec.origin) if spec and spec.origin else None
+        try:
+            content = hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
+        except OSError:
+            content = ""
+        parts.append(f"{item}:{content}")
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = point.dist
+        parts.append(f"{point.name}={point.value}@{dist.name if dist else ''}")
+        parts.append(dist.version if dist else "")
+    return tuple(parts)
 
 
 def cache_folder() -> Path | None:
@@ -60,7 +88,7 @@ def code_fingerprint() -> str:
         platform.machine(),
         numpy.__version__,
         simpy.__version__,
-        os.environ.get(PLUGINS_VARIABLE, ""),  # a plugin may patch what the search runs
+        _plugins(),  # a plugin may patch what the search runs
     )
     digest.update(repr(versions).encode())
     for package in CODE_PACKAGES:

@@ -630,3 +630,20 @@ def test_a_sweep_file_given_as_a_scenario_and_back_says_which_it_is(
     )
     back = invoke("sweep", scenario_file, "--out", tmp_path / "out")
     assert back.exit_code == 2 and "a scenario file" in back.output and "lsched run" in back.output
+
+
+def test_a_finished_run_clears_dead_runs_staging_not_live_ones(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """Two runs into one folder: the first to finish removed the other's staging folder while
+    it was still writing."""
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / f".staging-{os.getppid()}-abc"  # a process that runs: our parent
+    dead = out / ".staging-999999999-abc"  # no such process
+    for stage in (live, dead):
+        stage.mkdir()
+    assert invoke("run", scenario_file, "--seeds", "1", "--out", out).exit_code == 0
+    assert live.is_dir() and not dead.exists()

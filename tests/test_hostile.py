@@ -569,6 +569,8 @@ def test_yaml_1_1_numbers_are_not_silently_misread(tmp_path: Path) -> None:
     text = yaml.safe_dump(BASE, sort_keys=False)
     refused(tmp_path, text.replace("nodes: 4", "nodes: 010"), "cluster.nodes")
     refused(tmp_path, text.replace("queries: 200", "queries: 0x10"), "workload.queries")
+    for odd in ("._", "1_", "1._"):  # `._` reached float(".") as a bare ValueError
+        refused(tmp_path, text.replace("queries: 200", f"queries: {odd}"), "workload.queries")
 
 
 def test_a_seed_that_draws_no_query_is_refused_not_reported_as_nan(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ def test_a_tiny_real_workload_writes_a_results_folder(scenario_file: Path, tmp_p
     for plot in ("parity.png", "comparison.png", "gantt-fifo.png"):
         assert (out / plot).stat().st_size > 0
     assert not list(out.glob(".*.tmp"))
+    assert (out / "scenario.yaml").read_text().startswith("name: tiny-real")  # as run
     # `lsched report` on the folder answers the same question as the command's output did
     from lsched.report import report_html
 

@@ -137,6 +137,9 @@ def test_overrides_revalidate_a_copy(small: Scenario) -> None:
         small.with_overrides({"workload.streams.5.priority": 2})
     with pytest.raises(ScenarioError, match=r"streams\.adhoc: .*go by index: 0 to 0\)"):
         small.with_overrides({"workload.streams.adhoc.priority": 2})  # by index, not by name
+    for path in ("agents.0.name", "agents.0.x.y"):  # agents.0 is a bare name: no section
+        with pytest.raises(ScenarioError, match=r"agents\.0: is not a section"):
+            small.with_overrides({path: "srpt"})
 
 
 def test_a_scenario_pickles_for_worker_processes_without_its_built_agents(

@@ -428,6 +428,8 @@ def test_rows_record_what_tuned_chose_in_each_variant(tmp_path: Path) -> None:
         "overrides: {cluster.nodes: [1, 2]}\n",
     )
     run_sweep(spec, tmp_path / "out")
+    run_sweep(spec, tmp_path / "two", LocalBackend(2))  # what a row records: not the split
+    assert table_files(tmp_path / "two") == table_files(tmp_path / "out")
     _, rows = read_rows(tmp_path / "out")
     said = {r.overrides["cluster.nodes"]: r.description for r in rows if r.agent != "fifo"}
     assert set(said) == {1, 2} and all(text.startswith("tuned[") for text in said.values())
@@ -460,6 +462,12 @@ def test_a_sweep_folder_has_a_report(reference: tuple[Path, Path], tmp_path: Pat
     assert again.exit_code == 0 and (out / "report.html").read_text() == page  # same bytes
     refused = CliRunner().invoke(app, ["report", str(out), "--baseline", "fifo"])
     assert refused.exit_code == 2 and "its own best agent" in refused.output
+    table = json.loads((out / JSON_FILE).read_text())
+    table["finished"] = "<script>alert(1)</script>"  # a shared folder's table is input too
+    (out / JSON_FILE).write_text(json.dumps(table))
+    hostile = CliRunner().invoke(app, ["report", str(out)])
+    assert hostile.exit_code == 2 and "finished: not a count" in hostile.output
+    assert "<script>alert" not in (out / "report.html").read_text()
 
 
 def test_a_bad_swept_list_item_blames_its_value(tmp_path: Path) -> None:
@@ -474,3 +482,29 @@ def test_a_bad_swept_list_item_blames_its_value(tmp_path: Path) -> None:
         SweepError, match=r"overrides\.workload\.streams\.0\.arrivals\.rate_per_s: value -1 in"
     ):
         plan_runs(load_sweep(spec))
+
+
+def test_a_table_from_before_file_digests_still_resumes(tmp_path: Path) -> None:
+    """Tables written before the digest covered template files recorded the document's alone:
+    their runs are kept, not refused as runs of a changed scenario."""
+    from lsched.workloads.templates import bundled_template_set, write_template_file
+
+    write_template_file(bundled_template_set("tpch"), tmp_path / "mine.json")
+    spec = write_sweep(tmp_path, "scenarios: [tiny.yaml]\nagents: [fifo]\nseeds: 2\n")
+    (tmp_path / "tiny.yaml").write_text(
+        TINY_SCENARIO.replace("  queries: 12\n", "  queries: 12\n  template_files: [mine.json]\n")
+    )
+    planned = plan_runs(load_sweep(spec))
+    assert planned[0].legacy_digest and planned[0].legacy_digest != planned[0].digest
+
+    def stop(done: int, total: int, row: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "out", progress=stop)
+    table = json.loads((tmp_path / "out" / JSON_FILE).read_text())
+    for run in table["runs"]:
+        run["scenario_digest"] = planned[0].legacy_digest  # as written before 2026-12-08
+    (tmp_path / "out" / JSON_FILE).write_text(json.dumps(table))
+    (tmp_path / "out" / JOURNAL_FILE).unlink(missing_ok=True)
+    assert run_sweep(spec, tmp_path / "out").executed == 1

@@ -180,3 +180,15 @@ def test_no_home_to_keep_the_cache_in_turns_it_off(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     assert cache_folder() is None and choice_store() is None
+
+
+def test_an_edited_plugin_is_other_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin may patch what the search runs: its name alone kept a stale choice's key."""
+    from lsched.tuning_cache import _plugins
+
+    plugin = tmp_path / "mine.py"
+    plugin.write_text("A = 1\n")
+    monkeypatch.setenv("LSCHED_PLUGINS", str(plugin))
+    before = _plugins()
+    plugin.write_text("A = 2\n")
+    assert _plugins() != before and str(plugin) in _plugins()[0]

@@ -298,9 +298,9 @@ def check_trace(spec: WorkloadSpec, library: Mapping[str, QueryTemplate]) -> Non
         check_template_names(records, library)
 
 
-def trace_sha256(path: Path) -> str:
-    """The log's SHA-256: what ties a run's results to the log it replayed (hashed once per
-    process while the file's size and modification time stay the same)."""
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 (a log, a template file): what ties a run's results to the files it
+    read (hashed once per process while the file's size and modification time stay the same)."""
     stat = path.stat()
     return _cached_sha256(path, (stat.st_mtime_ns, stat.st_size))
 
