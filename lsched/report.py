@@ -125,12 +125,7 @@ def report_html(folder: str | Path, baseline: str | None = None) -> str:
     reference = compared[0] if compared else None
     title = f"{results.scenario} — lsched report"
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{_text(title)}</h1>",
+        *_head(title),
         f'<p class="description">{_text(description)}</p>' if description else "",
         f'<p class="meta">{_text(_summary(results, compared))}</p>',
         "<h2>Results</h2>",
@@ -241,6 +236,18 @@ def _figure(plot: Plot) -> str:
     )
 
 
+def _head(title: str) -> list[str]:
+    """The page's head (the policy that forbids loading anything) and its title heading."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{_text(title)}</h1>",
+    ]
+
+
 def _sweep_html(folder: Path) -> str:
     """A sweep's page: per variant and agent the mean ± interval and the paired ratio to the
     variant's best baseline (the table `lsched sweep` prints), what `tuned` chose in each
@@ -276,12 +283,7 @@ def _sweep_html(folder: Path) -> str:
         sweep_figure(folder),
     )
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{_text(title)}</h1>",
+        *_head(title),
         f'<p class="description">{_text(spec.get("description", ""))}</p>',
         f'<p class="meta">{_text(document["finished"])} of {_text(document["total"])} runs '
         f"finished, {_text(document['failed'])} failed; seeds {_text(spec['seeds'])}.</p>",
