@@ -170,6 +170,7 @@ MAX_NAME_CHARS = 200
 """Longest scenario name: it titles every plot, and a 200,000-character one took minutes to
 lay out."""
 MAX_DESCRIPTION_CHARS = 4_000
+"""Longest scenario description: a paragraph or two, shown under the report's title."""
 
 
 class ScenarioModel(_Strict):
