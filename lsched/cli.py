@@ -807,11 +807,12 @@ def sweep(
 
 
 def _sweep_table(report: SweepReport) -> Table:
-    from lsched.sweep import summarize_sweep
+    from lsched.sweep import summarize_sweep, variant_key, variant_loads
 
     paths = report.spec.override_paths
+    loads = variant_loads(report.spec) if paths else {}
     table = Table(title=f"sweep {escape(report.spec.name)}", title_justify="left")
-    for header in ("scenario", *paths, "agent"):
+    for header in ("scenario", *paths, *(["load"] if loads else []), "agent"):
         table.add_column(escape(header), overflow="fold")
     for header in ("mean latency (s)", "vs best", "runs", "failed"):
         table.add_column(header, justify="right")
@@ -829,9 +830,11 @@ def _sweep_table(report: SweepReport) -> Table:
         else:
             interval = f" ±{cell.vs_best_ci95:.1%}" if cell.vs_best_seeds > 1 else ""
             versus = f"{cell.vs_best - 1:+.1%}{interval}"
+        load = loads.get(variant_key(cell.scenario, cell.overrides))
         table.add_row(
             escape(cell.scenario),
             *(escape(str(cell.overrides[p])) for p in paths),
+            *([("batch" if load is None else f"{load:.2f}")] if loads else []),
             escape(cell.agent),
             mean,
             versus,
@@ -841,6 +844,7 @@ def _sweep_table(report: SweepReport) -> Table:
     table.caption = (
         "mean latency ± its 95% interval over seeds; vs best: against the variant's best agent "
         "that is not a learned policy, seed by seed, ± its 95% interval"
+        + ("; load: offered load on the first seed, as lsched validate gives it" if loads else "")
     )
     return table
 
@@ -872,14 +876,11 @@ def _load_note(queries: Sequence[QuerySpec], threads: int) -> str:
     """How loaded the cluster will be (the load every heuristic's ranking depends on): the
     offered load ρ = λ·E[work] / threads, the arrival rate λ measured as (n − 1) gaps over the
     first-to-last span; or that it is a batch."""
-    if len(queries) < 2:
-        return ""
-    arrivals = [q.arrival_s for q in queries]
-    span_s = max(arrivals) - min(arrivals)
-    if span_s <= 0:
-        return " (a batch: all arrive at once)"
-    rate_per_s = (len(queries) - 1) / span_s
-    load = rate_per_s * sum(q.work_s for q in queries) / len(queries) / threads
+    from lsched.workloads.generate import offered_load
+
+    load = offered_load(queries, threads)
+    if load is None:
+        return " (a batch: all arrive at once)" if len(queries) > 1 else ""
     overloaded = "; above 1, queues grow without bound" if load > 1 else ""
     return (
         f" (offered load {load:.2f}: arrival rate × mean single-thread work / threads; "

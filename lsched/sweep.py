@@ -54,7 +54,7 @@ from lsched.plots import png_bytes
 from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
 from lsched.stats import confidence_halfwidth
-from lsched.workloads.generate import file_sha256
+from lsched.workloads.generate import file_sha256, offered_load
 
 CSV_FILE = "sweep.csv"
 JSON_FILE = SWEEP_TABLE_FILE
@@ -463,6 +463,33 @@ def _with_overrides(
     except LschedError as error:
         assignment = ", ".join(f"{p}={_value_text(v)}" for p, v in combo.items())
         raise SweepError(spec.source, "overrides", f"{text} with {assignment}: {error}") from None
+
+
+MAX_LOAD_VARIANTS = 200
+"""Most variants whose offered load the table shows: each draws its first seed's workload."""
+
+
+def variant_loads(spec: SweepSpec) -> dict[tuple[str, str], float | None]:
+    """Each variant's offered load on its first seed (`offered_load`; None for a batch), by
+    (scenario, overrides as the table's key): what a swept arrival rate or cluster size means
+    for the cluster. Empty past MAX_LOAD_VARIANTS variants."""
+    combos = spec.combinations()
+    if len(spec.scenarios) * len(combos) > MAX_LOAD_VARIANTS:
+        return {}
+    loads = {}
+    for index, text in enumerate(spec.scenarios):
+        base = _load(spec, index, text)
+        for combo in combos:
+            scenario = _with_overrides(spec, base, text, combo)
+            queries = scenario.queries(spec.seeds[0])
+            load = offered_load(queries, scenario.cluster.total_threads)
+            loads[variant_key(text, combo)] = load
+    return loads
+
+
+def variant_key(scenario: str, overrides: Mapping[str, Any]) -> tuple[str, str]:
+    """A variant of a sweep (a scenario with one combination of swept values) as a key."""
+    return scenario, _value_text(dict(overrides))
 
 
 def _file_digests(scenario: Scenario) -> list[str]:

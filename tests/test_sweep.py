@@ -508,3 +508,13 @@ def test_a_table_from_before_file_digests_still_resumes(tmp_path: Path) -> None:
     (tmp_path / "out" / JSON_FILE).write_text(json.dumps(table))
     (tmp_path / "out" / JOURNAL_FILE).unlink(missing_ok=True)
     assert run_sweep(spec, tmp_path / "out").executed == 1
+
+
+def test_each_variant_shows_its_offered_load(reference: tuple[Path, Path]) -> None:
+    """A swept rate or cluster size is read as load: twice the nodes, half the load."""
+    from lsched.sweep import variant_key, variant_loads
+
+    loads = variant_loads(load_sweep(reference[0]))
+    one = loads[variant_key("tiny.yaml", {"cluster.nodes": 1})]
+    two = loads[variant_key("tiny.yaml", {"cluster.nodes": 2})]
+    assert one is not None and two == pytest.approx(one / 2)

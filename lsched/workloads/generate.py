@@ -413,3 +413,17 @@ def workload_stats(queries: Sequence[QuerySpec]) -> WorkloadStats:
         total_work_s=sum(q.work_s for q in queries),
         per_class=tuple(Counter(q.query_class for q in queries).most_common()),
     )
+
+
+def offered_load(queries: Sequence[QuerySpec], threads: int) -> float | None:
+    """How loaded a cluster of `threads` will be: ρ = λ · E[single-thread work] / threads, the
+    arrival rate λ measured as (n − 1) gaps over the first-to-last span (parallel overheads add
+    to it); None for fewer than two queries or a batch (all arrive at once)."""
+    if len(queries) < 2:
+        return None
+    arrivals = [q.arrival_s for q in queries]
+    span_s = max(arrivals) - min(arrivals)
+    if span_s <= 0:
+        return None
+    rate_per_s = (len(queries) - 1) / span_s
+    return rate_per_s * sum(q.work_s for q in queries) / len(queries) / threads
