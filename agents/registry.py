@@ -156,13 +156,26 @@ def load_plugins() -> None:
         _plugins_loaded.add("entry points")
 
 
+def plugin_file(item: str) -> Path | None:
+    """The file an LSCHED_PLUGINS entry's code is in: the `.py` file it names, or its module's
+    source (None where it cannot be found without importing it)."""
+    if item.endswith(".py"):
+        return Path(item).expanduser().resolve()
+    try:
+        spec = importlib.util.find_spec(item)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
 def _import_plugin(item: str) -> None:
     """A module by name, or a `.py` file by path, as a module named after the file and a hash
     of its path: the same name in every process that loads it, and none already taken."""
     if not item.endswith(".py"):
         importlib.import_module(item)
         return
-    path = Path(item).expanduser().resolve()
+    path = plugin_file(item)
+    assert path is not None
     if not path.is_file():
         raise FileNotFoundError(f"no such file {str(path)!r}")
     # a name of its own: `agents.py` or two `mine.py` must not meet a module already imported

@@ -113,17 +113,14 @@ def _with_settings(loaded: Any, settings: Sequence[str] | None) -> Any:
     """The scenario with `--set` applied (results record it: their scenario.yaml reruns it)."""
     if not settings:
         return loaded
-    import json
+    from lsched.documents import setting_value
 
     overrides: dict[str, Any] = {}
     for item in settings:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. cluster.nodes=3")
-        try:
-            overrides[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = text
+        overrides[key.strip()] = setting_value(text)
     return loaded.with_overrides(overrides)
 
 

@@ -302,6 +302,15 @@ def validation_problem(
     return path, message
 
 
+def setting_value(text: str) -> Any:
+    """The VALUE of a command line's `--set KEY=VALUE` (`lsched run` and `lsched train` alike):
+    JSON where it parses (3, 0.5, [1, 2], true), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def load_mapping(
     path: str | Path,
     *,
@@ -327,5 +336,6 @@ __all__ = [
     "parse_json",
     "parse_yaml",
     "read_text",
+    "setting_value",
     "validation_problem",
 ]

@@ -22,7 +22,7 @@ from lsched.errors import InputError, ResultsError
 from lsched.io import FIDELITY_FILE, SCENARIO_FILE, SWEEP_TABLE_FILE, atomic_write_text
 from lsched.plots import Plot, folder_plots, png_bytes
 from lsched.plots.data import ResultsFolder, default_comparison, read_queries, read_results
-from lsched.stats import confidence_halfwidth
+from lsched.stats import paired_ratio
 
 REPORT_FILE = "report.html"
 MAX_FIDELITY_BYTES = 64 << 20
@@ -165,15 +165,13 @@ def _paired(results: ResultsFolder, reference: str | None) -> dict[str, tuple[fl
     if reference is None:
         return {}
     means = {
-        (agent, seed): float(np.mean(read_queries(results.folder, agent, seed).latency_s))
+        agent: {
+            seed: float(np.mean(read_queries(results.folder, agent, seed).latency_s))
+            for seed in results.seeds
+        }
         for agent in results.agents
-        for seed in results.seeds
     }
-    paired = {}
-    for agent in results.agents:
-        ratios = [means[agent, s] / means[reference, s] for s in results.seeds]
-        paired[agent] = (float(np.mean(ratios)), confidence_halfwidth(ratios))
-    return paired
+    return {agent: paired_ratio(means[agent], means[reference])[:2] for agent in results.agents}
 
 
 def _table(

@@ -35,7 +35,7 @@ from lsched.io import (
     write_json,
 )
 from lsched.scenario import AgentChoice, Scenario, budget_error, load_scenario
-from lsched.stats import confidence_halfwidth
+from lsched.stats import best_baseline, paired_ratio
 from lsched.tuning_cache import choice_store
 from lsched.workloads.scalability import scalability_prior
 from sim.budget import BudgetExceeded
@@ -142,8 +142,7 @@ class ScenarioReport:
     def best_baseline(self) -> str:
         """The agent with the lowest mean latency that is not a learned policy (any agent
         when all are learned): what "beats the heuristics by how much" is measured against."""
-        heuristics = [a for a in self.agents if not is_learned(a)] or list(self.agents)
-        return min(heuristics, key=lambda a: self.agents[a].mean_latency_s)
+        return best_baseline({a: s.mean_latency_s for a, s in self.agents.items()})
 
     def paired(self, baseline: str | None = None) -> dict[str, PairedRatio]:
         """Every agent against `baseline` (default: `best_baseline`), paired by seed."""
@@ -152,16 +151,15 @@ class ScenarioReport:
             known = ", ".join(self.agents)
             raise ValueError(f"--baseline: {baseline!r} is not one of the agents run ({known})")
         by_seed = {(r.agent, r.seed): r.mean_latency_s for r in self.runs}
-        paired: dict[str, PairedRatio] = {}
-        for label in self.agents:
-            ratios = [
-                by_seed[label, seed] / by_seed[baseline, seed]
-                for seed in self.seeds
-                if (label, seed) in by_seed and by_seed.get((baseline, seed), 0.0) > 0
-            ]
-            mean = float(np.mean(ratios)) if ratios else float("nan")
-            paired[label] = PairedRatio(baseline, mean, confidence_halfwidth(ratios), len(ratios))
-        return paired
+
+        def seeds_of(label: str) -> dict[int, float]:
+            return {s: by_seed[label, s] for s in self.seeds if (label, s) in by_seed}
+
+        theirs = seeds_of(baseline)
+        return {
+            label: PairedRatio(baseline, *paired_ratio(seeds_of(label), theirs))
+            for label in self.agents
+        }
 
     def to_document(self, baseline: str | None = None) -> dict[str, object]:
         """The JSON document of `lsched run --json` and results.json; `paired` holds every

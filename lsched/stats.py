@@ -8,7 +8,7 @@ spread of each agent's mean on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,3 +26,24 @@ def confidence_halfwidth(values: Sequence[float]) -> float:
         return 0.0
     quantile = T_975[count - 2] if count - 1 <= len(T_975) else Z_975
     return float(quantile * np.std(values, ddof=1) / math.sqrt(count))
+
+
+def paired_ratio(
+    mine: Mapping[int, float], theirs: Mapping[int, float]
+) -> tuple[float, float, int]:
+    """(mean over the seeds both ran of mine / theirs on that seed, its 95% half-width, how
+    many seeds were paired); (NaN, NaN, 0) when none was. `lsched run`'s vs column, the
+    report's and the sweep table's vs best."""
+    ratios = [mine[s] / theirs[s] for s in mine if s in theirs and theirs[s] > 0]
+    if not ratios:
+        return math.nan, math.nan, 0
+    return float(np.mean(ratios)), confidence_halfwidth(ratios), len(ratios)
+
+
+def best_baseline(means: Mapping[str, float]) -> str:
+    """The agent with the lowest mean that is not a learned policy (any agent when all are
+    learned): what "beats the heuristics by how much" is measured against."""
+    from agents.registry import is_learned
+
+    heuristics = [a for a in means if not is_learned(a)] or list(means)
+    return min(heuristics, key=lambda a: means[a])

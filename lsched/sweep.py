@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from agents.context import AgentError
-from agents.registry import is_known, is_learned, known_agents
+from agents.registry import is_known, known_agents
 from lsched.backends import Backend, LocalBackend, TaskFailure
 from lsched.documents import load_mapping, unknown_key_message, validation_problem
 from lsched.errors import InputError, LschedError, ScenarioError
@@ -53,7 +53,7 @@ from lsched.io import (
 from lsched.plots import png_bytes
 from lsched.runner import RunFigures, check_agents, run_one
 from lsched.scenario import AgentChoice, Scenario, load_scenario
-from lsched.stats import confidence_halfwidth
+from lsched.stats import best_baseline, confidence_halfwidth, paired_ratio
 from lsched.workloads.generate import file_sha256, offered_load
 
 CSV_FILE = "sweep.csv"
@@ -844,7 +844,7 @@ def summarize_sweep(rows: Sequence[SweepRow], metric: str = "mean_latency_s") ->
         raise ValueError(f"unknown figure {metric!r}; known: {', '.join(FIGURE_COLUMNS)}")
     groups: dict[tuple[str, str, str], list[SweepRow]] = {}
     for row in rows:
-        cell = (row.scenario, _value_text(dict(row.overrides)), row.agent)
+        cell = (*variant_key(row.scenario, row.overrides), row.agent)
         groups.setdefault(cell, []).append(row)
     summaries = []
     for mine in groups.values():
@@ -884,33 +884,25 @@ def _against_best(
         }
         for (scenario, variant, agent), rows in groups.items()
     }  # fmt: skip
-    variants: dict[tuple[str, str], list[SweepSummary]] = {}
+    finished: dict[tuple[str, str], dict[str, float]] = {}
     for cell in summaries:
-        variants.setdefault((cell.scenario, _value_text(dict(cell.overrides))), []).append(cell)
-    best: dict[tuple[str, str], SweepSummary] = {}
-    for where, cells in variants.items():
-        finished = [c for c in cells if c.runs]
-        # as `lsched run`: the best agent that is not a learned policy, else the best of all
-        pool = [c for c in finished if not is_learned(c.agent)] or finished
-        if pool:
-            best[where] = min(pool, key=lambda c: c.mean)
+        if cell.runs:
+            finished.setdefault(variant_key(cell.scenario, cell.overrides), {})[cell.agent] = (
+                cell.mean
+            )
+    best = {where: best_baseline(means) for where, means in finished.items()}  # as run's
     out = []
     for cell in summaries:
-        variant = _value_text(dict(cell.overrides))
-        top = best.get((cell.scenario, variant))
-        if top is None:
+        where = variant_key(cell.scenario, cell.overrides)
+        if where not in best:
             out.append(cell)
             continue
-        mine = by_seed[cell.scenario, variant, cell.agent]
-        theirs = by_seed[cell.scenario, variant, top.agent]
-        ratios = [mine[s] / theirs[s] for s in mine if s in theirs and theirs[s] > 0]
+        ratio, halfwidth, seeds = paired_ratio(
+            by_seed[(*where, cell.agent)], by_seed[(*where, best[where])]
+        )
         out.append(
             replace(
-                cell,
-                best=top.agent,
-                vs_best=float(np.mean(ratios)) if ratios else math.nan,
-                vs_best_ci95=confidence_halfwidth(ratios) if ratios else math.nan,
-                vs_best_seeds=len(ratios),
+                cell, best=best[where], vs_best=ratio, vs_best_ci95=halfwidth, vs_best_seeds=seeds
             )
         )
     return out

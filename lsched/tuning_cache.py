@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agents.registry import ENTRY_POINT_GROUP, PLUGINS_VARIABLE
+from agents.registry import ENTRY_POINT_GROUP, PLUGINS_VARIABLE, plugin_file
 
 CACHE_ENV = "LSCHED_CACHE_DIR"
 """Where choices are kept; empty or `off` keeps none. Default: $XDG_CACHE_HOME/lsched, else
@@ -40,17 +40,12 @@ def _plugins() -> tuple[str, ...]:
     names (or its module's file) and each `lsched.agents` entry point's distribution and
     version; an edited plugin is other code."""
     import importlib.metadata
-    import importlib.util
 
     parts = []
     for item in (p.strip() for p in os.environ.get(PLUGINS_VARIABLE, "").split(",")):
         if not item:
             continue
-        path = Path(item) if item.endswith(".py") else None
-        if path is None:
-            with contextlib.suppress(ImportError, ValueError):
-                spec = importlib.util.find_spec(item)
-                path = Path(spec.origin) if spec and spec.origin else None
+        path = plugin_file(item)
         try:
             content = hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
         except OSError:

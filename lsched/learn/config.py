@@ -13,7 +13,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from agents.learned.checkpoint import MAX_NETWORK_SIZE
 from lsched import io
-from lsched.documents import closest_hint
+from lsched.documents import closest_hint, setting_value
 from lsched.errors import LschedError
 
 EPISODE_ENDS = ("auto", "arrival", "finish")
@@ -394,10 +394,7 @@ def config_from_settings(items: Sequence[str], base: TrainConfig | None = None) 
                 f"train setting {item!r}: {problem}; "
                 f"{closest_hint(key, list(fields_))}FIELD is one of {', '.join(fields_)}"
             )
-        try:
-            settings[key] = json.loads(text)
-        except json.JSONDecodeError:
-            settings[key] = text
+        settings[key] = setting_value(text)
     if isinstance(settings.get("baselines"), list):
         settings["baselines"] = tuple(settings["baselines"])
     for key in ("margin_grid", "query_margin_grid"):

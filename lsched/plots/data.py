@@ -32,6 +32,7 @@ from lsched.io import (
     read_csv,
     tasks_file,
 )
+from lsched.stats import best_baseline
 
 DPI = 110
 """Resolution of every PNG."""
@@ -224,8 +225,7 @@ def default_comparison(results: ResultsFolder, baseline: str | None = None) -> t
         return results.figures.get(label, {}).get("mean_latency", float("inf"))
 
     if baseline is None:
-        heuristics = [a for a in results.agents if not is_learned(a)] or list(results.agents)
-        baseline = min(heuristics, key=mean)
+        baseline = best_baseline({a: mean(a) for a in results.agents})
     others = [a for a in results.agents if a != baseline]
     learned = [a for a in others if is_learned(a)]
     return baseline, learned[0] if learned else min(others, key=mean)
