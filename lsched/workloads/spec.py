@@ -253,6 +253,9 @@ ARRIVAL_PROCESSES = ("batch", "poisson", "bursty", "diurnal", "periodic", "etl")
 # ---------------------------------------------------------------- streams and the workload
 
 
+NO_NUL = "^[^\x00]*$"
+"""A file path: any text but a NUL byte, which no file system takes (it failed when opened,
+as "embedded null byte", naming no field)."""
 MAX_WEIGHT = 1e9
 """Largest share weight (weights are relative: two of 1e308 overflowed their sum)."""
 SCALE_FACTOR_RANGE = (1e-4, 1e5)
@@ -370,7 +373,7 @@ class StreamModel(_Model):
 class TraceModel(_Model):
     """`workload.trace:`: replay a query log (CSV or Parquet, Redset's columns or plain ones)."""
 
-    path: str = Field(min_length=1, pattern="^[^\x00]*$")
+    path: str = Field(min_length=1, pattern=NO_NUL)
     """The log; a relative path resolves against the scenario file's folder."""
     time_scale: float = Field(1.0, gt=0)
     """Multiplies arrival gaps: 0.5 replays the log twice as fast."""
@@ -414,7 +417,7 @@ class WorkloadModel(_Model):
     """`measured`: each instance's work is one of its template's measured parameter draws
     (TPC-H's and SSB's substitution rules); `default`: every instance runs the default
     parameters' work (the model before parameter-dependent work)."""
-    template_files: list[Annotated[str, Field(min_length=1, pattern="^[^\x00]*$")]] = Field(
+    template_files: list[Annotated[str, Field(min_length=1, pattern=NO_NUL)]] = Field(
         default_factory=list
     )
     streams: list[StreamModel] = Field(default_factory=list)

@@ -602,21 +602,20 @@ def load_library(extra_files: Sequence[Path] = ()) -> dict[str, QueryTemplate]:
 
     Templates without measured scalability get the bundled operator-type model's."""
     library: dict[str, QueryTemplate] = {}
-    origin: dict[str, str] = {}
-    sets = [(f"bundled {s}", bundled_template_set(s)) for s in BUNDLED_SUITES]
-    sets += [(str(path), load_template_file(Path(path))) for path in extra_files]
+    for suite in BUNDLED_SUITES:
+        library.update(bundled_template_set(suite).templates)
+    yours: dict[str, str] = {}  # template name -> the user's file that defines it
+    for path in extra_files:
+        for name, template in load_template_file(Path(path)).templates.items():
+            if name in yours:
+                also = f"duplicate template name (also in {yours[name]})"
+                raise TemplateError(str(path), f"templates.{name}", also)
+            yours[name] = str(path)
+            library[name] = template
     model = bundled_template_set(SCALABILITY_MODEL_SUITE).scalability_model
-    for source, template_set in sets:
-        for name, template in template_set.templates.items():
-            if name in library and not origin[name].startswith("bundled "):
-                raise TemplateError(
-                    source, f"templates.{name}", f"duplicate template name (also in {origin[name]})"
-                )
-            library[name] = (
-                template if model is None else with_modelled_scalability(template, model)
-            )
-            origin[name] = source
-    return library
+    if model is None:
+        return library
+    return {name: with_modelled_scalability(t, model) for name, t in library.items()}
 
 
 def select_templates(
