@@ -62,7 +62,7 @@ def main() -> None:
         if args.out is not None:
             folder = args.out / name
             folder.mkdir(parents=True, exist_ok=True)
-            write_real_results(report, fidelity, folder)
+            write_real_results(report, fidelity, folder, scenario, agents)
         errors = {a: round(f["mean_error"], 4) for a, f in fidelity["agents"].items()}
         ratios = {p: round(f["ratio_error"], 4) for p, f in fidelity["pairs"].items()}
         errors_matched = {

@@ -344,12 +344,7 @@ def real(
             from lsched.plots import render_plots
 
             with staged_outputs(out) as stage:
-                from lsched.io import SCENARIO_FILE, atomic_write_text
-                from lsched.runner import scenario_text
-
-                write_real_results(report, fidelity, stage)
-                # the scenario as run (`--set` included), as `lsched run --out` keeps it
-                atomic_write_text(stage / SCENARIO_FILE, scenario_text(loaded, choices))
+                write_real_results(report, fidelity, stage, loaded, choices)
                 render_plots(stage)
         if json_output:
             from lsched.io import json_text

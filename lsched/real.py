@@ -1191,21 +1191,31 @@ def fidelity_verdict(fidelity: dict) -> list[str]:
     return lines
 
 
-def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) -> list[Path]:
+def write_real_results(
+    report: RealReport,
+    fidelity: dict[str, Any],
+    out: Path,
+    scenario: Scenario,
+    agents: Sequence[AgentChoice],
+) -> list[Path]:
     """results.json, queries/tasks CSVs per agent and seed (the median repeat; a task row per
-    query, its worker slot as the thread), fidelity.json and the parity plot; results.json
-    last, so a folder that has it has everything."""
+    query, its worker slot as the thread), fidelity.json, the parity plot and the scenario as
+    run (`--set` included, as `lsched run --out` keeps it); results.json last, so a folder that
+    has it has everything."""
     from lsched.io import (
         QUERY_COLUMNS,
         RESULTS_FILE,
+        SCENARIO_FILE,
         TASK_COLUMNS,
         atomic_write_bytes,
+        atomic_write_text,
         queries_file,
         tasks_file,
         write_csv,
         write_json,
     )
     from lsched.plots import parity_figure, png_bytes
+    from lsched.runner import scenario_text
 
     isolated = report.isolated
     written = []
@@ -1238,6 +1248,7 @@ def write_real_results(report: RealReport, fidelity: dict[str, Any], out: Path) 
             tasks = [(q.query_id, 0, 0, 0, q.worker, q.start_s, q.finish_s) for q in run]
             written.append(write_csv(tasks_file(out, label, seed), TASK_COLUMNS, tasks))
     written.append(write_json(out / FIDELITY_FILE, fidelity))
+    written.append(atomic_write_text(out / SCENARIO_FILE, scenario_text(scenario, agents)))
     figure = parity_figure(fidelity["queries"], f"{report.scenario}: simulator vs DuckDB")
     written.append(atomic_write_bytes(out / PARITY_PLOT, png_bytes(figure)))
     written.append(write_json(out / RESULTS_FILE, results_document(report)))
